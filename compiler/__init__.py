@@ -1,0 +1,1 @@
+"""snnc.compiler: frontend -> intermediate graph -> passes (quantize, check, map) -> backends."""

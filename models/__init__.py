@@ -1,0 +1,1 @@
+"""snnc.models: the PyTorch side: CUBA-LIF layers, training rules, datasets, checkpoints."""

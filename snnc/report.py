@@ -1,0 +1,53 @@
+"""Human-readable rendering of report.json (terminal tables)."""
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _si(x: float, unit: str) -> str:
+    for factor, prefix in ((1e-12, "p"), (1e-9, "n"), (1e-6, "µ"), (1e-3, "m"), (1.0, "")):
+        if abs(x) < factor * 1000:
+            return f"{x / factor:.3g} {prefix}{unit}"
+    return f"{x:.3g} {unit}"
+
+
+def render(report: dict[str, Any], console: Console | None = None) -> None:
+    """Print per-layer activity, energy, latency, mapping and verification, with the caveats."""
+    con = console or Console()
+    energy = {layer["name"]: layer for layer in report["energy"]["layers"]}
+    cores = {m["name"]: m["cores"] for m in report["mapping"]["layers"]}
+    act = report["activity"]
+    t = Table(title=f"Per inference (mean of {act['samples']} samples, {act['timesteps']} timesteps)")
+    for col in ("layer", "neurons", "synapses", "cores", "synops", "neuron updates", "spikes", "energy"):
+        t.add_column(col, justify="left" if col == "layer" else "right")
+    for layer in act["layers"]:
+        n = layer["name"]
+        t.add_row(n, str(layer["neurons"]), str(layer["synapses"]), str(cores[n]), f"{layer['synops']:.0f}",
+                  f"{layer['neuron_updates']:.0f}", f"{layer['spikes']:.1f}", _si(energy[n]["total_j"], "J"))
+    t.add_row("total", "", "", str(report["mapping"]["cores"]), f"{act['synops']:.0f}",
+              f"{act['neuron_updates']:.0f}", f"{act['spikes']:.1f}", _si(report["energy"]["total_j"], "J"))
+    con.print(t)
+    lat = report["latency"]
+    con.print(f"Energy model: [bold]{report['energy']['model']}[/] ({report['energy']['source']})")
+    con.print(f"Latency: {_si(lat['per_step_s'], 's')} per timestep, {_si(lat['per_inference_s'], 's')} per "
+              f"inference of {lat['timesteps']} steps; {report['mapping']['cores']} cores on "
+              f"{report['mapping']['chips']} chip(s).")
+    if "accuracy" in report:
+        a = report["accuracy"]
+        con.print(f"Accuracy ({a['engine']}, {a['samples']} test samples): {a['value']:.1%}")
+    v = report["verification"]
+    if v.get("samples"):
+        status = "[green]PASS[/]" if v["passed"] else "[red]FAIL[/]"
+        pairs = ", ".join(f"{p}: {sum(per.values())}" for p, per in v["mismatches"].items())
+        con.print(f"Verification {status}: {v['samples']} samples x {v['timesteps']} steps, engines "
+                  f"{', '.join(v['engines'])}; mismatched spikes {pairs}.")
+    else:
+        con.print("Verification: not run (use --verify N).")
+    for f in report.get("findings", []):
+        con.print(f"[yellow]warning[/] [{f['rule']}] {f['message']}")
+    con.print("Caveats (energy and latency are estimates, bit-exact to Lava's Loihi fixed-point models):")
+    for c in report["energy"]["caveats"]:
+        con.print(f"  - {c}", highlight=False)
