@@ -1,0 +1,39 @@
+# The two commands: `make demo` (train -> compile -> verify on Lava -> report) and `make test`.
+# Both create .venv on first use. lava-nc 0.10.0 / lava-dl 0.6.0 declare Python <3.11 and pin an old
+# torch, so they are installed with --no-deps; their real dependencies are in pyproject.toml.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.snnc-installed
+# torch and torchvision must be built together (lava-dl's netx imports torchvision): pin the pair.
+TORCH  := torch==2.15.0 torchvision==0.29.2
+LAVA   := lava-nc==0.10.0 lava-dl==0.6.0
+DEMO   := demo-out
+
+.PHONY: demo test test-fast install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH)
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --ignore-requires-python $(LAVA)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	rm -rf $(DEMO) && mkdir -p $(DEMO)
+	$(BIN)/snn-train --dataset digits --arch mlp --rule stbp-rect --epochs 5 --out $(DEMO)/model.pt
+	$(BIN)/snn-compile $(DEMO)/model.pt --target loihi --out $(DEMO)/build --verify 32
+	$(BIN)/snn-run $(DEMO)/build --backend hwsim --dataset digits --samples 360
+	$(BIN)/snn-run $(DEMO)/build --backend lava --dataset digits --samples 20
+	$(BIN)/snn-report $(DEMO)/build > /dev/null && echo "snn-report $(DEMO)/build: ok"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+clean:
+	rm -rf $(VENV) $(DEMO)
