@@ -62,16 +62,10 @@ class Output:
     name: str
 
 
-@dataclass(frozen=True, eq=False)
-class Dense:
-    """Float all-to-all synapses, ``weight`` of shape (out, in) in threshold units."""
+class _WeightShape:
+    """Sizes of a synapse node from its (out, in) weight matrix."""
 
-    name: str
     weight: np.ndarray
-
-    def __post_init__(self) -> None:
-        if self.weight.ndim != 2:
-            raise GraphError(f"{self.name}: weight must be 2-D (out, in), got shape {self.weight.shape}")
 
     @property
     def in_size(self) -> int:
@@ -80,6 +74,18 @@ class Dense:
     @property
     def out_size(self) -> int:
         return int(self.weight.shape[0])
+
+
+@dataclass(frozen=True, eq=False)
+class Dense(_WeightShape):
+    """Float all-to-all synapses, ``weight`` of shape (out, in) in threshold units."""
+
+    name: str
+    weight: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.weight.ndim != 2:
+            raise GraphError(f"{self.name}: weight must be 2-D (out, in), got shape {self.weight.shape}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,7 +106,7 @@ class CubaLIF:
 
 
 @dataclass(frozen=True, eq=False)
-class QDense:
+class QDense(_WeightShape):
     """Fixed-point Dense: integer ``weight`` (out, in); delivered ``(W @ s) << weight_exp`` next step."""
 
     name: str
@@ -111,14 +117,6 @@ class QDense:
         if self.weight.ndim != 2 or not np.issubdtype(self.weight.dtype, np.integer):
             raise GraphError(f"{self.name}: fixed-point weight must be a 2-D integer array, "
                              f"got {self.weight.dtype} {self.weight.shape}")
-
-    @property
-    def in_size(self) -> int:
-        return int(self.weight.shape[1])
-
-    @property
-    def out_size(self) -> int:
-        return int(self.weight.shape[0])
 
 
 @dataclass(frozen=True, eq=False)
