@@ -93,17 +93,23 @@ class Finding:
     message: str
 
 
-def rule_synaptic_sum_fits(graph: Graph, target: Target) -> list[Finding]:
-    """fan-in x max|w| (<< weight_exp) must stay below Lava's int32 headroom for ``a << 6``."""
+def rule_current_cannot_wrap(graph: Graph, target: Target) -> list[Finding]:
+    """Worst-case synaptic input per step must keep u inside 24 bits.
+
+    Beyond 2**18 (a << 6 > 2**24) Lava's single wrap, then its int32 sums, decide u: every snnc engine
+    reproduces that exactly, but it is not what a true 24-bit wrap on silicon would do.
+    """
     out = []
     for syn, neu in graph.layers():
         assert isinstance(syn, QDense)
-        bound = int(np.abs(syn.weight).sum(axis=1).max(initial=0)) << max(syn.weight_exp, 0)
+        w = syn.weight.astype(np.int64)
+        worst = int(max(np.clip(w, 0, None).sum(axis=1).max(initial=0), (-np.clip(w, None, 0)).sum(axis=1).max(initial=0)))
+        bound = worst << syn.weight_exp if syn.weight_exp >= 0 else worst >> -syn.weight_exp
         if bound > target.max_synaptic_sum:
-            out.append(Finding("synaptic_sum_fits", syn.name, "error",
-                               f"layer '{neu.name}': the largest possible synaptic sum {bound} exceeds "
-                               f"{target.max_synaptic_sum} (Lava adds a << 6 in int32); reduce the fan-in "
-                               f"({syn.in_size}) or the weight magnitudes."))
+            out.append(Finding("current_cannot_wrap", syn.name, "warning",
+                               f"layer '{neu.name}': if all {syn.in_size} inputs spike together the synaptic "
+                               f"input reaches {bound} > {target.max_synaptic_sum}, and u can leave its 24 bits "
+                               f"(Lava's wrap, exact in hwsim, differs from a true 24-bit wrap)."))
     return out
 
 
@@ -120,7 +126,22 @@ def rule_netx_sign_mode(graph: Graph, target: Target) -> list[Finding]:
     return out
 
 
-RULES: list[Callable[[Graph, Target], list[Finding]]] = [rule_synaptic_sum_fits, rule_netx_sign_mode]
+def rule_weights_representable(graph: Graph, target: Target) -> list[Finding]:
+    """Weights outside the format (odd, or beyond [-256, 254]) are changed by the chip's Dense."""
+    fp, out = target.fixed_point, []
+    for syn, neu in graph.layers():
+        assert isinstance(syn, QDense)
+        w = syn.weight
+        bad = int(((w < fp.weight_min) | (w > fp.weight_max) | (w % fp.weight_step != 0)).sum())
+        if bad:
+            out.append(Finding("weights_representable", syn.name, "warning",
+                               f"layer '{neu.name}': {bad} weights are not even integers in [{fp.weight_min}, "
+                               f"{fp.weight_max}]; the chip clips and floors them (every engine does the same)."))
+    return out
+
+
+RULES: list[Callable[[Graph, Target], list[Finding]]] = [
+    rule_current_cannot_wrap, rule_weights_representable, rule_netx_sign_mode]
 
 
 def check(graph: Graph, target: Target) -> list[Finding]:

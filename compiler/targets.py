@@ -23,7 +23,7 @@ class Target:
     synapse_block_header_bits: int
     stored_weight_bits: int
     cores_per_chip: int
-    max_synaptic_sum: int            # |W @ s| bound so Lava's int32 (a << 6) cannot overflow
+    max_synaptic_sum: int            # |W @ s| bound under which u cannot leave its 24 bits
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
@@ -39,7 +39,7 @@ LOIHI = Target(
     synapse_block_header_bits=10,
     stored_weight_bits=8,
     cores_per_chip=128,
-    max_synaptic_sum=2**25 - 1,
+    max_synaptic_sum=2**18,
     sources={
         "neurons_per_core": "nengo-loihi block.py MAX_COMPARTMENTS; Davies et al. 2018 p.89",
         "input_axons_per_core": "nengo-loihi block.py MAX_IN_AXONS; Davies et al. 2018 p.89",
@@ -48,7 +48,8 @@ LOIHI = Target(
         "synapse_block/header": "nengo-loihi block.py SynapseConfig.bits_per_axon (<=64 per block, "
                                 "10-bit header, rounded to 64-bit words)",
         "cores_per_chip": "Davies et al. 2018; nengo-loihi allocators.py",
-        "max_synaptic_sum": "SP/lava/proc/lif/models.py:150-156: a_in << 6 is added in int32",
+        "max_synaptic_sum": "SP/lava/proc/lif/models.py:150-171: u + (a << 6) is wrapped once at 24 "
+                            "bits, which is a true wrap only while |a << 6| <= 2**24",
     },
 )
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from snnc.compiler.ir import Graph, QCubaLIF, QDense
+from snnc.models.quant import FixedPointFormat
 from snnc.errors import GraphError
 
 
@@ -47,6 +48,20 @@ class HwSimResult:
 def rshift_toward_zero(x: np.ndarray, n: int) -> np.ndarray:
     """``sign(x) * (|x| >> n)``: Lava's decay rounding (SP/lava/proc/lif/models.py:145-171)."""
     return np.sign(x) * (np.abs(x) >> n)
+
+
+def wrap_int32(x: np.ndarray) -> np.ndarray:
+    """Two's-complement int32 wrap of int64 values: Lava sums u and v in int32
+    (SP/lava/proc/lif/models.py:153-157 ``decayed_curr += activation_in``, 184-186)."""
+    return ((x + 2**31) & (2**32 - 1)) - 2**31
+
+
+def lava_weights(weight: np.ndarray, fmt: FixedPointFormat) -> np.ndarray:
+    """The weights Lava's mixed-sign Dense really uses: clip to [-256, 255], then floor to the
+    format's step (SP/lava/proc/dense/models.py:82-91, SP/lava/utils/weightutils.py:204-295).
+    Identity for every graph the compiler writes; it matters for hand-built or imported graphs."""
+    w = np.clip(weight.astype(np.int64), fmt.weight_min, fmt.weight_max + fmt.weight_step - 1)
+    return (w // fmt.weight_step) * fmt.weight_step
 
 
 def shift_signed(x: np.ndarray, exp: int) -> np.ndarray:
@@ -97,7 +112,7 @@ class HwSim:
         for syn, neu in self.layers:
             delayed = np.zeros_like(prev)
             delayed[:, 1:] = prev[:, :-1]  # one-step Dense delay: a[t] = W s[t-1]
-            a = synaptic_input(delayed, syn.weight, syn.weight_exp)
+            a = synaptic_input(delayed, lava_weights(syn.weight, neu.fmt), syn.weight_exp)
             out, active = self._neurons(a, neu)
             spikes[neu.name] = out
             activity.append(LayerActivity(
@@ -132,10 +147,10 @@ class HwSim:
         for t in range(steps):
             at = a[:, t]
             active[t] = np.count_nonzero((at != 0) | (u != 0) | (v != 0))
-            u = rshift_toward_zero(u * keep_u, shift) + (at << fmt.act_shift)
-            u = np.where(u > top, u - wrap, u)        # l.163-171: wrap ('>' then '<=')
+            u = wrap_int32(rshift_toward_zero(u * keep_u, shift) + wrap_int32(at << fmt.act_shift))
+            u = np.where(u > top, u - wrap, u)        # l.163-171: wrap once ('>' then '<=')
             u = np.where(u <= -top, u + wrap, u)
-            v = rshift_toward_zero(v * keep_v, shift) + u + bias
+            v = wrap_int32(rshift_toward_zero(v * keep_v, shift) + u + bias)
             np.clip(v, -vmax, vmax, out=v)             # l.174-186: v saturates
             s = v > vth                                # strict '>'
             v[s] = 0                                   # reset v only

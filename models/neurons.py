@@ -25,6 +25,11 @@ def delay_one_step(spikes: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.pad(spikes, (0, 0, 1, 0))[:, :-1]
 
 
+def wrap_int32(x: torch.Tensor) -> torch.Tensor:
+    """Two's-complement int32 wrap (Lava sums u and v in int32); identity gradient."""
+    return x - (torch.floor((x + 2.0**31) / 2.0**32) * 2.0**32).detach()
+
+
 def cuba_float_step(a: torch.Tensor, u: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | float,
                     du: float, dv: float, threshold: float, rule: Rule
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -47,10 +52,10 @@ def cuba_hw_step(a: torch.Tensor, u: torch.Tensor, v: torch.Tensor, bias: torch.
     """
     one = float(fmt.decay_unity)
     top = float(fmt.state_max)
-    u = trunc_ste(u * ((one - du) / one)) + a * float(2 ** fmt.act_shift)
-    u = u - 2 * top * (u > top).to(u.dtype).detach()        # wrap: '>' then '<=' as Lava does
+    u = wrap_int32(trunc_ste(u * ((one - du) / one)) + wrap_int32(a * float(2 ** fmt.act_shift)))
+    u = u - 2 * top * (u > top).to(u.dtype).detach()        # wrap once: '>' then '<=' as Lava does
     u = u + 2 * top * (u <= -top).to(u.dtype).detach()
-    v = trunc_ste(v * ((one - dv) / one)) + u + bias * float(2 ** fmt.bias_exp)
+    v = wrap_int32(trunc_ste(v * ((one - dv) / one)) + u + bias * float(2 ** fmt.bias_exp))
     v = torch.clamp(v, -(top - 1), top - 1)
     vth_eff = float(vth * 2 ** fmt.vth_shift)
     s = rule.spike((v - vth_eff) / unit)

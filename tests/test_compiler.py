@@ -57,15 +57,30 @@ def test_decay_outside_unit_interval_is_rejected() -> None:
         quantize(graph_from_module(model), LOIHI)
 
 
-def test_synaptic_sum_rule_and_netx_warning() -> None:
-    w = np.full((2, 200_000), 254, dtype=np.int64)
-    big = Graph.chain([Input("in", (200_000,)), QDense("fc1", w), QCubaLIF("lif1", 2, 0, 0, 1, np.zeros(2, np.int64)),
-                       Output("out")])
-    with pytest.raises(TargetLimitError, match="synaptic_sum_fits"):
-        check(big, LOIHI)
-    neg = Graph.chain([Input("in", (3,)), QDense("fc1", -2 * np.ones((2, 3), np.int64)),
-                       QCubaLIF("lif1", 2, 0, 0, 1, np.zeros(2, np.int64)), Output("out")])
+def test_design_rule_warnings() -> None:
+    lif = lambda n: QCubaLIF("lif1", n, 0, 0, 1, np.zeros(n, np.int64))  # noqa: E731
+    big = Graph.chain([Input("in", (1100,)), QDense("fc1", np.full((2, 1100), 254, np.int64)), lif(2), Output("out")])
+    assert [f.rule for f in check(big, LOIHI)] == ["current_cannot_wrap"]   # 1100 x 254 > 2**18
+    ok = Graph.chain([Input("in", (1000,)), QDense("fc1", np.full((2, 1000), 254, np.int64)), lif(2), Output("out")])
+    assert check(ok, LOIHI) == []
+    neg = Graph.chain([Input("in", (3,)), QDense("fc1", -2 * np.ones((2, 3), np.int64)), lif(2), Output("out")])
     assert [f.rule for f in check(neg, LOIHI)] == ["netx_sign_mode"]
+    odd = Graph.chain([Input("in", (3,)), QDense("fc1", np.array([[3, 2, 300], [2, 2, 2]])), lif(2), Output("out")])
+    found = check(odd, LOIHI)
+    assert [f.rule for f in found] == ["weights_representable"] and "2 weights" in found[0].message
+
+
+def test_hwsim_applies_the_chips_weight_format() -> None:
+    """Odd and out-of-range weights are clipped and floored as Lava's Dense does: 3 -> 2, 300 -> 254."""
+    g = Graph.chain([Input("in", (2,)), QDense("fc1", np.array([[3, 300]])),
+                     QCubaLIF("lif1", 1, 4096, 4096, 0, np.zeros(1, np.int64)), Output("out")])
+    x = np.zeros((1, 3, 2), dtype=bool)
+    x[0, 0, 0] = True
+    sim = HwSim.from_graph(g)
+    assert sim.run(x).output[0, 1, 0]  # 2 > 0 fires (a raw 3 would too)
+    g2 = Graph.chain([Input("in", (2,)), QDense("fc1", np.array([[3, 300]])),
+                      QCubaLIF("lif1", 1, 4096, 4096, 2, np.zeros(1, np.int64)), Output("out")])
+    assert not HwSim.from_graph(g2).run(x).output.any()  # 2 << 6 = 128 is not > 2 << 6; a raw 3 would fire
 
 
 def test_mapping_matches_loihi_synaptic_memory_arithmetic() -> None:
