@@ -1,0 +1,548 @@
+"""Run a fixed-point graph on Lava's CPU simulator (bit-accurate ``fixed_pt`` models), sample by sample.
+
+:func:`run_on_lava` returns the same thing as hwsim's ``HwSimResult.spikes``: for every neuron layer,
+a bool array (batch, T, n) of its spikes at every step. It is the reference hwsim is checked against,
+so it reproduces hwsim's semantics (``snnc.compiler.ir`` docstring) with stock Lava processes:
+
+    RingBuffer source -> Dense -> LIF -> Dense -> LIF ...   and one RingBuffer sink per LIF
+
+* every sample starts from zero state: between samples ``u``, ``v`` (LIF) and ``a_buff`` (Dense, the
+  one-step delay buffer) are set back to 0 with ``Var.set``; the network is compiled once per block
+  of samples, not once per sample (build + compile + spawn is ~0.4 s; a fresh network per sample
+  measured 635 ms/sample against ~80 ms/sample reused, 64-128-10 at T=20, 2 cores);
+* the source holds the whole block's input, sample k at columns k*T .. k*T+T-1. Lava's step counter
+  runs on across ``run`` calls and both ring buffers index with ``(time_step - 1) % buffer``
+  (SP/lava/proc/io/source.py:40-44, SP/lava/proc/io/sink.py:48-52), so step t of sample k reads
+  and writes column k*T + t - 1 with no per-sample ``Var.set`` of the input. Every set/get moves
+  one value per message (SP/lava/magma/runtime/runtime.py:516-612): reading the sinks back is the
+  slowest part of a run (~17 us per neuron-step), more than the steps themselves (~1.5 ms each).
+
+Why a worker process: Lava deadlocks instead of failing when a process model raises mid-run (the
+runtime service waits forever for the DONE of models blocked on the failed one,
+SP/lava/magma/runtime/runtime_services/runtime_service.py:221-236, 341-352), and a blocked
+``run`` cannot be interrupted from a thread. So each call forks one worker in its own process group;
+the worker builds and runs the network, watches Lava's processes (one that exits mid-run is an error),
+and always stops or kills them. The caller enforces ``timeout_s`` and Ctrl-C by terminating that
+group, which cannot hang. Nothing of Lava's ever outlives the call.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import multiprocessing as mp
+import multiprocessing.connection
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any, NoReturn
+
+import numpy as np
+
+from snnc.compiler.ir import Graph, QCubaLIF, QDense
+from snnc.errors import GraphError, LavaRunError
+from snnc.runtime.lava_compat import ensure_lava_importable
+
+#: Most input values (n_in x samples x T) one compiled network holds; more samples => more blocks
+#: (bounds the memory of the preloaded source and of the sinks; each block costs one ~0.4 s start).
+MAX_BLOCK_VALUES = 2**22
+#: Seconds a terminated worker gets to stop Lava cleanly before its whole process group is killed.
+TERMINATE_GRACE_S = 5.0
+_POLL_S = 0.05
+_ADVICE = ("Check that the graph came from snnc's compiler (so every parameter is in Lava's range), "
+           "compare with hwsim on the same inputs, and report the error with the graph if it persists.")
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """The plain parameters of one Dense+LIF layer, as Lava's processes take them."""
+
+    dense_name: str
+    name: str
+    weight: np.ndarray      # int32 (n_out, n_in)
+    weight_exp: int
+    du: int                 # Lava's register value: effective du - 1 (may be -1: no current decay)
+    dv: int
+    vth: int
+    bias_mant: np.ndarray   # int32 (n,)
+    bias_exp: int
+
+    @property
+    def size(self) -> int:
+        return int(self.weight.shape[0])
+
+
+@dataclass
+class LavaRunStats:
+    """Wall times of one :func:`run_on_lava` call, measured in the worker."""
+
+    batch: int
+    timesteps: int
+    blocks: int = 0
+    build_s: float = 0.0        # building processes + compiling + spawning Lava's workers
+    run_s: float = 0.0          # RunSteps of every sample, including the state resets
+    read_s: float = 0.0         # reading the sinks back
+    stop_s: float = 0.0
+    total_s: float = 0.0        # as seen by the caller, including the fork and the result transfer
+    per_sample_s: list[float] = field(default_factory=list)
+
+
+def layer_specs(graph: Graph) -> list[LayerSpec]:
+    """The graph's layers as Lava parameters; only fixed-point chains can run on Lava."""
+    if not graph.is_fixed_point:
+        raise GraphError("Lava runs fixed-point graphs only: quantize the graph first")
+    specs = []
+    for syn, neu in graph.layers():
+        if not isinstance(syn, QDense) or not isinstance(neu, QCubaLIF):
+            raise GraphError(f"layer ({syn.name}, {neu.name}) is not a QDense + QCubaLIF pair")
+        specs.append(LayerSpec(
+            dense_name=syn.name, name=neu.name,
+            weight=np.ascontiguousarray(syn.weight, dtype=np.int32), weight_exp=int(syn.weight_exp),
+            du=int(neu.lava_du), dv=int(neu.dv), vth=int(neu.vth),
+            bias_mant=np.broadcast_to(np.asarray(neu.bias_mant, dtype=np.int32), (neu.size,)).copy(),
+            bias_exp=int(neu.bias_exp)))
+    return specs
+
+
+def check_inputs(inputs: np.ndarray, n_in: int) -> np.ndarray:
+    """(batch, T, n_in) 0/1 -> bool, with the same errors as hwsim."""
+    x = np.asarray(inputs)
+    if x.ndim != 3 or x.shape[2] != n_in:
+        raise ValueError(f"inputs must have shape (batch, T, {n_in}), got {x.shape}")
+    if not np.isin(x, (0, 1)).all():
+        raise ValueError("inputs must be binary spikes (0/1)")
+    return x.astype(bool)
+
+
+def run_on_lava(graph: Graph, inputs: np.ndarray, *, timeout_s: float | None = None) -> dict[str, np.ndarray]:
+    """Spikes of every LIF layer, bool (batch, T, n), from Lava's fixed_pt simulation of ``graph``.
+
+    Every sample starts from zero state; ``timeout_s`` bounds the whole call (LavaRunError when
+    exceeded). Raises LavaRunError for anything Lava fails at.
+    """
+    spikes, _ = run_on_lava_with_stats(graph, inputs, timeout_s=timeout_s)
+    return spikes
+
+
+def run_on_lava_with_stats(graph: Graph, inputs: np.ndarray, *,
+                           timeout_s: float | None = None) -> tuple[dict[str, np.ndarray], LavaRunStats]:
+    """:func:`run_on_lava` plus where the time went."""
+    layers = layer_specs(graph)
+    x = check_inputs(inputs, graph.input.size)
+    batch, steps = x.shape[:2]
+    if batch == 0 or steps == 0:
+        empty = {s.name: np.zeros((batch, steps, s.size), dtype=bool) for s in layers}
+        return empty, LavaRunStats(batch, steps)
+    if timeout_s is not None and not timeout_s > 0:
+        raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+    _preload_lava()
+    start = time.perf_counter()
+    spikes, stats = _run_in_worker(layers, x, timeout_s)
+    stats.total_s = time.perf_counter() - start
+    return spikes, stats
+
+
+# --------------------------------------------------------------------------------------- lava imports
+
+_LAVA: SimpleNamespace | None = None
+
+
+def lava_api() -> SimpleNamespace:
+    """Import the few Lava names we use (once); LavaRunError if Lava cannot be imported."""
+    global _LAVA
+    if _LAVA is None:
+        ensure_lava_importable()
+        try:
+            from lava.magma.core.run_conditions import RunSteps
+            from lava.magma.core.run_configs import Loihi2SimCfg
+            from lava.proc.dense.process import Dense
+            from lava.proc.io.sink import RingBuffer as Sink
+            from lava.proc.io.source import RingBuffer as Source
+            from lava.proc.lif.process import LIF
+            from lava.utils.weightutils import SignMode
+        except (ImportError, ValueError, RuntimeError) as exc:
+            raise LavaRunError(
+                f"Lava could not be imported ({type(exc).__name__}: {exc}). snnc needs lava-nc 0.10.0 "
+                f"installed in this environment (pip install --no-deps lava-nc==0.10.0 and its "
+                f"dependencies, see docs/install.md); on Python >= 3.11 snnc patches one known "
+                f"incompatibility at import time, see snnc.runtime.lava_compat.") from None
+        _LAVA = SimpleNamespace(RunSteps=RunSteps, Loihi2SimCfg=Loihi2SimCfg, Dense=Dense, Sink=Sink,
+                                Source=Source, LIF=LIF, SignMode=SignMode)
+    return _LAVA
+
+
+def _preload_lava() -> None:
+    """Import Lava here if that is harmless, so forked workers inherit it instead of re-importing.
+
+    Importing Lava calls ``mp.set_start_method('fork')`` without force
+    (SP/lava/magma/runtime/message_infrastructure/multiprocessing.py:46-47), which raises if the
+    program already chose a start method; then only the worker imports it (after resetting its copy).
+    """
+    if _LAVA is None and mp.get_start_method(allow_none=True) is None:
+        lava_api()
+
+
+# --------------------------------------------------------------------------------------- the caller
+
+def _run_in_worker(layers: list[LayerSpec], x: np.ndarray,
+                   timeout_s: float | None) -> tuple[dict[str, np.ndarray], LavaRunStats]:
+    """Fork the worker, wait for its one message (or the deadline), and always reap its process group."""
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    worker = ctx.Process(target=_worker_main, args=(layers, x, send), name="snnc-lava-worker")
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    finished = False
+    worker.start()
+    try:
+        _set_own_group(worker.pid)
+        send.close()
+        message = _wait_for_message(recv, worker, deadline, timeout_s)
+        finished = True
+    finally:
+        recv.close()
+        _reap_worker(worker, graceful=finished)
+    kind, payload = message
+    if kind == "ok":
+        return payload
+    raise LavaRunError(payload)
+
+
+def _set_own_group(pid: int) -> None:
+    """Put the worker in its own process group (it does so too: whoever runs first wins the race)."""
+    try:
+        os.setpgid(pid, pid)
+    except OSError:
+        pass  # already done by the worker, or it has already exited
+
+
+def _wait_for_message(recv: mp.connection.Connection, worker: mp.Process, deadline: float | None,
+                      timeout_s: float | None) -> tuple[str, Any]:
+    """The worker's ("ok", result) or ("error", text); LavaRunError on timeout or a silent death."""
+    while True:
+        wait = _POLL_S * 10 if deadline is None else max(0.0, min(_POLL_S * 10, deadline - time.monotonic()))
+        if recv.poll(wait):
+            try:
+                return recv.recv()
+            except EOFError:
+                break
+        if not worker.is_alive():
+            if recv.poll(0):
+                try:
+                    return recv.recv()
+                except EOFError:
+                    pass
+            break
+        if deadline is not None and time.monotonic() >= deadline:
+            raise LavaRunError(
+                f"Lava did not finish within timeout_s={timeout_s:g} s; its processes were stopped. "
+                f"Lava needs ~0.5 s to start plus, per sample, ~1.5 ms per timestep and ~17 us per "
+                f"neuron-step of spikes read back (a 64-128-10 network at T=20: ~80 ms per sample); "
+                f"raise timeout_s for bigger inputs, or run fewer samples. {_ADVICE}")
+    raise LavaRunError(f"Lava's worker process died without a result (exit code {worker.exitcode}), "
+                       f"possibly killed for memory or by a signal. {_ADVICE}")
+
+
+def _reap_worker(worker: mp.Process, *, graceful: bool) -> None:
+    """Join the worker; if it must be stopped: SIGTERM, a grace period, then SIGKILL its whole group."""
+    if graceful:
+        worker.join(TERMINATE_GRACE_S)
+    if worker.is_alive():
+        try:
+            os.kill(worker.pid, signal.SIGTERM)  # the worker kills Lava's processes, then exits
+        except ProcessLookupError:
+            pass
+        worker.join(TERMINATE_GRACE_S)
+    _kill_group(worker.pid)  # anything of Lava's that is left (normally nothing)
+    worker.join()
+
+
+def _kill_group(pgid: int) -> None:
+    """SIGKILL every process left in the worker's process group."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+# --------------------------------------------------------------------------------------- the worker
+
+@dataclass
+class _Network:
+    """The Lava processes of one block; ``lifs[0]`` owns the runtime once compiled."""
+
+    source: Any
+    denses: list[Any]
+    lifs: list[Any]
+    sinks: list[Any]
+
+
+class _Worker:
+    """State of the worker process: where it is (for error messages) and what must be torn down."""
+
+    def __init__(self, send: mp.connection.Connection):
+        self.send = send
+        self.stage = "importing Lava"
+        self.runtime: Any = None
+        self.lock = threading.Lock()
+        self.pid = os.getpid()
+
+    def report(self, kind: str, payload: Any) -> None:
+        """Send the one message the caller waits for."""
+        with self.lock:
+            if self.send is not None:
+                self.send.send((kind, payload))
+                self.send.close()
+                self.send = None
+
+    def abort(self, text: str | None) -> NoReturn:
+        """Report ``text`` (if any), kill Lava's processes, and exit the worker at once."""
+        if os.getpid() != self.pid:   # a Lava child that inherited our signal handler
+            os._exit(1)
+        try:
+            if text is not None:
+                self.report("error", text)
+            force_shutdown(self.runtime)
+        finally:
+            os._exit(1)
+
+
+def _worker_main(layers: list[LayerSpec], x: np.ndarray, send: mp.connection.Connection) -> None:
+    """Entry point of the forked worker: simulate, send the result or the error, exit."""
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        pass
+    worker = _Worker(send)
+    signal.signal(signal.SIGTERM, lambda signum, frame: worker.abort(None))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the caller handles Ctrl-C and then terminates us
+    try:
+        if _LAVA is None:
+            mp.set_start_method(None, force=True)  # let Lava's own set_start_method('fork') succeed
+        api = lava_api()
+        worker.report("ok", _simulate(worker, api, layers, x))
+    except LavaRunError as exc:
+        worker.abort(str(exc))
+    except BaseException as exc:  # anything at all: one paragraph for the caller, and Lava killed
+        worker.abort(_failure_text(worker.stage, exc))
+
+
+def _failure_text(stage: str, exc: BaseException) -> str:
+    """One paragraph: what failed, where, and what to do."""
+    detail = str(exc).strip().splitlines()
+    first = detail[0] if detail else ""
+    return f"Lava failed while {stage} ({type(exc).__name__}: {first}). {_ADVICE}"
+
+
+def _simulate(worker: _Worker, api: SimpleNamespace, layers: list[LayerSpec],
+              x: np.ndarray) -> tuple[dict[str, np.ndarray], LavaRunStats]:
+    """All samples, block by block; every block is one compiled network."""
+    batch, steps, n_in = x.shape
+    per_block = max(1, MAX_BLOCK_VALUES // (n_in * steps))
+    stats = LavaRunStats(batch, steps)
+    parts: list[dict[str, np.ndarray]] = []
+    for first in range(0, batch, per_block):
+        parts.append(_simulate_block(worker, api, layers, x[first:first + per_block], first, stats))
+        stats.blocks += 1
+    return {s.name: np.concatenate([p[s.name] for p in parts]) for s in layers}, stats
+
+
+def _simulate_block(worker: _Worker, api: SimpleNamespace, layers: list[LayerSpec], x: np.ndarray,
+                    offset: int, stats: LavaRunStats) -> dict[str, np.ndarray]:
+    """Build, compile, run every sample of ``x`` from zero state, read the sinks, stop."""
+    batch, steps, _ = x.shape
+    t0 = time.perf_counter()
+    net = _build_network(worker, api, layers, x)
+    worker.stage = "compiling the network and starting Lava's processes"
+    owner = net.lifs[0]
+    try:
+        # Runtime.initialize print()s a builder's traceback before raising it
+        # (SP/lava/magma/runtime/runtime.py:165-173): keep it out of the user's terminal.
+        with contextlib.redirect_stdout(io.StringIO()):
+            owner.create_runtime(run_cfg=api.Loihi2SimCfg(select_tag="fixed_pt"))
+    finally:
+        worker.runtime = owner.runtime  # set even when initialize failed half way: it may have children
+    monitor = _ActorMonitor(worker)
+    monitor.start()
+    stats.build_s += time.perf_counter() - t0
+    try:
+        for k in range(batch):
+            ts = time.perf_counter()
+            if k:
+                worker.stage = f"resetting the state before sample {offset + k}"
+                _reset_state(net)
+            worker.stage = f"running sample {offset + k}"
+            owner.run(condition=api.RunSteps(num_steps=steps))
+            stats.per_sample_s.append(time.perf_counter() - ts)
+        stats.run_s += sum(stats.per_sample_s[-batch:])
+        t1 = time.perf_counter()
+        spikes = {}
+        for layer, sink in zip(layers, net.sinks):
+            worker.stage = f"reading the spikes of layer '{layer.name}'"
+            spikes[layer.name] = _sink_spikes(sink.data.get(), batch, steps)
+        stats.read_s += time.perf_counter() - t1
+    finally:
+        monitor.stop()
+    t2 = time.perf_counter()
+    worker.stage = "stopping Lava's processes"
+    owner.stop()   # graceful: every model process returns and is joined
+    force_shutdown(owner.runtime)  # no-op after a clean stop; kills whatever did not exit
+    worker.runtime = None
+    stats.stop_s += time.perf_counter() - t2
+    return spikes
+
+
+def _build_network(worker: _Worker, api: SimpleNamespace, layers: list[LayerSpec], x: np.ndarray) -> _Network:
+    """Source -> (Dense -> LIF -> sink) per layer, with the block's input preloaded in the source."""
+    batch, steps, n_in = x.shape
+    cols = batch * steps
+    worker.stage = "building the input source"
+    # column k*T + t holds sample k, step t (SP/lava/proc/io/source.py:40-44 sends column (time_step-1) % cols)
+    data = np.ascontiguousarray(x.transpose(2, 0, 1).reshape(n_in, cols), dtype=np.int32)
+    source = api.Source(data=data)
+    net = _Network(source, [], [], [])
+    prev = source.s_out
+    for layer in layers:
+        worker.stage = f"building layer '{layer.name}'"
+        # MIXED forced: determine_sign_mode would make an all-negative matrix INHIBITORY and clip
+        # -256 to -255 (SP/lava/utils/weightutils.py:21-43, 250-295); num_weight_bits=8 keeps even
+        # weights exact (SP/lava/proc/dense/models.py:82-91).
+        dense = api.Dense(weights=layer.weight, weight_exp=layer.weight_exp, num_weight_bits=8,
+                          sign_mode=api.SignMode.MIXED, name=layer.dense_name)
+        # du is the register value (effective - 1; -1 = no decay): SP/lava/proc/lif/models.py:145-148
+        lif = api.LIF(shape=(layer.size,), du=layer.du, dv=layer.dv, vth=layer.vth,
+                      bias_mant=layer.bias_mant, bias_exp=np.full(layer.size, layer.bias_exp, dtype=np.int32),
+                      name=layer.name)
+        sink = api.Sink(shape=(layer.size,), buffer=cols)
+        prev.connect(dense.s_in)
+        dense.a_out.connect(lif.a_in)
+        lif.s_out.connect(sink.a_in)
+        net.denses.append(dense)
+        net.lifs.append(lif)
+        net.sinks.append(sink)
+        prev = lif.s_out
+    return net
+
+
+def _reset_state(net: _Network) -> None:
+    """Zero every piece of state that carries over between samples (u, v, and Dense's a_buff).
+
+    a_buff holds W @ s of the previous sample's last step, which Dense would send first in the next
+    step (SP/lava/proc/dense/models.py:93-107). vth is cached after the first step but never changes;
+    the bias is recomputed every step (SP/lava/proc/lif/models.py:194-208).
+    """
+    for lif in net.lifs:
+        zeros = np.zeros(lif.u.shape)
+        lif.u.set(zeros)
+        lif.v.set(zeros)
+    for dense in net.denses:
+        dense.a_buff.set(np.zeros(dense.a_buff.shape))
+
+
+def _sink_spikes(data: np.ndarray, batch: int, steps: int) -> np.ndarray:
+    """Sink data (n, batch*T), column k*T + t (SP/lava/proc/io/sink.py:48-52) -> bool (batch, T, n)."""
+    n = data.shape[0]
+    return np.ascontiguousarray(data.reshape(n, batch, steps).transpose(1, 2, 0) != 0)
+
+
+class _ActorMonitor(threading.Thread):
+    """Turns a Lava process that exits mid-run into an error instead of Lava's silent deadlock."""
+
+    def __init__(self, worker: _Worker):
+        super().__init__(name="snnc-lava-monitor", daemon=True)
+        self.worker = worker
+        self.actors = _actors(worker.runtime)
+        self.labels = _actor_labels(worker.runtime, len(self.actors))
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        """Wait on the actors' sentinels; one that fires before stop() means a process ended."""
+        try:
+            sentinels = [a.sentinel for a in self.actors]
+            while not self._stop_event.is_set() and sentinels:
+                if mp.connection.wait(sentinels, timeout=_POLL_S) and not self._stop_event.is_set():
+                    time.sleep(_POLL_S * 4)  # let the others that go down with it finish, to pick the cause
+                    self.worker.abort(_death_text(self.worker.stage, self.actors, self.labels))
+        except Exception as exc:  # never die silently: the main thread may be blocked in Lava for good
+            self.worker.abort(_failure_text(self.worker.stage, exc))
+
+    def stop(self) -> None:
+        """Stop watching (before a deliberate stop of the runtime)."""
+        self._stop_event.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join()
+
+
+def _actors(runtime: Any) -> list[Any]:
+    """Lava's OS processes of ``runtime`` (the actors of its MultiProcessing infrastructure)."""
+    # SP/lava/magma/runtime/message_infrastructure/multiprocessing.py:95-126
+    infra = getattr(runtime, "_messaging_infrastructure", None)
+    return list(getattr(infra, "actors", None) or [])
+
+
+def _actor_labels(runtime: Any, count: int) -> list[str]:
+    """Name each actor: process models first, in proc_builders order, then runtime services.
+
+    That is the order Runtime starts them in (SP/lava/magma/runtime/runtime.py:300-328); Process
+    objects drop their kwargs on start, so the order is the only link back to our processes.
+    """
+    executable = getattr(runtime, "_executable", None)
+    procs = list(getattr(executable, "proc_builders", None) or {})
+    labels = [f"the {type(p).__name__} process '{p.name}'" for p in procs]
+    return (labels + ["Lava's runtime service"] * count)[:count]
+
+
+def _death_text(stage: str, actors: list[Any], labels: list[str]) -> str:
+    """Which Lava process ended mid-run and why (the exception it sent, if any)."""
+    ended = []
+    for actor, label in zip(actors, labels):
+        if not mp.connection.wait([actor.sentinel], timeout=0):
+            continue
+        cause = None
+        try:
+            if actor._pconn.poll(0.1):  # SystemProcess sends (exception, traceback) or None
+                sent = actor._pconn.recv()
+                if sent:
+                    exc = sent[0]
+                    first = (str(exc).strip().splitlines() or [""])[0]
+                    cause = f"it raised {type(exc).__name__}: {first}"
+        except (OSError, EOFError, ValueError):
+            pass
+        ended.append((label, cause))
+    if not ended:
+        return f"Lava failed while {stage}: one of its processes ended unexpectedly. {_ADVICE}"
+    label, cause = next(((lb, c) for lb, c in ended if c is not None), ended[0])
+    return (f"Lava failed while {stage}: {label} stopped ({cause or 'it exited without an error'}). "
+            f"{_ADVICE}")
+
+
+def force_shutdown(runtime: Any) -> None:
+    """Kill and reap Lava's processes of ``runtime`` and free its shared memory; safe to repeat.
+
+    Runtime.stop() cannot be used after a failure: it waits for answers from processes that may be
+    dead or blocked (SP/lava/magma/runtime/runtime.py:485-507), and before the first run it joins
+    processes that never exit.
+    """
+    if runtime is None:
+        return
+    for actor in _actors(runtime):
+        if getattr(actor, "_is_done", False):
+            continue  # already joined and closed by Lava
+        actor.kill()   # SIGKILL; a no-op for one that has exited
+        actor.join()   # SystemProcess.join: reap, close, mark done (multiprocessing.py:71-79)
+    infra = getattr(runtime, "_messaging_infrastructure", None)
+    smm = getattr(infra, "smm", None)
+    if smm is not None:
+        # Lava's wrapper is idempotent (SP/lava/magma/runtime/message_infrastructure/
+        # shared_memory_manager.py:20-26); the manager's server unlinks every channel's segment.
+        smm.shutdown()
+    watchdog = getattr(runtime, "_watchdog_manager", None)
+    if watchdog is not None:
+        watchdog.stop()
+    runtime._is_running = False
+    runtime._is_started = False
+
+
+__all__ = ["run_on_lava", "run_on_lava_with_stats", "LavaRunStats", "LayerSpec", "layer_specs",
+           "check_inputs", "lava_api", "force_shutdown", "MAX_BLOCK_VALUES"]
