@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from snnc.errors import InputFileError
+from snnc.errors import InputFileError, UnsupportedLayerError
 from snnc.models.network import SpikingNet
 
 FORMAT = "snnc.checkpoint"
@@ -38,7 +38,10 @@ class Checkpoint:
         if self.module is not None:
             return self.module
         assert self.spec is not None and self.state_dict is not None
-        model = SpikingNet.from_spec(self.spec)
+        try:
+            model = SpikingNet.from_spec(self.spec)
+        except UnsupportedLayerError as e:
+            raise UnsupportedLayerError(f"{self.path}: {e}") from None
         try:
             model.load_state_dict(self.state_dict)
         except RuntimeError as e:

@@ -200,3 +200,12 @@ def test_hwsim_counts() -> None:
     # vth=0, no memory (du=dv=4096): neuron 0 fires on 2+4+0 > 0, neuron 1 on -2+0+6 > 0; at step 4 only n0 (4>0)
     assert r.spikes["lif1"][0, 1].tolist() == [True, True] and r.spikes["lif1"][1, 3].tolist() == [True, False]
     assert act.spikes.tolist() == [0, 2, 0, 1]
+
+
+def test_public_api_round_trip(tmp_path: Path) -> None:
+    import snnc
+
+    path = snnc.save(make_model(), tmp_path / "m.pt", metadata={"dataset": "digits", "timesteps": 8})
+    assert snnc.load(path).metadata["timesteps"] == 8
+    res = snnc.compile(path, target="loihi", out=tmp_path / "b")
+    assert res.out == (tmp_path / "b").resolve() and res.report["accuracy"]["samples"] == 32

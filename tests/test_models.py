@@ -162,7 +162,7 @@ def test_unknown_layer_kind_names_layer_and_supported(tmp_path: Path) -> None:
     raw = torch.load(path, weights_only=True)
     raw["spec"]["layers"][1]["kind"] = "conv2d"
     torch.save(raw, path)
-    with pytest.raises(UnsupportedLayerError, match=r"layer 1 has kind 'conv2d'.*cuba_dense"):
+    with pytest.raises(UnsupportedLayerError, match=r"m\.pt: layer 1 has kind 'conv2d'.*cuba_dense"):
         load(path).build()
 
 
