@@ -140,6 +140,7 @@ def test_malicious_pickle_is_refused_and_runs_nothing(tmp_path: Path) -> None:
     assert not victim.exists()
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")  # torch's note on plain.pkl
 def test_bad_files_give_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match="no such file"):
         load(tmp_path / "missing.pt")
