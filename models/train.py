@@ -65,7 +65,7 @@ def train(model: SpikingNet, train_data: Dataset, *, epochs: int, timesteps: int
             idx = order[i:i + batch_size]
             x, y = rate_encode(x_all[idx], timesteps, g), y_all[idx]
             out = model(x)[-1]
-            loss = model.rule.loss(out, y)
+            loss = model.rule.objective(out, y)
             opt.zero_grad()
             loss.backward()
             opt.step()

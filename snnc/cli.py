@@ -34,10 +34,12 @@ def _guard(prog: str, body: Callable[[], int]) -> int:
 def train_main(argv: Sequence[str] | None = None) -> int:
     p = _parser("snn-train", "Train a spiking network with a surrogate-gradient rule and save a checkpoint.",
                 "  snn-train --dataset digits --arch mlp --rule stbp-rect --epochs 5 --out model.pt\n"
+                "  snn-train --dataset digits --arch mlp --rule arctan --loss rate-ce --out model.pt\n"
                 "  snn-train --dataset digits --arch mlp --hidden 64 --float --out float.pt")
     p.add_argument("--dataset", default="digits", help="training data (default: digits, scikit-learn's 8x8 digits)")
     p.add_argument("--arch", default="mlp", help="architecture (default: mlp)")
-    p.add_argument("--rule", default="stbp-rect", help="training rule (default: stbp-rect)")
+    p.add_argument("--rule", default="stbp-rect", help="training rule (default: stbp-rect; see docs/rules.md)")
+    p.add_argument("--loss", default=None, help="rate-mse or rate-ce (default: the rule's own)")
     p.add_argument("--hidden", type=int, nargs="*", default=[128], help="hidden layer sizes (default: 128)")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--timesteps", type=int, default=20)
@@ -62,10 +64,12 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         train_data, test_data = load_dataset(args.dataset, "train", args.seed), load_dataset(args.dataset, "test", args.seed)
         seed_everything(args.seed)
         model = ARCHS[args.arch](train_data.input_size, train_data.num_classes, hidden=tuple(args.hidden),
-                                 hardware_exact=args.hardware_exact, rule=make_rule(args.rule))
+                                 hardware_exact=args.hardware_exact,
+                                 rule=make_rule(args.rule, **({"loss": args.loss} if args.loss else {})))
         mode = "hardware-exact" if args.hardware_exact else "float"
         print(f"training {args.arch} {[train_data.input_size, *args.hidden, train_data.num_classes]} on "
-              f"{args.dataset} ({len(train_data.y)} samples), rule {args.rule}, {mode}, T={args.timesteps}")
+              f"{args.dataset} ({len(train_data.y)} samples), rule {args.rule} ({model.rule.loss} loss), "
+              f"{mode}, T={args.timesteps}")
         logs = train(model, train_data, epochs=args.epochs, timesteps=args.timesteps, batch_size=args.batch_size,
                      lr=args.lr, seed=args.seed, test_data=test_data, max_steps=args.max_steps,
                      on_epoch=lambda log: print(
