@@ -50,17 +50,13 @@ class Checkpoint:
         return model
 
 
-def save(model: SpikingNet, path: str | os.PathLike, metadata: dict[str, Any] | None = None) -> Path:
-    """Write ``model`` atomically (temp file, then rename) as an snnc checkpoint."""
-    path = Path(path)
-    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "spec": model.spec(),
-               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-               "metadata": dict(metadata or {})}
+def atomic_torch_save(obj: Any, path: Path) -> Path:
+    """torch.save to a temp file beside ``path``, then rename: a crash never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        torch.save(payload, tmp)
+        torch.save(obj, tmp)
         mask = os.umask(0)
         os.umask(mask)
         os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600
@@ -69,6 +65,14 @@ def save(model: SpikingNet, path: str | os.PathLike, metadata: dict[str, Any] | 
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def save(model: SpikingNet, path: str | os.PathLike, metadata: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` atomically as an snnc checkpoint."""
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "spec": model.spec(),
+               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+               "metadata": dict(metadata or {})}
+    return atomic_torch_save(payload, Path(path))
 
 
 def load(path: str | os.PathLike, *, allow_unsafe_pickle: bool = False) -> Checkpoint:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -38,24 +38,69 @@ def predict(out_spikes: torch.Tensor) -> torch.Tensor:
 def evaluate(model: SpikingNet, data: Dataset, timesteps: int, seed: int = 1234, batch_size: int = 256) -> float:
     """Accuracy on ``data`` with a fixed encoding seed."""
     model.eval()
+    dev = next(model.parameters()).device
     g = torch.Generator().manual_seed(seed)
     correct = 0
     for i in range(0, len(data.y), batch_size):
-        x = rate_encode(torch.from_numpy(data.x[i:i + batch_size]), timesteps, g)
-        correct += int((predict(model(x)[-1]) == torch.from_numpy(data.y[i:i + batch_size])).sum())
+        x = rate_encode(torch.from_numpy(data.x[i:i + batch_size]), timesteps, g).to(dev)
+        correct += int((predict(model(x)[-1]).cpu() == torch.from_numpy(data.y[i:i + batch_size])).sum())
     return correct / len(data.y)
+
+
+@dataclass
+class TrainState:
+    """What resuming needs besides the weights: epochs done, optimiser and data-RNG state, the log.
+
+    Plain data and tensors only, so it loads with ``torch.load(weights_only=True)``.
+    """
+
+    epoch: int
+    optimizer: dict
+    generator: torch.Tensor
+    logs: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"format": "snnc.train-state", "epoch": self.epoch, "optimizer": self.optimizer,
+                "generator": self.generator, "logs": self.logs}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainState":
+        if d.get("format") != "snnc.train-state":
+            raise ValueError("not an snnc training state")
+        return cls(d["epoch"], d["optimizer"], d["generator"], list(d["logs"]))
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA when present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 def train(model: SpikingNet, train_data: Dataset, *, epochs: int, timesteps: int, batch_size: int = 64,
           lr: float = 5e-3, seed: int = 0, test_data: Dataset | None = None, max_steps: int | None = None,
-          on_epoch: Callable[[EpochLog], None] | None = None) -> list[EpochLog]:
-    """Train with the model's rule; ``max_steps`` caps optimiser steps per epoch (for smoke tests)."""
+          device: str | torch.device = "cpu", resume: TrainState | None = None,
+          on_epoch: Callable[[EpochLog, TrainState], None] | None = None) -> list[EpochLog]:
+    """Train with the model's rule up to ``epochs`` (continuing ``resume`` if given).
+
+    Input spikes are drawn on the CPU from one seeded generator, so a run resumed from the state of
+    epoch k gives bit-identical weights to an uninterrupted run (on the same device).
+    ``max_steps`` caps optimiser steps per epoch (smoke tests).
+    """
     seed_everything(seed)
+    dev = torch.device(device)
+    model.to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
+    first = 1
+    logs: list[EpochLog] = []
+    if resume is not None:
+        opt.load_state_dict(resume.optimizer)
+        g.set_state(resume.generator)
+        first = resume.epoch + 1
+        logs = [EpochLog(**log) for log in resume.logs]
     x_all, y_all = torch.from_numpy(train_data.x), torch.from_numpy(train_data.y)
-    logs = []
-    for epoch in range(1, epochs + 1):
+    for epoch in range(first, epochs + 1):
         model.train()
         order = torch.randperm(len(y_all), generator=g)
         t0, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
@@ -63,7 +108,7 @@ def train(model: SpikingNet, train_data: Dataset, *, epochs: int, timesteps: int
             if max_steps is not None and step >= max_steps:
                 break
             idx = order[i:i + batch_size]
-            x, y = rate_encode(x_all[idx], timesteps, g), y_all[idx]
+            x, y = rate_encode(x_all[idx], timesteps, g).to(dev), y_all[idx].to(dev)
             out = model(x)[-1]
             loss = model.rule.objective(out, y)
             opt.zero_grad()
@@ -77,5 +122,5 @@ def train(model: SpikingNet, train_data: Dataset, *, epochs: int, timesteps: int
         log = EpochLog(epoch, loss_sum / max(seen, 1), correct / max(seen, 1), test_acc, seen / elapsed)
         logs.append(log)
         if on_epoch:
-            on_epoch(log)
+            on_epoch(log, TrainState(epoch, opt.state_dict(), g.get_state(), [asdict(x) for x in logs]))
     return logs

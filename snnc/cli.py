@@ -35,7 +35,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     p = _parser("snn-train", "Train a spiking network with a surrogate-gradient rule and save a checkpoint.",
                 "  snn-train --dataset digits --arch mlp --rule stbp-rect --epochs 5 --out model.pt\n"
                 "  snn-train --dataset digits --arch mlp --rule arctan --loss rate-ce --out model.pt\n"
-                "  snn-train --dataset digits --arch mlp --hidden 64 --float --out float.pt")
+                "  snn-train --dataset digits --arch mlp --hidden 64 --float --out float.pt\n"
+                "  snn-train --epochs 10 --out model.pt --resume     # continue a run to epoch 10")
     p.add_argument("--dataset", default="digits", help="training data (default: digits, scikit-learn's 8x8 digits)")
     p.add_argument("--arch", default="mlp", help="architecture (default: mlp)")
     p.add_argument("--rule", default="stbp-rect", help="training rule (default: stbp-rect; see docs/rules.md)")
@@ -49,40 +50,75 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max-steps", type=int, default=None, help="cap optimiser steps per epoch (smoke tests)")
     p.add_argument("--float", dest="hardware_exact", action="store_false",
                    help="train in float arithmetic (default: hardware-exact, the chip's integers)")
-    p.add_argument("--out", type=Path, default=Path("model.pt"))
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--out", type=Path, default=Path("model.pt"),
+                   help="checkpoint, rewritten after every epoch; OUT.state.pt and OUT.log.json beside it")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run saved at --out (same data, same seed) up to --epochs")
     args = p.parse_args(argv)
 
     def body() -> int:
-        from snnc.models.checkpoint import save
+        from snnc.models.checkpoint import atomic_torch_save, load, save
         from snnc.models.datasets import load_dataset
         from snnc.models.network import ARCHS
         from snnc.models.rules import make_rule
-        from snnc.models.train import seed_everything, train
+        from snnc.models.train import TrainState, resolve_device, seed_everything, train
 
-        if args.arch not in ARCHS:
-            raise SnncError(f"unknown --arch '{args.arch}'. Supported: {', '.join(sorted(ARCHS))}.")
+        state_path, log_path = args.out.with_suffix(".state.pt"), args.out.with_suffix(".log.json")
         train_data, test_data = load_dataset(args.dataset, "train", args.seed), load_dataset(args.dataset, "test", args.seed)
-        seed_everything(args.seed)
-        model = ARCHS[args.arch](train_data.input_size, train_data.num_classes, hidden=tuple(args.hidden),
-                                 hardware_exact=args.hardware_exact,
-                                 rule=make_rule(args.rule, **({"loss": args.loss} if args.loss else {})))
-        mode = "hardware-exact" if args.hardware_exact else "float"
-        print(f"training {args.arch} {[train_data.input_size, *args.hidden, train_data.num_classes]} on "
-              f"{args.dataset} ({len(train_data.y)} samples), rule {args.rule} ({model.rule.loss} loss), "
-              f"{mode}, T={args.timesteps}")
-        logs = train(model, train_data, epochs=args.epochs, timesteps=args.timesteps, batch_size=args.batch_size,
-                     lr=args.lr, seed=args.seed, test_data=test_data, max_steps=args.max_steps,
-                     on_epoch=lambda log: print(
-                         f"epoch {log.epoch}: loss {log.loss:.4f}  train acc {log.train_accuracy:.1%}  "
-                         f"test acc {log.test_accuracy:.1%}  {log.samples_per_s:.0f} samples/s", flush=True))
-        save(model, args.out, metadata={
-            "dataset": args.dataset, "timesteps": args.timesteps, "rule": args.rule, "seed": args.seed,
-            "epochs": args.epochs, "test_accuracy": logs[-1].test_accuracy if logs else None,
-            "encoding": "rate"})
-        print(f"saved {args.out}")
+        resume = None
+        if args.resume:
+            if not state_path.is_file():
+                raise SnncError(f"--resume: no training state at {state_path}; start without --resume.")
+            ckpt = load(args.out)
+            was = {k: ckpt.metadata.get(k) for k in ("dataset", "seed", "timesteps")}
+            now = {"dataset": args.dataset, "seed": args.seed, "timesteps": args.timesteps}
+            if was != now:
+                raise SnncError(f"--resume: {args.out} was trained with {was}; resume with the same "
+                                f"--dataset, --seed and --timesteps (got {now}).")
+            model = ckpt.build()
+            try:
+                resume = TrainState.from_dict(torch_load(state_path))
+            except (ValueError, KeyError) as e:
+                raise SnncError(f"--resume: {state_path} is not a valid training state ({e}).") from None
+        else:
+            if args.arch not in ARCHS:
+                raise SnncError(f"unknown --arch '{args.arch}'. Supported: {', '.join(sorted(ARCHS))}.")
+            seed_everything(args.seed)
+            model = ARCHS[args.arch](train_data.input_size, train_data.num_classes, hidden=tuple(args.hidden),
+                                     hardware_exact=args.hardware_exact,
+                                     rule=make_rule(args.rule, **({"loss": args.loss} if args.loss else {})))
+        device = resolve_device(args.device)
+        mode = "hardware-exact" if model.hardware_exact else "float"
+        sizes = [model.input_size, *[layer.out_features for layer in model.layers]]
+        print(f"training {sizes} on {args.dataset} ({len(train_data.y)} samples), rule {model.rule.name} "
+              f"({model.rule.loss} loss), {mode}, T={args.timesteps}, {device}"
+              + (f", resuming after epoch {resume.epoch}" if resume else ""))
+        config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+
+        def checkpoint(log, state) -> None:  # type: ignore[no-untyped-def]
+            print(f"epoch {log.epoch}: loss {log.loss:.4f}  train acc {log.train_accuracy:.1%}  "
+                  f"test acc {log.test_accuracy:.1%}  {log.samples_per_s:.0f} samples/s", flush=True)
+            save(model, args.out, metadata={
+                "dataset": args.dataset, "timesteps": args.timesteps, "rule": model.rule.name, "seed": args.seed,
+                "epochs": log.epoch, "test_accuracy": log.test_accuracy, "encoding": "rate"})
+            atomic_torch_save(state.to_dict(), state_path)
+            log_path.write_text(json.dumps({"config": config, "epochs": state.logs}, indent=2) + "\n")
+
+        train(model, train_data, epochs=args.epochs, timesteps=args.timesteps, batch_size=args.batch_size,
+              lr=args.lr, seed=args.seed, test_data=test_data, max_steps=args.max_steps, device=device,
+              resume=resume, on_epoch=checkpoint)
+        print(f"saved {args.out} (training state {state_path}, log {log_path})")
         return 0
 
     return _guard("snn-train", body)
+
+
+def torch_load(path: Path) -> dict:
+    """Load a plain-data torch file without unpickling code."""
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def compile_main(argv: Sequence[str] | None = None) -> int:
