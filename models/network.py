@@ -63,6 +63,9 @@ class SpikingNet(nn.Module):
         """Input spikes (batch, T, n_in) -> list of spikes (batch, T, n) per layer."""
         out = []
         for layer in self.layers:
+            mask = self.rule.input_mask(x.shape) if self.training else None
+            if mask is not None:  # e.g. Lee et al.'s time-shared dropout; never at inference
+                x = x * mask.to(x.device, x.dtype)
             x = layer(x, self.rule, self.hardware_exact)
             out.append(x)
         return out

@@ -30,14 +30,31 @@ def wrap_int32(x: torch.Tensor) -> torch.Tensor:
     return x - (torch.floor((x + 2.0**31) / 2.0**32) * 2.0**32).detach()
 
 
+def _decay(x: torch.Tensor, keep: float, round_to_zero: bool, leak_gradient: bool = True) -> torch.Tensor:
+    """``x * keep`` (rounded toward zero on the chip); the gradient is ``keep``, or the identity when
+    the leak is kept out of the gradient (Lee et al. 2020 do so for the membrane only: the synaptic
+    current's decay always keeps its true gradient)."""
+    y = x * keep
+    if round_to_zero:
+        y = trunc_ste(y)
+    return y if leak_gradient else x + (y - x).detach()
+
+
+def _reset_and_carry(v: torch.Tensor, s: torch.Tensor, rule: Rule, unit: float) -> torch.Tensor:
+    """v := 0 where s, with or without gradient through the mask, plus the rule's forward-zero term."""
+    v = v * (1.0 - (s if rule.reset_gradient else s.detach()))
+    term = rule.temporal_term(s)
+    return v if term is None else v + term * unit
+
+
 def cuba_float_step(a: torch.Tensor, u: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | float,
                     du: float, dv: float, threshold: float, rule: Rule
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One float CUBA-LIF step -> (spikes, u, v)."""
-    u = u * (1.0 - du) + a
-    v = v * (1.0 - dv) + u + bias
+    u = _decay(u, 1.0 - du, False) + a
+    v = _decay(v, 1.0 - dv, False, rule.leak_gradient) + u + bias
     s = rule.spike(v / threshold - 1.0)
-    return s, u, v * (1.0 - s)
+    return s, u, _reset_and_carry(v, s, rule, threshold)
 
 
 def cuba_hw_step(a: torch.Tensor, u: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | float,
@@ -52,14 +69,14 @@ def cuba_hw_step(a: torch.Tensor, u: torch.Tensor, v: torch.Tensor, bias: torch.
     """
     one = float(fmt.decay_unity)
     top = float(fmt.state_max)
-    u = wrap_int32(trunc_ste(u * ((one - du) / one)) + wrap_int32(a * float(2 ** fmt.act_shift)))
+    u = wrap_int32(_decay(u, (one - du) / one, True) + wrap_int32(a * float(2 ** fmt.act_shift)))
     u = u - 2 * top * (u > top).to(u.dtype).detach()        # wrap once: '>' then '<=' as Lava does
     u = u + 2 * top * (u <= -top).to(u.dtype).detach()
-    v = wrap_int32(trunc_ste(v * ((one - dv) / one)) + u + bias * float(2 ** fmt.bias_exp))
+    v = wrap_int32(_decay(v, (one - dv) / one, True, rule.leak_gradient) + u + bias * float(2 ** fmt.bias_exp))
     v = torch.clamp(v, -(top - 1), top - 1)
     vth_eff = float(vth * 2 ** fmt.vth_shift)
     s = rule.spike((v - vth_eff) / unit)
-    return s, u, v * (1.0 - s)
+    return s, u, _reset_and_carry(v, s, rule, unit)
 
 
 class CubaDense(nn.Module):
@@ -125,4 +142,8 @@ class CubaDense(nn.Module):
         for t in range(steps):
             st, u, v = step(a[:, t], u, v)
             out.append(st)
-        return torch.stack(out, dim=1)
+        spikes = torch.stack(out, dim=1)
+        scale = rule.spike_gradient_scale(spikes, 1.0 - self.voltage_decay)
+        if scale is not None:  # forward unchanged, gradient of each neuron's spike train scaled
+            spikes = spikes.detach() + (spikes - spikes.detach()) * scale[:, None, :]
+        return spikes

@@ -50,6 +50,26 @@ class Rule:
     def surrogate(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    # --- hooks into the neuron step (defaults: plain BPTT through the iterative LIF, as STBP) -------
+    # Each hook changes gradients only: its forward value is exactly what the chip computes.
+
+    #: whether the gradient flows through the reset's spike mask, v * (1 - s)
+    reset_gradient: ClassVar[bool] = True
+    #: whether the gradient flows through the membrane leak, v * (1 - decay), or sees the identity
+    leak_gradient: ClassVar[bool] = True
+
+    def temporal_term(self, s: torch.Tensor) -> torch.Tensor | None:
+        """A forward-zero term (in threshold units) added to v after the reset; None for none."""
+        return None
+
+    def spike_gradient_scale(self, spikes: torch.Tensor, voltage_keep: float) -> torch.Tensor | None:
+        """A per-(sample, neuron) factor on the gradient of a layer's whole spike train (batch, T, n)."""
+        return None
+
+    def input_mask(self, shape: torch.Size, generator: torch.Generator | None = None) -> torch.Tensor | None:
+        """A training-time mask (batch, 1, n) on a layer's input spikes, shared over time; None for none."""
+        return None
+
     def objective(self, out_spikes: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Loss on output spikes (batch, T, classes) against integer labels (batch,)."""
         return LOSSES[self.loss](out_spikes, target)
@@ -163,11 +183,81 @@ class Triangle(Rule):
         return torch.clamp(1 - x.abs() / self.width, min=0.0) / self.width
 
 
+# --- BPSTA: Shen, Zhao, Zeng 2021 (arXiv:2110.08858), reconstructed from the official code ---------
+# (Brain-Cog-Lab/BP-STA code/nodes.py HTGLIFNode; ../shared seed-paper notes, section 3.)
+
+@dataclass(frozen=True)
+class BPSTA(Rule):
+    """Spatial adjustment: ds/du = 1/u for neurons that fired, 0 for the rest (BPSA: "avoids the
+    unnecessary influence from non-spiking neurons"); in threshold units h(x) = 1[x > 0] / (1 + x).
+    Temporal adjustment (BPTA): u <- u + alpha (s - sg(s)) after the reset, a forward no-op that lets
+    the error at u[t+1] reach s[t] (alpha = 0.2 as the official code). The reset is not differentiated.
+    """
+
+    name: ClassVar[str] = "bpsta"
+    reset_gradient: ClassVar[bool] = False
+    alpha: float = 0.2
+
+    def surrogate(self, x: torch.Tensor) -> torch.Tensor:
+        fired = x > 0
+        return torch.where(fired, 1.0 / (1.0 + x.clamp(min=0)), torch.zeros_like(x))
+
+    def temporal_term(self, s: torch.Tensor) -> torch.Tensor:
+        return self.alpha * (s - s.detach())
+
+
+# --- Lee, Sarwar, Panda, Srinivasan, Roy 2020 (arXiv:1903.06379), from the official code ------------
+# (chan8972/Enabling_Spikebased_Backpropagation src/*.py; ../shared seed-paper notes, section 4.)
+
+@dataclass(frozen=True)
+class LeeLeakAware(Rule):
+    """Spike-based BP with the leak-corrected approximate derivative.
+
+    * spike gradient 1/V_th at steps where the neuron fired, 0 elsewhere: h(x) = 1[x > 0];
+    * the membrane leak is applied in the forward pass only (its gradient is the identity); the CUBA
+      synaptic current, which Lee's LIF does not have, keeps its true gradient;
+    * the reset is not differentiated (V - V 1[fired]);
+    * every spike's gradient is scaled per neuron and sample by the leak correction
+      NG = 1[LF > 1e-3] + ln(lambda) LF / gamma, LF = sum_k lambda^(T - t_k) over the neuron's spike
+      times, gamma = its spike count (1 if silent), lambda = the voltage keep factor (1 - voltage_decay);
+      i.e. the paper's (1 + (1/gamma) sum_k f'(t - t_k)) with f(t) = exp(-t / tau_m);
+    * dropout with one mask per layer per mini-batch, reused at every timestep, scaled 1/(1 - p).
+    """
+
+    name: ClassVar[str] = "lee"
+    reset_gradient: ClassVar[bool] = False
+    leak_gradient: ClassVar[bool] = False
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def surrogate(self, x: torch.Tensor) -> torch.Tensor:
+        return (x > 0).to(x.dtype)
+
+    def spike_gradient_scale(self, spikes: torch.Tensor, voltage_keep: float) -> torch.Tensor:
+        s = spikes.detach()
+        steps = s.shape[1]
+        lam = max(float(voltage_keep), 1e-12)
+        weights = lam ** torch.arange(steps - 1, -1, -1, dtype=s.dtype, device=s.device)  # lambda^(T - t)
+        lf = (s * weights[None, :, None]).sum(dim=1)
+        gamma = s.sum(dim=1).clamp(min=1.0)
+        return (lf > 1e-3).to(s.dtype) + math.log(lam) * lf / gamma
+
+    def input_mask(self, shape: torch.Size, generator: torch.Generator | None = None) -> torch.Tensor | None:
+        if self.dropout == 0.0:
+            return None
+        keep = torch.rand((shape[0], 1, shape[2]), generator=generator) >= self.dropout
+        return keep.to(torch.float32) / (1.0 - self.dropout)
+
+
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "rate-mse": rate_mse_loss, "rate-ce": rate_ce_loss}
 
 RULES: dict[str, type[Rule]] = {r.name: r for r in (STBPRect, STBPPoly, STBPSigmoid, STBPGauss,
-                                                     FastSigmoid, ArcTan, Triangle)}
+                                                     FastSigmoid, ArcTan, Triangle, BPSTA, LeeLeakAware)}
 
 
 def make_rule(name: str, **params: Any) -> Rule:
