@@ -1,32 +1,118 @@
-"""Datasets and input encodings. Only data that ships or is generated: no downloads here.
+"""Datasets and input encodings. Only data that ships, is generated, or is already on disk: no downloads.
 
-``digits`` is scikit-learn's 8x8 handwritten digits (1797 images, shipped with the package).
+Two kinds of data, one way in: ``Dataset.encoding`` says whether ``x`` holds static features in
+[0, 1] ("rate": Bernoulli rate-coded per batch) or event frames that already are spikes ("events":
+(n, T, C*H*W) 0/1, T = the number of time bins). :func:`batch_spikes` turns a batch of either into
+(batch, T, features) spikes; training, evaluation and the compiler's test inputs all call it.
+
+- ``digits``: scikit-learn's 8x8 handwritten digits (1797 images, shipped with scikit-learn).
+- ``mnist``: the four standard gzipped IDX files in ``DATA_DIR/mnist/``.
+- ``synthetic-events``: a generated, seeded moving-bar event stream (2x16x16 sensor, 4 directions).
+- ``nmnist``, ``dvsgesture``, ``cifar10dvs``: read from ``DATA_DIR`` by tonic's dataset classes.
+
+``DATA_DIR`` is ``--data-dir``, else ``$SNNC_DATA_DIR``, else ``$XDG_CACHE_HOME/snnc/datasets``
+(``~/.cache/snnc/datasets``). A missing dataset raises :class:`InputFileError` naming the files;
+tonic's own download is disabled. See docs/datasets.md.
 """
 from __future__ import annotations
 
+import gzip
+import os
+import struct
+import tarfile
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
-from snnc.errors import SnncError
+from snnc.errors import InputFileError, SnncError
+
+DEFAULT_TIMESTEPS = 20
+#: tonic's default structured event dtype (``tonic.io.events_struct``), so events need no tonic to exist.
+EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", bool)])
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """Static samples with features scaled to [0, 1], split deterministically."""
+    """Samples and labels; ``x`` is static features (encoding 'rate') or spike frames ('events')."""
 
     name: str
-    x: np.ndarray          # (n, features) float32 in [0, 1]
+    x: np.ndarray          # rate: (n, features) float32 in [0, 1]; events: (n, T, features) bool
     y: np.ndarray          # (n,) int64
     num_classes: int
+    encoding: str = "rate"
 
     @property
     def input_size(self) -> int:
-        return int(self.x.shape[1])
+        return int(self.x.shape[-1])
+
+    @property
+    def timesteps(self) -> int | None:
+        """Time bins of an event dataset (fixed by the data); None when rate-coded (any T works)."""
+        return int(self.x.shape[1]) if self.encoding == "events" else None
 
 
-def _digits(split: str, seed: int) -> Dataset:
+# ---------------------------------------------------------------- the one encoding
+
+def rate_encode(x: torch.Tensor, timesteps: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Bernoulli rate code: (batch, features) in [0, 1] -> (batch, T, features) 0/1 spikes."""
+    p = x.clamp(0, 1).unsqueeze(1).expand(-1, timesteps, -1)
+    return (torch.rand(p.shape, generator=generator) < p).to(torch.float32)
+
+
+def batch_spikes(data: Dataset, index: Any, timesteps: int,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Samples ``index`` of ``data`` as float32 (batch, T, features) 0/1 spikes, the only input path.
+
+    Rate-coded data draws from ``generator``; event frames are returned as they are (and consume no
+    random numbers), so their T must equal ``timesteps``.
+    """
+    if isinstance(index, torch.Tensor):
+        index = index.numpy()
+    if data.encoding == "rate":
+        return rate_encode(torch.from_numpy(data.x[index]), timesteps, generator)
+    if data.encoding == "events":
+        if data.timesteps != timesteps:
+            raise SnncError(f"dataset '{data.name}' was framed into {data.timesteps} time bins but "
+                            f"{timesteps} timesteps were asked for; load it with timesteps={timesteps}.")
+        return torch.from_numpy(np.ascontiguousarray(data.x[index])).to(torch.float32)
+    raise SnncError(f"dataset '{data.name}' has unknown encoding '{data.encoding}'.")
+
+
+def encode_samples(x: np.ndarray, timesteps: int, seed: int) -> np.ndarray:
+    """Deterministic rate code of ``x`` (n, features) -> bool (n, T, features), same for every engine."""
+    g = torch.Generator().manual_seed(seed)
+    return rate_encode(torch.from_numpy(np.asarray(x, dtype=np.float32)), timesteps, g).numpy().astype(bool)
+
+
+# ---------------------------------------------------------------- where data lives
+
+def default_data_dir() -> Path:
+    """$SNNC_DATA_DIR, else $XDG_CACHE_HOME/snnc/datasets, else ~/.cache/snnc/datasets."""
+    if os.environ.get("SNNC_DATA_DIR"):
+        return Path(os.environ["SNNC_DATA_DIR"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache).expanduser() / "snnc" / "datasets"
+
+
+def resolve_data_dir(data_dir: str | Path | None) -> Path:
+    """An explicit directory wins over the environment (``--data-dir`` > $SNNC_DATA_DIR > XDG)."""
+    return Path(data_dir).expanduser() if data_dir else default_data_dir()
+
+
+def _missing(name: str, where: Path, what: str, source: str) -> InputFileError:
+    """The one-paragraph 'put these files here' error: snnc never downloads."""
+    return InputFileError(
+        f"dataset '{name}' is not in {where}: {what} Get them from {source}. snnc never downloads; "
+        f"to use another directory pass --data-dir DIR or set SNNC_DATA_DIR (see docs/datasets.md).")
+
+
+# ---------------------------------------------------------------- static datasets
+
+def _digits(split: str, seed: int, **_: Any) -> Dataset:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -38,25 +124,307 @@ def _digits(split: str, seed: int) -> Dataset:
     return Dataset("digits", xs, ys, 10)
 
 
-DATASETS = {"digits": _digits}
+MNIST_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+               "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+MNIST_SOURCE = ("https://ossci-datasets.s3.amazonaws.com/mnist/ (torchvision's mirror of "
+                "http://yann.lecun.com/exdb/mnist/)")
 
 
-def load_dataset(name: str, split: str = "train", seed: int = 0) -> Dataset:
-    """Load ``split`` ('train' or 'test') of dataset ``name``; the split is fixed by ``seed``."""
+def read_idx_gz(path: Path, ndim: int) -> np.ndarray:
+    """Parse a gzipped big-endian IDX file of unsigned bytes (magic 0x0000080N, N = ``ndim``)."""
+    try:
+        with gzip.open(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise InputFileError(f"{path}: not a readable gzip file ({e}); re-download it.") from None
+    if len(raw) < 4 + 4 * ndim:
+        raise InputFileError(f"{path}: only {len(raw)} bytes after gunzip, too short for an IDX header.")
+    magic = struct.unpack(">I", raw[:4])[0]
+    if magic != 0x800 + ndim:
+        raise InputFileError(f"{path}: IDX magic number 0x{magic:08x}, expected 0x{0x800 + ndim:08x} "
+                             f"(unsigned bytes, {ndim} dimension(s)); the file is corrupt or not this file.")
+    dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    body = raw[4 + 4 * ndim:]
+    if len(body) != int(np.prod(dims)):
+        raise InputFileError(f"{path}: header says shape {dims} ({int(np.prod(dims))} bytes) but the file "
+                             f"holds {len(body)} bytes; it is truncated or corrupt.")
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
+
+
+def _mnist(split: str, seed: int, *, data_dir: Path, limit: int | None = None, **_: Any) -> Dataset:
+    folder = data_dir / "mnist"
+    img_name, lbl_name = MNIST_FILES[split]
+    if not all((folder / f).is_file() for f in (img_name, lbl_name)):
+        names = ", ".join(f for pair in MNIST_FILES.values() for f in pair)
+        raise _missing("mnist", folder, f"expected the four gzipped IDX files {names} in {folder}/.",
+                       MNIST_SOURCE)
+    images, labels = read_idx_gz(folder / img_name, 3), read_idx_gz(folder / lbl_name, 1)
+    if len(images) != len(labels):
+        raise InputFileError(f"{folder}: {img_name} holds {len(images)} images but {lbl_name} holds "
+                             f"{len(labels)} labels.")
+    if labels.size and labels.max() > 9:
+        raise InputFileError(f"{folder / lbl_name}: label {int(labels.max())} is not a digit 0-9.")
+    n = len(labels) if limit is None else min(limit, len(labels))
+    x = (images[:n].reshape(n, -1) / 255.0).astype(np.float32)
+    return Dataset("mnist", x, labels[:n].astype(np.int64), 10)
+
+
+# ---------------------------------------------------------------- events -> spikes (shared by every event dataset)
+
+def frame_transform(sensor_size: tuple[int, int, int], timesteps: int) -> Callable[[np.ndarray], np.ndarray]:
+    """tonic's ToFrame(n_time_bins=T): (T, P, H, W) event counts per time bin."""
+    from tonic.transforms import ToFrame
+
+    return ToFrame(sensor_size=sensor_size, n_time_bins=timesteps)
+
+
+def events_to_spikes(events: np.ndarray, transform: Callable[[np.ndarray], np.ndarray],
+                     sensor_size: tuple[int, int, int], timesteps: int) -> np.ndarray:
+    """Events -> bool (T, P*H*W): frames binarised to 'at least one event in this bin'."""
+    if len(events) == 0:  # tonic's slicer indexes t[-1]; an empty recording is T empty frames
+        return np.zeros((timesteps, int(np.prod(sensor_size))), dtype=bool)
+    return frames_to_spikes(transform(events), timesteps)
+
+
+def frames_to_spikes(frames: np.ndarray, timesteps: int) -> np.ndarray:
+    """(T, P, H, W) counts -> bool (T, P*H*W); checks the binning gave T frames."""
+    frames = np.asarray(frames)
+    if frames.shape[0] != timesteps:
+        raise SnncError(f"framing gave {frames.shape[0]} time bins, expected {timesteps}.")
+    return frames.reshape(timesteps, -1) > 0
+
+
+# ---------------------------------------------------------------- synthetic-events
+
+SYNTH_SENSOR = (16, 16, 2)          # tonic order: (W, H, P)
+SYNTH_CLASSES = ("right", "left", "down", "up")
+SYNTH_SIZES = {"train": 1200, "test": 300}
+SYNTH_DURATION_US = 100_000
+
+
+def synthetic_event_sample(label: int, rng: np.random.Generator) -> np.ndarray:
+    """One recording: a bar crossing the sensor in direction ``label``, ON at its leading edge and
+    OFF at its trailing edge, plus uniform background noise; sorted by t, tonic's dtype."""
+    w, h, _ = SYNTH_SENSOR
+    length, width = int(rng.integers(5, h + 1)), int(rng.integers(1, 3))
+    row0 = int(rng.integers(0, h - length + 1))
+    moves = int(rng.integers(7, 11))
+    col0 = int(rng.integers(0, w - width - moves + 1))
+    times = (np.arange(moves) + rng.uniform(0.1, 0.9, moves)) * (SYNTH_DURATION_US / moves)
+    xs, ys, ts, ps = [], [], [], []
+    for k in range(moves):  # canonical 'right' motion: column col0+k vacated, col0+k+width entered
+        rows = np.arange(row0, row0 + length)
+        for col, pol in ((col0 + k + width, True), (col0 + k, False)):
+            fire = rows[rng.random(length) < 0.85]
+            xs.append(np.full(len(fire), col))
+            ys.append(fire)
+            ts.append(times[k] + rng.uniform(0, 3000, len(fire)))
+            ps.append(np.full(len(fire), pol))
+    n_noise = int(rng.poisson(40))
+    xs.append(rng.integers(0, w, n_noise))
+    ys.append(rng.integers(0, h, n_noise))
+    ts.append(rng.uniform(0, SYNTH_DURATION_US, n_noise))
+    ps.append(rng.random(n_noise) < 0.5)
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    x, y = _orient(x, y, label, w)
+    return _structured(x, y, np.concatenate(ts), np.concatenate(ps))
+
+
+def _orient(x: np.ndarray, y: np.ndarray, label: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Map the canonical rightward motion to direction ``label`` (square sensor)."""
+    if label == 1:      # left: mirror x
+        return w - 1 - x, y
+    if label == 2:      # down: swap axes
+        return y, x
+    if label == 3:      # up: swap axes and mirror
+        return y, w - 1 - x
+    return x, y
+
+
+def _structured(x: np.ndarray, y: np.ndarray, t: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Events in tonic's structured dtype, sorted by time."""
+    ev = np.empty(len(x), dtype=EVENT_DTYPE)
+    ev["x"], ev["y"], ev["t"], ev["p"] = x, y, np.round(t).astype(np.int64), p
+    return ev[np.argsort(ev["t"], kind="stable")]
+
+
+def synthetic_events(n: int, seed: int, split: str = "train") -> tuple[list[np.ndarray], np.ndarray]:
+    """``n`` recordings and balanced labels, a pure function of (seed, split)."""
+    rng = np.random.default_rng([seed, 0 if split == "train" else 1])
+    labels = rng.permutation(np.arange(n) % len(SYNTH_CLASSES)).astype(np.int64)
+    return [synthetic_event_sample(int(c), rng) for c in labels], labels
+
+
+def _synthetic(split: str, seed: int, *, timesteps: int, limit: int | None = None, **_: Any) -> Dataset:
+    n = SYNTH_SIZES[split] if limit is None else min(limit, SYNTH_SIZES[split])
+    recordings, labels = synthetic_events(SYNTH_SIZES[split], seed, split)
+    transform = frame_transform(SYNTH_SENSOR, timesteps)
+    x = np.stack([events_to_spikes(ev, transform, SYNTH_SENSOR, timesteps) for ev in recordings[:n]])
+    return Dataset("synthetic-events", x, labels[:n], len(SYNTH_CLASSES), "events")
+
+
+# ---------------------------------------------------------------- tonic datasets (files already on disk)
+
+@dataclass(frozen=True)
+class TonicSpec:
+    """What a tonic dataset class expects under ``DATA_DIR/<tonic class name>/`` and where to get it."""
+
+    cls: str                       # tonic.datasets class; also its folder name (tonic's save_to layout)
+    folders: dict[str, str]        # split -> extracted folder holding the sample files
+    archives: dict[str, str]       # split -> archive tonic would download and extract
+    suffix: str                    # sample file extension
+    layout: str                    # human description of the extracted layout
+    source: str
+    num_classes: int
+    own_split: bool = False        # no official train/test split: snnc splits 90/10 per class
+
+
+TONIC = {
+    "nmnist": TonicSpec(
+        "NMNIST", {"train": "Train", "test": "Test"}, {"train": "train.zip", "test": "test.zip"}, ".bin",
+        "Train/<digit>/<id>.bin and Test/<digit>/<id>.bin (N-MNIST's 40-bit binary event files)",
+        "https://data.mendeley.com/datasets/468j46mzdv (train.zip, test.zip)", 10),
+    "dvsgesture": TonicSpec(
+        "DVSGesture", {"train": "ibmGestureTrain", "test": "ibmGestureTest"},
+        {"train": "ibmGestureTrain.tar.gz", "test": "ibmGestureTest.tar.gz"}, ".npy",
+        "ibmGestureTrain/userNN_<lighting>/<label>.npy and ibmGestureTest/... (tonic's preprocessed "
+        "DVS Gesture: one (N, 4) x,y,p,t[ms] array per gesture)",
+        "tonic's preprocessed copy, https://figshare.com/ndownloader/files/38022171 (ibmGestureTrain.tar.gz) "
+        "and https://figshare.com/ndownloader/files/38020584 (ibmGestureTest.tar.gz)", 11),
+    "cifar10dvs": TonicSpec(
+        "CIFAR10DVS", {"train": "", "test": ""}, {"train": "CIFAR10DVS.zip", "test": "CIFAR10DVS.zip"},
+        ".aedat4", "airplane/*.aedat4 ... truck/*.aedat4 (one folder per class, AEDAT 4 files)",
+        "https://figshare.com/ndownloader/files/38023437 (CIFAR10DVS.zip, tonic's AEDAT4 conversion)", 10,
+        own_split=True),
+}
+
+
+def _tonic_sample_files(spec: TonicSpec, root: Path, split: str) -> bool:
+    """True if the split's extracted sample files are present."""
+    folder = root / spec.folders[split]
+    return folder.is_dir() and next(folder.glob(f"**/*{spec.suffix}"), None) is not None
+
+
+def _ensure_extracted(name: str, spec: TonicSpec, root: Path, split: str) -> None:
+    """Extract the archive with tonic's own extractor if only it is there; else say what is missing."""
+    if _tonic_sample_files(spec, root, split):
+        return
+    archive = root / spec.archives[split]
+    if archive.is_file():
+        from tonic.download_utils import extract_archive
+
+        try:
+            extract_archive(str(archive), str(root))
+            if spec.cls == "CIFAR10DVS":  # the outer zip holds one zip per class
+                for inner in sorted(root.glob("*.zip")):
+                    if inner != archive:
+                        extract_archive(str(inner), str(root))
+        except (OSError, ValueError, RuntimeError, zipfile.BadZipFile, tarfile.TarError) as e:
+            raise InputFileError(f"{archive}: could not be extracted ({e}); re-download it.") from None
+        if _tonic_sample_files(spec, root, split):
+            return
+    raise _missing(name, root, f"expected {spec.layout} under {root}/, or the archive "
+                   f"{spec.archives[split]} there to extract.", spec.source)
+
+
+def _tonic_class(spec: TonicSpec) -> type:
+    """tonic's dataset class with its download disabled: snnc has already checked the files."""
+    try:
+        import tonic.datasets
+    except ImportError as e:
+        raise SnncError(f"dataset '{spec.cls}' is read by tonic, which did not import ({e}); "
+                        f"install it with: pip install tonic") from None
+    base = getattr(tonic.datasets, spec.cls)
+
+    def refuse(self: Any) -> None:
+        raise InputFileError(f"{spec.cls}: files missing under {self.location_on_system}; snnc never downloads.")
+
+    # same class name: tonic derives the folder (save_to/<ClassName>) from it
+    return type(spec.cls, (base,), {"_check_exists": lambda self: True, "download": refuse})
+
+
+def _own_split(targets: Sequence[int], split: str, seed: int) -> np.ndarray:
+    """Deterministic stratified 90/10 split (per class, seeded) for datasets without an official one."""
+    rng, targets = np.random.default_rng(seed), np.asarray(targets)
+    chosen = []
+    for c in np.unique(targets):
+        idx = rng.permutation(np.flatnonzero(targets == c))
+        n_test = int(round(0.1 * len(idx))) if len(idx) >= 10 else min(1, len(idx) - 1)
+        chosen.append(idx[:n_test] if split == "test" else idx[n_test:])
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
+
+
+def _tonic(name: str, split: str, seed: int, *, timesteps: int, data_dir: Path,
+           limit: int | None = None, **_: Any) -> Dataset:
+    spec = TONIC[name]
+    root = data_dir / spec.cls
+    _ensure_extracted(name, spec, root, split)
+    cls = _tonic_class(spec)
+    kwargs = {} if spec.own_split else {"train": split == "train"}
+    if spec.cls == "CIFAR10DVS":
+        _require_aedat()
+    try:
+        ds = cls(save_to=str(data_dir), transform=frame_transform(cls.sensor_size, timesteps), **kwargs)
+    except (ValueError, KeyError) as e:  # tonic derives labels from folder/file names
+        raise InputFileError(f"{root}: a file or folder name does not follow the layout {spec.layout} "
+                             f"({type(e).__name__}: {e}).") from None
+    index = _sample_order(ds.targets, split, seed, spec.own_split)[:limit]
+    x = np.zeros((len(index), timesteps, int(np.prod(cls.sensor_size))), dtype=bool)
+    for row, i in enumerate(index):
+        x[row] = _tonic_spikes(ds, int(i), cls.sensor_size, timesteps)
+    y = np.asarray([ds.targets[int(i)] for i in index], dtype=np.int64)
+    return Dataset(name, x, y, spec.num_classes, "events")
+
+
+def _sample_order(targets: Sequence[int], split: str, seed: int, own_split: bool) -> np.ndarray:
+    """The split's sample indices in a seeded, class-mixed order, so the first n are a fair sample."""
+    index = _own_split(targets, split, seed) if own_split else np.arange(len(targets))
+    return np.random.default_rng(seed).permutation(index)
+
+
+def _tonic_spikes(ds: Any, i: int, sensor_size: tuple[int, int, int], timesteps: int) -> np.ndarray:
+    """Sample ``i`` through tonic's reader and ToFrame; a corrupt file names itself."""
+    try:
+        frames, _ = ds[i]
+    except IndexError:  # tonic's slicer on an empty recording
+        return np.zeros((timesteps, int(np.prod(sensor_size))), dtype=bool)
+    except (OSError, ValueError, KeyError) as e:
+        raise InputFileError(f"{ds.data[i]}: could not be read as a {ds.__class__.__name__} sample ({e}).") from None
+    return frames_to_spikes(frames, timesteps)
+
+
+def _require_aedat() -> None:
+    """tonic reads AEDAT4 with the separate 'aedat' package."""
+    try:
+        import aedat  # noqa: F401
+    except ImportError:
+        raise SnncError("cifar10dvs: tonic reads its .aedat4 files with the 'aedat' package, which is not "
+                        "installed; install it with: pip install aedat") from None
+
+
+def _tonic_loader(name: str) -> Callable[..., Dataset]:
+    return lambda split, seed, **kw: _tonic(name, split, seed, **kw)
+
+
+DATASETS: dict[str, Callable[..., Dataset]] = {
+    "digits": _digits, "mnist": _mnist, "synthetic-events": _synthetic,
+    **{name: _tonic_loader(name) for name in TONIC},
+}
+
+
+def load_dataset(name: str, split: str = "train", seed: int = 0, *, timesteps: int | None = None,
+                 data_dir: str | Path | None = None, limit: int | None = None) -> Dataset:
+    """Load ``split`` ('train' or 'test') of dataset ``name``.
+
+    ``seed`` fixes the split where the dataset has none of its own (and the order of event test
+    samples); ``timesteps`` is the number of time bins of event datasets (rate-coded ones ignore it);
+    ``data_dir`` overrides $SNNC_DATA_DIR; ``limit`` reads only the first samples of the split.
+    """
     if name not in DATASETS:
         raise SnncError(f"unknown dataset '{name}'. Supported: {', '.join(sorted(DATASETS))}.")
     if split not in ("train", "test"):
         raise SnncError(f"unknown split '{split}': use 'train' or 'test'.")
-    return DATASETS[name](split, seed)
-
-
-def rate_encode(x: torch.Tensor, timesteps: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Bernoulli rate code: (batch, features) in [0, 1] -> (batch, T, features) 0/1 spikes."""
-    p = x.clamp(0, 1).unsqueeze(1).expand(-1, timesteps, -1)
-    return (torch.rand(p.shape, generator=generator) < p).to(torch.float32)
-
-
-def encode_samples(x: np.ndarray, timesteps: int, seed: int) -> np.ndarray:
-    """Deterministic rate code of ``x`` (n, features) -> bool (n, T, features), same for every engine."""
-    g = torch.Generator().manual_seed(seed)
-    return rate_encode(torch.from_numpy(np.asarray(x, dtype=np.float32)), timesteps, g).numpy().astype(bool)
+    t = int(timesteps or DEFAULT_TIMESTEPS)
+    if t < 1:
+        raise SnncError(f"timesteps must be at least 1, got {t}.")
+    return DATASETS[name](split, seed, timesteps=t, data_dir=resolve_data_dir(data_dir), limit=limit)

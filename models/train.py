@@ -1,4 +1,4 @@
-"""The training loop behind ``snn-train``: seeded, rate-coded input, the rule's loss, Adam."""
+"""The training loop behind ``snn-train``: seeded input spikes (``batch_spikes``), the rule's loss, Adam."""
 from __future__ import annotations
 
 import random
@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from snnc.models.datasets import Dataset, rate_encode
+from snnc.models.datasets import Dataset, batch_spikes
 from snnc.models.network import SpikingNet
 
 
@@ -42,7 +42,7 @@ def evaluate(model: SpikingNet, data: Dataset, timesteps: int, seed: int = 1234,
     g = torch.Generator().manual_seed(seed)
     correct = 0
     for i in range(0, len(data.y), batch_size):
-        x = rate_encode(torch.from_numpy(data.x[i:i + batch_size]), timesteps, g).to(dev)
+        x = batch_spikes(data, slice(i, i + batch_size), timesteps, g).to(dev)
         correct += int((predict(model(x)[-1]).cpu() == torch.from_numpy(data.y[i:i + batch_size])).sum())
     return correct / len(data.y)
 
@@ -56,18 +56,19 @@ class TrainState:
 
     epoch: int
     optimizer: dict
-    generator: torch.Tensor
+    generator: torch.Tensor          # the data generator (order and rate coding)
     logs: list[dict] = field(default_factory=list)
+    torch_rng: torch.Tensor | None = None   # torch's global RNG (training-time masks, e.g. dropout)
 
     def to_dict(self) -> dict:
         return {"format": "snnc.train-state", "epoch": self.epoch, "optimizer": self.optimizer,
-                "generator": self.generator, "logs": self.logs}
+                "generator": self.generator, "logs": self.logs, "torch_rng": self.torch_rng}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainState":
         if d.get("format") != "snnc.train-state":
             raise ValueError("not an snnc training state")
-        return cls(d["epoch"], d["optimizer"], d["generator"], list(d["logs"]))
+        return cls(d["epoch"], d["optimizer"], d["generator"], list(d["logs"]), d.get("torch_rng"))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -97,9 +98,11 @@ def train(model: SpikingNet, train_data: Dataset, *, epochs: int, timesteps: int
     if resume is not None:
         opt.load_state_dict(resume.optimizer)
         g.set_state(resume.generator)
+        if resume.torch_rng is not None:
+            torch.set_rng_state(resume.torch_rng)
         first = resume.epoch + 1
         logs = [EpochLog(**log) for log in resume.logs]
-    x_all, y_all = torch.from_numpy(train_data.x), torch.from_numpy(train_data.y)
+    y_all = torch.from_numpy(train_data.y)
     for epoch in range(first, epochs + 1):
         model.train()
         order = torch.randperm(len(y_all), generator=g)
@@ -108,7 +111,7 @@ def train(model: SpikingNet, train_data: Dataset, *, epochs: int, timesteps: int
             if max_steps is not None and step >= max_steps:
                 break
             idx = order[i:i + batch_size]
-            x, y = rate_encode(x_all[idx], timesteps, g).to(dev), y_all[idx].to(dev)
+            x, y = batch_spikes(train_data, idx, timesteps, g).to(dev), y_all[idx].to(dev)
             out = model(x)[-1]
             loss = model.rule.objective(out, y)
             opt.zero_grad()
@@ -122,5 +125,6 @@ def train(model: SpikingNet, train_data: Dataset, *, epochs: int, timesteps: int
         log = EpochLog(epoch, loss_sum / max(seen, 1), correct / max(seen, 1), test_acc, seen / elapsed)
         logs.append(log)
         if on_epoch:
-            on_epoch(log, TrainState(epoch, opt.state_dict(), g.get_state(), [asdict(x) for x in logs]))
+            on_epoch(log, TrainState(epoch, opt.state_dict(), g.get_state(), [asdict(x) for x in logs],
+                                     torch.get_rng_state()))
     return logs

@@ -37,13 +37,18 @@ def train_main(argv: Sequence[str] | None = None) -> int:
                 "  snn-train --dataset digits --arch mlp --rule arctan --loss rate-ce --out model.pt\n"
                 "  snn-train --dataset digits --arch mlp --hidden 64 --float --out float.pt\n"
                 "  snn-train --epochs 10 --out model.pt --resume     # continue a run to epoch 10")
-    p.add_argument("--dataset", default="digits", help="training data (default: digits, scikit-learn's 8x8 digits)")
+    p.add_argument("--dataset", default="digits",
+                   help="training data (default: digits, scikit-learn's 8x8 digits); also mnist, synthetic-events, "
+                        "nmnist, dvsgesture, cifar10dvs (docs/datasets.md)")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="where datasets live (default: $SNNC_DATA_DIR, else $XDG_CACHE_HOME/snnc/datasets); "
+                        "see docs/datasets.md")
     p.add_argument("--arch", default="mlp", help="architecture (default: mlp)")
     p.add_argument("--rule", default="stbp-rect", help="training rule (default: stbp-rect; see docs/rules.md)")
     p.add_argument("--loss", default=None, help="rate-mse or rate-ce (default: the rule's own)")
     p.add_argument("--hidden", type=int, nargs="*", default=[128], help="hidden layer sizes (default: 128)")
     p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--timesteps", type=int, default=20)
+    p.add_argument("--timesteps", type=int, default=20, help="timesteps per sample (= time bins of event datasets)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=5e-3)
     p.add_argument("--seed", type=int, default=0)
@@ -65,7 +70,9 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         from snnc.models.train import TrainState, resolve_device, seed_everything, train
 
         state_path, log_path = args.out.with_suffix(".state.pt"), args.out.with_suffix(".log.json")
-        train_data, test_data = load_dataset(args.dataset, "train", args.seed), load_dataset(args.dataset, "test", args.seed)
+        where = {"timesteps": args.timesteps, "data_dir": args.data_dir}
+        train_data = load_dataset(args.dataset, "train", args.seed, **where)
+        test_data = load_dataset(args.dataset, "test", args.seed, **where)
         resume = None
         if args.resume:
             if not state_path.is_file():
@@ -101,7 +108,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
                   f"test acc {log.test_accuracy:.1%}  {log.samples_per_s:.0f} samples/s", flush=True)
             save(model, args.out, metadata={
                 "dataset": args.dataset, "timesteps": args.timesteps, "rule": model.rule.name, "seed": args.seed,
-                "epochs": log.epoch, "test_accuracy": log.test_accuracy, "encoding": "rate"})
+                "epochs": log.epoch, "test_accuracy": log.test_accuracy, "encoding": train_data.encoding,
+                **({"data_dir": str(args.data_dir.expanduser().resolve())} if args.data_dir else {})})
             atomic_torch_save(state.to_dict(), state_path)
             log_path.write_text(json.dumps({"config": config, "epochs": state.logs}, indent=2) + "\n")
 
@@ -158,13 +166,17 @@ def run_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--backend", choices=("hwsim", "lava"), default="hwsim")
     p.add_argument("--dataset", default=None, help="default: the dataset recorded in the artifact")
     p.add_argument("--samples", type=int, default=100)
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="where datasets live (default: $SNNC_DATA_DIR, else $XDG_CACHE_HOME/snnc/datasets); "
+                        "see docs/datasets.md")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
 
     def body() -> int:
         from snnc.pipeline import run_artifact
 
-        res = run_artifact(args.artifact, backend=args.backend, dataset=args.dataset, samples=args.samples)
+        res = run_artifact(args.artifact, backend=args.backend, dataset=args.dataset, samples=args.samples,
+                           data_dir=args.data_dir)
         if args.json:
             print(json.dumps(res))
         else:

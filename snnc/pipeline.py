@@ -22,7 +22,7 @@ from snnc.errors import GraphError, SnncError, VerificationError
 from snnc.hwsim.energy import activity_summary, estimate, load_cost_model
 from snnc.hwsim.sim import HwSim
 from snnc.models.checkpoint import load
-from snnc.models.datasets import encode_samples, load_dataset
+from snnc.models.datasets import batch_spikes, load_dataset
 from snnc.models.network import SpikingNet
 from snnc.verify import VerificationResult, compare
 
@@ -37,21 +37,35 @@ class CompileResult:
 
 
 def input_spec(metadata: dict[str, Any], timesteps: int | None) -> dict[str, Any]:
-    """How to feed the network: shape is added by the caller; rate code with a fixed seed."""
-    return {"timesteps": int(timesteps or metadata.get("timesteps") or DEFAULT_TIMESTEPS),
-            "encoding": {"kind": "rate", "distribution": "bernoulli", "seed": ENCODING_SEED},
-            "dataset": metadata.get("dataset")}
+    """How to feed the network (the caller adds the shape): enough to rebuild the same test inputs.
+
+    Rate-coded datasets use a fixed Bernoulli seed; event datasets are tonic frames with T time bins.
+    ``split_seed`` is the training seed (it fixes digits' split); ``data_dir`` only if one was given.
+    """
+    t = int(timesteps or metadata.get("timesteps") or DEFAULT_TIMESTEPS)
+    if metadata.get("encoding") == "events":
+        encoding: dict[str, Any] = {"kind": "events", "frames": f"tonic ToFrame(n_time_bins={t})",
+                                    "binarised": True}
+    else:
+        encoding = {"kind": "rate", "distribution": "bernoulli", "seed": ENCODING_SEED}
+    spec: dict[str, Any] = {"timesteps": t, "encoding": encoding, "dataset": metadata.get("dataset"),
+                            "split_seed": int(metadata.get("seed") or 0)}
+    if metadata.get("data_dir"):
+        spec["data_dir"] = metadata["data_dir"]
+    return spec
 
 
 def sample_inputs(spec: dict[str, Any], size: int, n: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """The first ``n`` test samples of the model's dataset, rate-coded; random spikes if it has none."""
+    """The first ``n`` test samples of the model's dataset as spikes; random spikes if it has none."""
     if spec.get("dataset"):
-        data = load_dataset(spec["dataset"], "test")
+        data = load_dataset(spec["dataset"], "test", int(spec.get("split_seed") or 0),
+                            timesteps=spec["timesteps"], data_dir=spec.get("data_dir"), limit=n)
         if data.input_size != size:
             raise SnncError(f"dataset '{spec['dataset']}' has {data.input_size} features but the network "
                             f"takes {size}.")
         n = min(n, len(data.y))
-        return encode_samples(data.x[:n], spec["timesteps"], ENCODING_SEED), data.y[:n]
+        g = torch.Generator().manual_seed(ENCODING_SEED)
+        return batch_spikes(data, slice(0, n), spec["timesteps"], g).numpy().astype(bool), data.y[:n]
     rng = np.random.default_rng(ENCODING_SEED)
     return rng.random((n, spec["timesteps"], size)) < 0.2, None
 
@@ -157,13 +171,16 @@ def _check_round_trip(written: Graph, read: Graph) -> None:
             raise GraphError(f"internal error: layer '{n1.name}' did not survive the netx HDF5 round trip")
 
 
-def run_artifact(path: str | Path, *, backend: str, dataset: str | None, samples: int) -> dict[str, Any]:
+def run_artifact(path: str | Path, *, backend: str, dataset: str | None, samples: int,
+                 data_dir: str | Path | None = None) -> dict[str, Any]:
     """Run ``samples`` test samples through an artifact on ``backend``; accuracy and throughput."""
     t0 = time.perf_counter()
     art: Artifact = load_artifact(path)
     spec = dict(art.manifest["input"])
     if dataset:
         spec["dataset"] = dataset
+    if data_dir:
+        spec["data_dir"] = str(data_dir)
     inputs, labels = sample_inputs(spec, art.graph.input.size, samples)
     startup = time.perf_counter() - t0
     t1 = time.perf_counter()

@@ -10,6 +10,7 @@ import torch
 from snnc.cli import train_main
 from snnc.models.checkpoint import load
 from snnc.models.datasets import load_dataset
+from snnc.models.rules import make_rule
 from snnc.models.train import TrainState, resolve_device, train
 
 from conftest import make_model
@@ -19,18 +20,28 @@ def _weights(model: torch.nn.Module) -> list[torch.Tensor]:
     return [p.detach().clone() for p in model.parameters()]
 
 
-def test_resumed_training_is_bit_identical_to_uninterrupted() -> None:
+@pytest.mark.parametrize("rule", ["stbp-rect", "lee-dropout"])
+def test_resumed_training_is_bit_identical_to_uninterrupted(rule: str) -> None:
+    """Also with a rule that draws training-time masks from torch's global RNG (Lee's dropout)."""
     data = load_dataset("digits", "train")
     kw = dict(timesteps=6, max_steps=4, batch_size=32, seed=3)
-    straight = make_model(gain=1.0)
+
+    def fresh() -> torch.nn.Module:
+        m = make_model(gain=1.0)
+        if rule == "lee-dropout":
+            m.rule = make_rule("lee", dropout=0.3)
+        return m
+
+    straight = fresh()
     train(straight, data, epochs=3, **kw)
 
     states: list[TrainState] = []
-    first = make_model(gain=1.0)
+    first = fresh()
     train(first, data, epochs=2, on_epoch=lambda log, st: states.append(st), **kw)
     # round-trip the state through a file that loads without unpickling code
     state = TrainState.from_dict(torch.load(_save(states[-1]), weights_only=True))
-    resumed = make_model(gain=1.0)
+    torch.manual_seed(999)  # a new process would start from another global RNG state
+    resumed = fresh()
     resumed.load_state_dict(first.state_dict())
     logs = train(resumed, data, epochs=3, resume=state, **kw)
     assert [log.epoch for log in logs] == [1, 2, 3]
