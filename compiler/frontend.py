@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from snnc.compiler.ir import CubaLIF, Dense, Graph, Input, Output
@@ -36,18 +37,46 @@ def as_spiking_net(module: nn.Module, source: str) -> SpikingNet:
     return SpikingNet([m for _, m in layers], hardware_exact=False)
 
 
+def _population(name: str, layer: CubaDense, hardware_exact: bool) -> CubaLIF:
+    bias = layer.bias.detach().cpu().numpy().astype(np.float64) if layer.bias is not None else None
+    return CubaLIF(name, layer.out_features, layer.current_decay, layer.voltage_decay, layer.threshold, bias,
+                   int_scale=layer.weight_scale if hardware_exact else None, spiking=layer.spiking)
+
+
+def _weights(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy().astype(np.float64)
+
+
 def graph_from_module(model: SpikingNet, meta: dict[str, Any] | None = None) -> Graph:
-    """One (Dense, CubaLIF) pair per layer, named fc1/lif1, fc2/lif2, ..."""
-    nodes: list[Any] = [Input("input", (model.input_size,))]
+    """Layer ``i`` becomes Dense ``fc{i}`` -> CubaLIF ``lif{i}``; its architecture elements become
+    real nodes: NeuNorm's auxiliary population ``aux{i}`` (``nn{i}.in`` from the layer's source,
+    ``nn{i}.inh`` into ``lif{i}``), signed input as two input channels with weights ``[W, -W]``,
+    an encoding layer as graded input (``Input.bits``)."""
+    first = model.layers[0]
+    assert isinstance(first, CubaDense)
+    n_in = model.input_size * (2 if first.signed_input else 1)
+    nodes: list[Any] = [Input("input", (n_in,), bits=first.input_bits)]
+    edges: list[tuple[str, str]] = []
+    src = "input"
     for i, layer in enumerate(model.layers, start=1):
         assert isinstance(layer, CubaDense)
-        nodes.append(Dense(f"fc{i}", layer.weight.detach().cpu().numpy().astype(np.float64)))
-        bias = layer.bias.detach().cpu().numpy().astype(np.float64) if layer.bias is not None else None
-        nodes.append(CubaLIF(f"lif{i}", layer.out_features, layer.current_decay, layer.voltage_decay,
-                             layer.threshold, bias,
-                             int_scale=layer.weight_scale if model.hardware_exact else None))
+        w = _weights(layer.weight)
+        if layer.signed_input:
+            w = np.concatenate([w, -w], axis=1)
+        fc, lif = Dense(f"fc{i}", w), _population(f"lif{i}", layer, model.hardware_exact)
+        nodes += [fc, lif]
+        edges += [(src, fc.name), (fc.name, lif.name)]
+        if layer.aux is not None:
+            aux_in, aux_out = Dense(f"nn{i}.in", _weights(layer.aux.weight)), Dense(f"nn{i}.inh", _weights(layer.inhibition()))
+            aux = _population(f"aux{i}", layer.aux, model.hardware_exact)
+            nodes += [aux_in, aux, aux_out]
+            edges += [(src, aux_in.name), (aux_in.name, aux.name), (aux.name, aux_out.name), (aux_out.name, lif.name)]
+        src = lif.name
     nodes.append(Output("output"))
-    return Graph.chain(nodes, meta={**(meta or {}), "hardware_exact": model.hardware_exact})
+    edges.append((src, "output"))
+    extra = {"hardware_exact": model.hardware_exact, "readout": model.readout.to_json(),
+             "signed_input": first.signed_input}
+    return Graph.build(nodes, edges, meta={**(meta or {}), **extra})
 
 
 def graph_from_checkpoint(ckpt: Checkpoint) -> tuple[Graph, SpikingNet]:

@@ -45,14 +45,28 @@ CUBA_SEMANTICS: Mapping[str, object] = MappingProxyType({
 
 @dataclass(frozen=True, eq=False)
 class Input:
-    """Spike input of ``shape`` (per timestep)."""
+    """Input of ``shape`` per timestep: binary spikes (``bits`` = 0), or graded spikes, unsigned
+    integers of ``bits`` bits (an analog image for an encoding layer; Lava Dense ``num_message_bits``)."""
 
     name: str
     shape: tuple[int, ...]
+    bits: int = 0
 
     @property
     def size(self) -> int:
         return int(np.prod(self.shape))
+
+    def check_values(self, inputs: np.ndarray) -> np.ndarray:
+        """(batch, T, size) binary spikes -> bool, or graded ``bits``-bit values -> int64; every engine
+        calls this, so they all refuse the same inputs with the same message."""
+        x = np.asarray(inputs)
+        if x.ndim != 3 or x.shape[2] != self.size:
+            raise ValueError(f"inputs must have shape (batch, T, {self.size}), got {x.shape}")
+        top = 2 ** self.bits - 1 if self.bits else 1
+        if x.dtype != bool and (not np.all(x == np.round(x)) or x.min(initial=0) < 0 or x.max(initial=0) > top):
+            what = f"graded {self.bits}-bit integers in [0, {top}]" if self.bits else "binary spikes (0/1)"
+            raise ValueError(f"inputs must be {what}")
+        return x.astype(np.int64) if self.bits else x.astype(bool)
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,6 +117,7 @@ class CubaLIF:
     threshold: float
     bias: np.ndarray | None = None
     int_scale: float | None = None
+    spiking: bool = True     # False: a readout integrator; the chip gets the largest threshold
 
 
 @dataclass(frozen=True, eq=False)
@@ -142,86 +157,159 @@ class QCubaLIF:
 Node = Union[Input, Output, Dense, CubaLIF, QDense, QCubaLIF]
 SYNAPSES = (Dense, QDense)
 NEURONS = (CubaLIF, QCubaLIF)
+Synapse = Union[Dense, QDense]
+Neuron = Union[CubaLIF, QCubaLIF]
+
+
+@dataclass(frozen=True)
+class Population:
+    """One neuron population and every synapse node that drives it, with each synapse's source
+    (the Input's or a population's name). Its input per step is the sum over those synapses."""
+
+    neuron: Neuron
+    inputs: tuple[tuple[Synapse, str], ...]
+
+    @property
+    def name(self) -> str:
+        return self.neuron.name
 
 
 @dataclass(frozen=True)
 class Graph:
-    """Named nodes and (source, destination) edges; ``meta`` holds the input spec and provenance."""
+    """Named nodes and (source, destination) edges; ``meta`` holds the input spec and provenance.
+
+    A feed-forward DAG: Input -> synapse -> population -> synapse -> ... -> population -> Output.
+    Every synapse has one source (the Input or a population) and one destination population; a
+    population may be driven by several synapses (their inputs add) and feed several synapses
+    (e.g. NeuNorm's auxiliary population, see ``snnc.models.neurons``). One population feeds Output.
+    """
 
     nodes: Mapping[str, Node]
     edges: tuple[tuple[str, str], ...]
     meta: Mapping[str, object] = field(default_factory=dict)
 
     @staticmethod
-    def chain(nodes: list[Node], meta: Mapping[str, object] | None = None) -> "Graph":
-        """Build a feed-forward chain, checking names are unique."""
+    def build(nodes: list[Node], edges: list[tuple[str, str]], meta: Mapping[str, object] | None = None) -> "Graph":
+        """Build and check a graph, checking names are unique."""
         names = [n.name for n in nodes]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise GraphError(f"duplicate node names: {sorted(dup)}")
-        edges = tuple(zip(names[:-1], names[1:]))
-        g = Graph({n.name: n for n in nodes}, edges, dict(meta or {}))
+        g = Graph({n.name: n for n in nodes}, tuple(edges), dict(meta or {}))
         g.check()
         return g
 
+    @staticmethod
+    def chain(nodes: list[Node], meta: Mapping[str, object] | None = None) -> "Graph":
+        """Build a feed-forward chain (each node feeds the next)."""
+        return Graph.build(nodes, [(a.name, b.name) for a, b in zip(nodes[:-1], nodes[1:])], meta)
+
+    def _adjacency(self) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        succ: dict[str, list[str]] = {n: [] for n in self.nodes}
+        pred: dict[str, list[str]] = {n: [] for n in self.nodes}
+        for a, b in self.edges:
+            if a not in self.nodes or b not in self.nodes:
+                raise GraphError(f"edge ({a}, {b}) names a node that is not in the graph")
+            succ[a].append(b)
+            pred[b].append(a)
+        return succ, pred
+
     def ordered(self) -> list[Node]:
-        """Nodes from the Input to the Output; this version supports single chains only."""
+        """Every node in a topological order from the Input (Kahn's algorithm, ties by insertion)."""
         inputs = [n for n in self.nodes.values() if isinstance(n, Input)]
         if len(inputs) != 1:
             raise GraphError(f"expected exactly one Input node, found {len(inputs)}")
-        succ: dict[str, list[str]] = {}
-        for a, b in self.edges:
-            succ.setdefault(a, []).append(b)
-        order, cur, seen = [inputs[0]], inputs[0].name, {inputs[0].name}
-        while cur in succ:
-            nxt = succ[cur]
-            if len(nxt) != 1:
-                raise GraphError(f"node '{cur}' fans out to {nxt}: only chains are supported so far")
-            cur = nxt[0]
-            if cur in seen:
-                raise GraphError(f"cycle through '{cur}': recurrent graphs are not supported yet")
-            seen.add(cur)
+        succ, pred = self._adjacency()
+        waiting = {n: len(p) for n, p in pred.items()}
+        ready = [n for n in self.nodes if waiting[n] == 0]
+        unreachable = [n for n in ready if not isinstance(self.nodes[n], Input)]
+        if unreachable:
+            raise GraphError(f"nodes not reachable from the input: {sorted(unreachable)}")
+        order: list[Node] = []
+        while ready:
+            cur = ready.pop(0)
             order.append(self.nodes[cur])
+            for nxt in succ[cur]:
+                waiting[nxt] -= 1
+                if waiting[nxt] == 0:
+                    ready.append(nxt)
         if len(order) != len(self.nodes):
-            missing = sorted(set(self.nodes) - seen)
-            raise GraphError(f"nodes not reachable from the input: {missing}")
+            stuck = sorted(n for n, w in waiting.items() if w > 0)
+            raise GraphError(f"cycle through {stuck}: recurrent graphs are not supported yet")
         return order
 
+    def populations(self) -> list[Population]:
+        """Neuron populations in topological order, each with its driving synapses and their sources."""
+        _, pred = self._adjacency()
+        pops = []
+        for node in self.ordered():
+            if isinstance(node, NEURONS):
+                syns = [self.nodes[p] for p in pred[node.name]]
+                pops.append(Population(node, tuple((s, pred[s.name][0]) for s in syns)))  # type: ignore[misc]
+        return pops
+
     def layers(self) -> Iterator[tuple[Node, Node]]:
-        """(synapse, neuron) pairs in order: one pair is one deployable layer."""
-        order = [n for n in self.ordered() if not isinstance(n, (Input, Output))]
-        for syn, neu in zip(order[0::2], order[1::2]):
-            yield syn, neu
+        """(synapse, neuron) pairs of a chain in order; GraphError if the graph is not a chain."""
+        for pop in self.populations():
+            if len(pop.inputs) != 1:
+                raise GraphError(f"population '{pop.name}' has {len(pop.inputs)} input synapses: "
+                                 f"the graph is not a chain of layers")
+            yield pop.inputs[0][0], pop.neuron
+
+    @property
+    def is_chain(self) -> bool:
+        succ, _ = self._adjacency()
+        return all(len(v) <= 1 for v in succ.values())
 
     @property
     def input(self) -> Input:
         return self.ordered()[0]  # type: ignore[return-value]
 
+    @property
+    def output(self) -> Neuron:
+        """The population whose activity is the network's output."""
+        _, pred = self._adjacency()
+        out = [n for n in self.nodes.values() if isinstance(n, Output)]
+        return self.nodes[pred[out[0].name][0]]  # type: ignore[return-value]
+
     def check(self) -> None:
-        """Check the chain alternates synapse/neuron and that shapes agree along every edge."""
+        """Node kinds alternate synapse/neuron along every edge and sizes agree on every edge."""
         order = self.ordered()
-        body = [n for n in order if not isinstance(n, (Input, Output))]
-        if not body:
+        succ, pred = self._adjacency()
+        outputs = [n for n in order if isinstance(n, Output)]
+        if len(outputs) != 1:
+            raise GraphError(f"expected exactly one Output node, found {len(outputs)}")
+        if not any(isinstance(n, NEURONS) for n in order):
             raise GraphError("graph has no layers")
-        size = order[0].size  # type: ignore[union-attr]
-        prev = order[0].name
-        for i, node in enumerate(body):
-            want = SYNAPSES if i % 2 == 0 else NEURONS
-            if not isinstance(node, want):
-                raise GraphError(f"node '{node.name}' ({type(node).__name__}) follows '{prev}': expected "
-                                 f"{' or '.join(t.__name__ for t in want)}")
+        for node in order:
+            name, ins, outs = node.name, pred[node.name], succ[node.name]
+            kinds = [type(self.nodes[p]).__name__ for p in ins]
             if isinstance(node, SYNAPSES):
+                if len(ins) != 1 or not isinstance(self.nodes[ins[0]], (Input, *NEURONS)):
+                    raise GraphError(f"synapse '{name}' must have exactly one source (the input or a neuron "
+                                     f"population), has {list(zip(ins, kinds))}")
+                src = self.nodes[ins[0]]
+                size = src.size  # type: ignore[union-attr]
                 if node.in_size != size:
-                    raise GraphError(f"type mismatch: {prev}.output ({size},) -> {node.name}.input "
-                                     f"({node.in_size},)")
-                size = node.out_size
-            else:
-                if node.size != size:
-                    raise GraphError(f"type mismatch: {prev}.output ({size},) -> {node.name}.input "
-                                     f"({node.size},)")
-            prev = node.name
-        if not isinstance(body[-1], NEURONS):
-            raise GraphError(f"the last node '{body[-1].name}' must be a neuron population")
+                    raise GraphError(f"type mismatch: {src.name}.output ({size},) -> {name}.input ({node.in_size},)")
+                if len(outs) != 1 or not isinstance(self.nodes[outs[0]], NEURONS):
+                    raise GraphError(f"synapse '{name}' must feed exactly one neuron population, feeds {outs}")
+            elif isinstance(node, NEURONS):
+                if not ins or not all(isinstance(self.nodes[p], SYNAPSES) for p in ins):
+                    what = f"'{ins[0]}' ({kinds[0]})" if ins else "nothing"
+                    raise GraphError(f"node '{name}' ({type(node).__name__}) follows {what}: expected "
+                                     f"{' or '.join(t.__name__ for t in SYNAPSES)}")
+                for p in ins:
+                    if self.nodes[p].out_size != node.size:  # type: ignore[union-attr]
+                        raise GraphError(f"type mismatch: {p}.output ({self.nodes[p].out_size},) -> "  # type: ignore[union-attr]
+                                         f"{name}.input ({node.size},)")
+            elif isinstance(node, Output):
+                if len(ins) != 1 or not isinstance(self.nodes[ins[0]], NEURONS):
+                    last = self.nodes[ins[0]] if ins else None
+                    raise GraphError(f"the last node '{ins[0] if ins else None}' must be a neuron population"
+                                     if last is not None else "the Output node has no source")
+            elif isinstance(node, Input) and not outs:
+                raise GraphError("the Input feeds nothing")
 
     @property
     def is_fixed_point(self) -> bool:

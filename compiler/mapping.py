@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import ceil
 
-from snnc.compiler.ir import Graph, QDense
+from snnc.compiler.ir import Graph
 from snnc.compiler.targets import Target
 from snnc.errors import TargetLimitError
 
@@ -43,26 +43,34 @@ def synapse_words(fan_in: int, neurons: int, target: Target) -> int:
 
 
 def map_cores(graph: Graph, target: Target) -> Mapping:
-    """Fewest cores per layer that satisfy every per-core limit; error if a layer cannot fit."""
+    """Fewest cores per population that satisfy every per-core limit; error if one cannot fit."""
     layers = []
-    for syn, neu in graph.layers():
-        assert isinstance(syn, QDense)
-        fan_in, n = syn.in_size, syn.out_size
+    pops = graph.populations()
+    for pop in pops:
+        fan_in = sum(syn.in_size for syn, _ in pop.inputs)
+        n = pop.neuron.size
         if fan_in > target.input_axons_per_core:
             raise TargetLimitError(
-                f"layer '{neu.name}': fan-in {fan_in} exceeds {target.name}'s {target.input_axons_per_core} "
+                f"layer '{pop.name}': fan-in {fan_in} exceeds {target.name}'s {target.input_axons_per_core} "
                 f"input axons per core, and this mapper does not split fan-in. Reduce the layer's input size.")
         cores = max(1, ceil(n / target.neurons_per_core))
         while synapse_words(fan_in, ceil(n / cores), target) > target.synapse_words_per_core:
             cores += 1
-        layers.append(LayerMapping(neu.name, n, int(syn.weight.size), fan_in, cores, ceil(n / cores),
-                                   synapse_words(fan_in, ceil(n / cores), target)))
-    # each neuron of layer k sends one axon to every core of layer k+1
-    for prev, nxt in zip(layers[:-1], layers[1:]):
-        used = prev.neurons_per_core * nxt.cores
-        if used > target.output_axons_per_core:
-            raise TargetLimitError(
-                f"layer '{prev.name}': {used} output-axon slots per core (neurons {prev.neurons_per_core} x "
-                f"{nxt.cores} destination cores) exceed {target.output_axons_per_core}. Narrow '{nxt.name}'.")
+        layers.append(LayerMapping(pop.name, n, sum(int(syn.weight.size) for syn, _ in pop.inputs), fan_in,
+                                   cores, ceil(n / cores), synapse_words(fan_in, ceil(n / cores), target)))
+    by_name = {m.name: m for m in layers}
+    # each neuron sends one axon to every core of every population it drives
+    for pop in pops:
+        for syn, src in pop.inputs:
+            if src not in by_name:
+                continue
+            prev = by_name[src]
+            dests = [by_name[p.name] for p in pops if any(s == src for _, s in p.inputs)]
+            used = prev.neurons_per_core * sum(d.cores for d in dests)
+            if used > target.output_axons_per_core:
+                raise TargetLimitError(
+                    f"layer '{prev.name}': {used} output-axon slots per core (neurons {prev.neurons_per_core} x "
+                    f"{sum(d.cores for d in dests)} destination cores) exceed {target.output_axons_per_core}. "
+                    f"Narrow '{pop.name}'.")
     total = sum(m.cores for m in layers)
     return Mapping(tuple(layers), total, ceil(total / target.cores_per_chip))

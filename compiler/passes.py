@@ -44,21 +44,24 @@ def _decay(name: str, what: str, value: float, target: Target) -> int:
 
 
 def quantize(graph: Graph, target: Target) -> Graph:
-    """Float graph -> fixed-point graph with exactly the integers the target holds."""
+    """Float graph -> fixed-point graph with exactly the integers the target holds.
+
+    Every population gets one scale (integer units per threshold unit) shared by all its input
+    synapses; a synapse from graded input gets ``weight_exp = -bits``; weights from a signed input
+    (channels ``[x+, x-]`` with weights ``[W, -W]``) stay in the symmetric range.
+    """
     fp = target.fixed_point
-    nodes: list[Any] = []
     scales: dict[str, float] = {}
     clipped: dict[str, int] = {}
-    for node in graph.ordered():
-        if isinstance(node, (Input, Output)):
-            nodes.append(node)
-    body: list[Any] = []
-    for dense, lif in graph.layers():
-        assert isinstance(dense, Dense) and isinstance(lif, CubaLIF)
+    replaced: dict[str, Any] = {}
+    for pop in graph.populations():
+        lif = pop.neuron
+        assert isinstance(lif, CubaLIF)
+        weights = np.concatenate([syn.weight for syn, _ in pop.inputs], axis=1)
         scale = lif.int_scale if lif.int_scale is not None else calibrate_scale(
-            dense.weight, lif.threshold, lif.bias, target)
+            weights, lif.threshold, lif.bias, target)
         vth = threshold_to_int(lif.threshold, scale)
-        if vth > fp.vth_max:
+        if vth > fp.vth_max and lif.spiking:
             raise TargetLimitError(
                 f"layer '{lif.name}': threshold {lif.threshold} x weight scale {scale:g} = {vth}, but "
                 f"{target.name} holds a {fp.vth_max.bit_length()}-bit threshold mantissa (max {fp.vth_max}), "
@@ -68,19 +71,29 @@ def quantize(graph: Graph, target: Target) -> Graph:
                 f"layer '{lif.name}': threshold {lif.threshold} quantizes to {vth} at weight scale {scale:g}; "
                 f"the weights are too large relative to the threshold for {fp.weight_max}-level weights. "
                 f"Raise the threshold or regularise the weights.")
-        w_scaled = dense.weight * scale
+        w_scaled = weights * scale
         clipped[lif.name] = int(((w_scaled > fp.weight_max + fp.weight_step / 2) |
                                  (w_scaled < fp.weight_min - fp.weight_step / 2)).sum())
+        for syn, src in pop.inputs:
+            assert isinstance(syn, Dense)
+            source = graph.nodes[src]
+            with torch.no_grad():
+                w = weight_to_int(torch.from_numpy(syn.weight).double(), scale, fp).numpy().astype(np.int64)
+            if isinstance(source, Input) and graph.meta.get("signed_input"):
+                w = np.maximum(w, -fp.weight_max)
+            exp = -source.bits if isinstance(source, Input) else 0
+            replaced[syn.name] = QDense(syn.name, w, exp)
         with torch.no_grad():
-            w = weight_to_int(torch.from_numpy(dense.weight).double(), scale, fp).numpy().astype(np.int64)
             b = (bias_to_int(torch.from_numpy(lif.bias).double(), scale, fp).numpy().astype(np.int64)
                  if lif.bias is not None else np.zeros(lif.size, dtype=np.int64))
         du = _decay(lif.name, "current_decay", lif.current_decay, target)
         dv = _decay(lif.name, "voltage_decay", lif.voltage_decay, target)
         scales[lif.name] = scale
-        body += [QDense(dense.name, w, 0), QCubaLIF(lif.name, lif.size, du, dv, vth, b, fp.bias_exp, fp)]
+        replaced[lif.name] = QCubaLIF(lif.name, lif.size, du, dv, vth if lif.spiking else fp.vth_max, b,
+                                      fp.bias_exp, fp)
     meta = {**graph.meta, "target": target.name, "weight_scales": scales, "weights_clipped": clipped}
-    return Graph.chain([nodes[0], *body, nodes[-1]], meta=meta)
+    nodes = [replaced.get(n.name, n) for n in graph.ordered()]
+    return Graph.build(nodes, list(graph.edges), meta=meta)
 
 
 @dataclass(frozen=True)
@@ -93,35 +106,50 @@ class Finding:
     message: str
 
 
+def _max_input(graph: Graph, source: str) -> int:
+    """Largest value one input line carries per step: 1 for spikes, 2**bits - 1 for graded input."""
+    node = graph.nodes[source]
+    return 2 ** node.bits - 1 if isinstance(node, Input) and node.bits else 1
+
+
 def rule_current_cannot_wrap(graph: Graph, target: Target) -> list[Finding]:
-    """Worst-case synaptic input per step must keep u inside 24 bits.
+    """Worst-case synaptic input per step (all input synapses of a population) must keep u inside 24 bits.
 
     Beyond 2**18 (a << 6 > 2**24) Lava's single wrap, then its int32 sums, decide u: every snnc engine
     reproduces that exactly, but it is not what a true 24-bit wrap on silicon would do.
     """
     out = []
-    for syn, neu in graph.layers():
-        assert isinstance(syn, QDense)
-        w = syn.weight.astype(np.int64)
-        worst = int(max(np.clip(w, 0, None).sum(axis=1).max(initial=0), (-np.clip(w, None, 0)).sum(axis=1).max(initial=0)))
-        bound = worst << syn.weight_exp if syn.weight_exp >= 0 else worst >> -syn.weight_exp
+    for pop in graph.populations():
+        worst = [0, 0]
+        for syn, src in pop.inputs:
+            assert isinstance(syn, QDense)
+            w = syn.weight.astype(np.int64) * _max_input(graph, src)
+            for k, part in enumerate((np.clip(w, 0, None), -np.clip(w, None, 0))):
+                total = part.sum(axis=1)
+                worst[k] += int((total << syn.weight_exp if syn.weight_exp >= 0 else total >> -syn.weight_exp)
+                                .max(initial=0))
+        bound = max(worst)
         if bound > target.max_synaptic_sum:
-            out.append(Finding("current_cannot_wrap", syn.name, "warning",
-                               f"layer '{neu.name}': if all {syn.in_size} inputs spike together the synaptic "
+            fan_in = sum(syn.in_size for syn, _ in pop.inputs)
+            out.append(Finding("current_cannot_wrap", pop.inputs[0][0].name, "warning",
+                               f"layer '{pop.name}': if all {fan_in} inputs are active together the synaptic "
                                f"input reaches {bound} > {target.max_synaptic_sum}, and u can leave its 24 bits "
                                f"(Lava's wrap, exact in hwsim, differs from a true 24-bit wrap)."))
     return out
 
 
+def _synapses(graph: Graph) -> list[tuple[QDense, str]]:
+    return [(syn, pop.name) for pop in graph.populations() for syn, _ in pop.inputs]  # type: ignore[misc]
+
+
 def rule_netx_sign_mode(graph: Graph, target: Target) -> list[Finding]:
     """lava-dl netx misquantizes weight matrices with no positive entry (netx/utils.py optimize_weight_bits)."""
     out = []
-    for syn, neu in graph.layers():
-        assert isinstance(syn, QDense)
+    for syn, name in _synapses(graph):
         if syn.weight.max(initial=0) <= 0 and syn.weight.min(initial=0) < 0:
             out.append(Finding("netx_sign_mode", syn.name, "warning",
-                               f"layer '{neu.name}': all weights are <= 0. snnc's runtime and hwsim are exact, "
-                               f"but lava-dl's netx loader rescales such matrices wrongly, so network.net "
+                               f"layer '{name}' ({syn.name}): all weights are <= 0. snnc's runtime and hwsim are "
+                               f"exact, but lava-dl's netx loader rescales such matrices wrongly, so network.net "
                                f"run through netx would differ."))
     return out
 
@@ -129,14 +157,14 @@ def rule_netx_sign_mode(graph: Graph, target: Target) -> list[Finding]:
 def rule_weights_representable(graph: Graph, target: Target) -> list[Finding]:
     """Weights outside the format (odd, or beyond [-256, 254]) are changed by the chip's Dense."""
     fp, out = target.fixed_point, []
-    for syn, neu in graph.layers():
-        assert isinstance(syn, QDense)
+    for syn, name in _synapses(graph):
         w = syn.weight
         bad = int(((w < fp.weight_min) | (w > fp.weight_max) | (w % fp.weight_step != 0)).sum())
         if bad:
             out.append(Finding("weights_representable", syn.name, "warning",
-                               f"layer '{neu.name}': {bad} weights are not even integers in [{fp.weight_min}, "
-                               f"{fp.weight_max}]; the chip clips and floors them (every engine does the same)."))
+                               f"layer '{name}' ({syn.name}): {bad} weights are not even integers in "
+                               f"[{fp.weight_min}, {fp.weight_max}]; the chip clips and floors them (every "
+                               f"engine does the same)."))
     return out
 
 

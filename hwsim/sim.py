@@ -3,9 +3,9 @@
 It mirrors Lava's ``PyDenseModelBitAcc`` + ``PyLifModelBitAcc`` (the equations are in
 ``snnc.compiler.ir``'s docstring) and must agree with them spike for spike.
 
-Why it is fast: in a feed-forward chain, layer k's whole spike train depends only on layer k-1's,
-so the synaptic part of a layer is one GEMM over (batch x time) and only the neuron recurrence
-loops over timesteps, vectorised over (batch x neurons).
+Why it is fast: in a feed-forward graph a population's whole spike train depends only on its
+sources' trains, so the synaptic part is one GEMM per synapse over (batch x time) and only the
+neuron recurrence loops over timesteps, vectorised over (batch x neurons).
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from snnc.compiler.ir import Graph, QCubaLIF, QDense
+from snnc.compiler.ir import Graph, Population, QCubaLIF, QDense
 from snnc.models.quant import FixedPointFormat
 from snnc.errors import GraphError
 
@@ -39,10 +39,12 @@ class HwSimResult:
     activity: list[LayerActivity]
     batch: int
     timesteps: int
+    final_v: dict[str, np.ndarray]   # v after the last step, int64 (batch, neurons), per population
+    output_name: str
 
     @property
     def output(self) -> np.ndarray:
-        return self.spikes[self.activity[-1].name]
+        return self.spikes[self.output_name]
 
 
 def rshift_toward_zero(x: np.ndarray, n: int) -> np.ndarray:
@@ -70,66 +72,73 @@ def shift_signed(x: np.ndarray, exp: int) -> np.ndarray:
 
 
 def synaptic_input(spikes: np.ndarray, weight: np.ndarray, weight_exp: int) -> np.ndarray:
-    """Exact ``(W @ s) << weight_exp`` for spikes (..., n_in) -> int64 (..., n_out).
+    """Exact ``(W @ s) << weight_exp`` for spikes or graded values (..., n_in) -> int64 (..., n_out).
 
-    A float32 GEMM is exact while every partial sum stays below 2**24 (fan-in x max|w|); beyond
-    that float64 (exact below 2**53) is used. SP/lava/proc/dense/models.py:96-107.
+    A float32 GEMM is exact while every partial sum stays below 2**24 (fan-in x max|w| x max|s|);
+    beyond that float64 (exact below 2**53) is used. SP/lava/proc/dense/models.py:96-107.
     """
-    bound = int(np.abs(weight).max(initial=0)) * weight.shape[1]
+    top = 1 if spikes.dtype == bool else max(1, int(np.abs(spikes).max(initial=0)))
+    bound = int(np.abs(weight).max(initial=0)) * weight.shape[1] * top
     dtype = np.float32 if bound < 2**24 else np.float64
     acc = spikes.astype(dtype, copy=False) @ weight.T.astype(dtype)
     return shift_signed(acc.astype(np.int64), weight_exp)
 
 
 class HwSim:
-    """Bit-exact batch simulator of a fixed-point chain; build it with :meth:`from_graph`."""
+    """Bit-exact batch simulator of a fixed-point graph; build it with :meth:`from_graph`.
 
-    def __init__(self, layers: list[tuple[QDense, QCubaLIF]], input_size: int):
-        self.layers = layers
-        self.input_size = input_size
+    Populations run in topological order; each one's input is the sum of its synapses' outputs.
+    """
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.populations: list[Population] = graph.populations()
+        self.input = graph.input
+        self.output_name = graph.output.name
 
     @classmethod
     def from_graph(cls, graph: Graph) -> "HwSim":
         if not graph.is_fixed_point:
             raise GraphError("hwsim runs fixed-point graphs only: quantize the graph first")
-        layers = []
-        for syn, neu in graph.layers():
-            assert isinstance(syn, QDense) and isinstance(neu, QCubaLIF)
-            layers.append((syn, neu))
-        return cls(layers, graph.input.size)
+        return cls(graph)
 
     def run(self, inputs: np.ndarray) -> HwSimResult:
-        """Run ``inputs`` (batch, T, n_in) of 0/1 spikes; every sample starts from zero state."""
-        x = np.asarray(inputs)
-        if x.ndim != 3 or x.shape[2] != self.input_size:
-            raise ValueError(f"inputs must have shape (batch, T, {self.input_size}), got {x.shape}")
-        if not np.isin(x, (0, 1)).all():
-            raise ValueError("inputs must be binary spikes (0/1)")
-        prev = x.astype(bool)
+        """Run ``inputs`` (batch, T, n_in); every sample starts from zero state."""
+        x = self.input.check_values(inputs)
         batch, steps = x.shape[:2]
+        trains: dict[str, np.ndarray] = {self.input.name: x}
         spikes: dict[str, np.ndarray] = {}
+        final_v: dict[str, np.ndarray] = {}
         activity: list[LayerActivity] = []
-        for syn, neu in self.layers:
-            delayed = np.zeros_like(prev)
-            delayed[:, 1:] = prev[:, :-1]  # one-step Dense delay: a[t] = W s[t-1]
-            a = synaptic_input(delayed, lava_weights(syn.weight, neu.fmt), syn.weight_exp)
-            out, active = self._neurons(a, neu)
-            spikes[neu.name] = out
+        for pop in self.populations:
+            neu = pop.neuron
+            assert isinstance(neu, QCubaLIF)
+            a = np.zeros((batch, steps, neu.size), dtype=np.int64)
+            synops = np.zeros(steps, dtype=np.int64)
+            for syn, src in pop.inputs:
+                assert isinstance(syn, QDense)
+                delayed = np.zeros_like(trains[src])
+                delayed[:, 1:] = trains[src][:, :-1]  # one-step Dense delay: a[t] = W s[t-1]
+                a += synaptic_input(delayed, lava_weights(syn.weight, neu.fmt), syn.weight_exp)
+                synops += np.count_nonzero(delayed, axis=(0, 2)).astype(np.int64) * syn.out_size
+            out, active, v = self._neurons(a, neu)
+            spikes[neu.name], final_v[neu.name], trains[neu.name] = out, v, out
             activity.append(LayerActivity(
                 name=neu.name,
                 neurons=neu.size,
-                synapses=int(syn.weight.size),
-                synops=delayed.sum(axis=(0, 2)).astype(np.int64) * syn.out_size,
+                synapses=sum(int(syn.weight.size) for syn, _ in pop.inputs),
+                synops=synops,
                 spikes=out.sum(axis=(0, 2)).astype(np.int64),
                 updates=np.full(steps, batch * neu.size, dtype=np.int64),
                 active_updates=active,
             ))
-            prev = out
-        return HwSimResult(spikes=spikes, activity=activity, batch=batch, timesteps=steps)
+        return HwSimResult(spikes=spikes, activity=activity, batch=batch, timesteps=steps,
+                           final_v=final_v, output_name=self.output_name)
 
     @staticmethod
-    def _neurons(a: np.ndarray, p: QCubaLIF) -> tuple[np.ndarray, np.ndarray]:
-        """CUBA-LIF recurrence over time for input ``a`` (batch, T, n); SP/lava/proc/lif/models.py:138-216."""
+    def _neurons(a: np.ndarray, p: QCubaLIF) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """CUBA-LIF recurrence over time for input ``a`` (batch, T, n); SP/lava/proc/lif/models.py:138-216.
+        Returns spikes, active-neuron counts per step, and v after the last step."""
         fmt = p.fmt
         batch, steps, n = a.shape
         top = fmt.state_max                    # 2**23
@@ -155,4 +164,4 @@ class HwSim:
             s = v > vth                                # strict '>'
             v[s] = 0                                   # reset v only
             out[:, t] = s
-        return out, active
+        return out, active, v

@@ -10,6 +10,7 @@ The equations are written once, in ``snnc.compiler.ir``'s module docstring. Two 
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -85,65 +86,169 @@ class CubaDense(nn.Module):
     Parameters are in *threshold units* (the float model); ``weight_scale`` is the number of chip
     integer units per float unit that hardware-exact mode uses (64 is slayer's convention: with
     threshold 1.0 the chip threshold is 64 and weights step by 2/64).
+
+    Architecture elements that rules bring with them, all deployed as real chip resources:
+
+    * ``spiking=False``: a readout integrator (Lee et al. 2020's output layer). It returns its
+      membrane potential ``v`` (threshold units) instead of spikes; on the chip it is the same
+      CUBA-LIF with the largest threshold the format holds (it spikes only if ``v`` saturates, and
+      hardware-exact mode mirrors that too).
+    * ``input_bits > 0``: an encoding layer (Wu et al. 2019) that takes the analog input in [0, 1]
+      at every step as graded spikes ``x_q = round(x (2**bits - 1))``; the chip's Dense computes
+      ``floor(W x_q / 2**bits)`` (``weight_exp = -bits``, SP/lava/proc/dense/models.py:96-107).
+    * ``signed_input``: inputs in {-1, 0, 1} (Lee et al.'s signed Poisson code); deployed as two
+      binary channels with weights ``[W, -W]``, so weights stay in the symmetric range [-254, 254].
+    * ``neunorm_decay``: NeuNorm (Wu et al. 2019). An auxiliary CUBA-LIF neuron integrates all the
+      input spikes (weight 1/F each, F = in_features, leak ``neunorm_decay`` = 1 - k_tau2, threshold
+      1) and inhibits this layer through the weights ``-(W @ alpha)``, ``alpha`` trained per input:
+      the paper's ``W (o - alpha x)`` with the auxiliary trace ``x`` carried by the auxiliary
+      neuron's spikes. Like every Dense connection it arrives one step later.
     """
 
     def __init__(self, in_features: int, out_features: int, *, bias: bool = True,
                  current_decay: float = 0.5, voltage_decay: float = 0.2, threshold: float = 1.0,
-                 weight_scale: float = 64.0):
+                 weight_scale: float = 64.0, spiking: bool = True, input_bits: int = 0,
+                 signed_input: bool = False, neunorm_decay: float | None = None):
         super().__init__()
         if not threshold > 0:
             raise ValueError(f"threshold must be > 0, got {threshold}")
+        if not 0 <= int(input_bits) <= 8:
+            raise ValueError(f"input_bits must be in [0, 8], got {input_bits}")
+        if input_bits and signed_input:
+            raise ValueError("an encoding layer (input_bits > 0) takes analog, not signed, input")
         self.in_features, self.out_features = int(in_features), int(out_features)
         self.current_decay, self.voltage_decay = float(current_decay), float(voltage_decay)
         self.threshold, self.weight_scale = float(threshold), float(weight_scale)
+        self.spiking, self.input_bits, self.signed_input = bool(spiking), int(input_bits), bool(signed_input)
+        self.neunorm_decay = None if neunorm_decay is None else float(neunorm_decay)
         self.weight = nn.Parameter(torch.empty(self.out_features, self.in_features))
         nn.init.uniform_(self.weight, -1.0 / in_features**0.5, 1.0 / in_features**0.5)
         self.bias = nn.Parameter(torch.zeros(self.out_features)) if bias else None
+        self.aux: CubaDense | None = None
+        self.alpha: nn.Parameter | None = None
+        if self.neunorm_decay is not None:
+            f = self.in_features
+            self.aux = CubaDense(f, 1, bias=False, current_decay=1.0, voltage_decay=self.neunorm_decay,
+                                 threshold=1.0, weight_scale=2.0 * f)
+            self.aux.weight.requires_grad_(False)
+            with torch.no_grad():
+                self.aux.weight.fill_(1.0 / f)       # the integer 2 at weight_scale 2F
+            self.alpha = nn.Parameter(torch.empty(f))
+            nn.init.uniform_(self.alpha, -1.0 / f**0.5, 1.0 / f**0.5)
 
     def spec(self) -> dict[str, Any]:
         """Plain-data description (goes into checkpoints; see :func:`layer_from_spec`)."""
-        return {"kind": "cuba_dense", "in_features": self.in_features, "out_features": self.out_features,
-                "bias": self.bias is not None, "current_decay": self.current_decay,
-                "voltage_decay": self.voltage_decay, "threshold": self.threshold,
-                "weight_scale": self.weight_scale}
+        spec: dict[str, Any] = {
+            "kind": "cuba_dense", "in_features": self.in_features, "out_features": self.out_features,
+            "bias": self.bias is not None, "current_decay": self.current_decay,
+            "voltage_decay": self.voltage_decay, "threshold": self.threshold, "weight_scale": self.weight_scale}
+        extras = {"spiking": (self.spiking, True), "input_bits": (self.input_bits, 0),
+                  "signed_input": (self.signed_input, False), "neunorm_decay": (self.neunorm_decay, None)}
+        spec.update({k: v for k, (v, default) in extras.items() if v != default})
+        return spec
+
+    @property
+    def fmt(self) -> FixedPointFormat:
+        return LOIHI_FIXED_POINT
+
+    def chip_threshold(self) -> int:
+        """The ``vth`` mantissa on the chip: the largest one for a readout integrator."""
+        return threshold_to_int(self.threshold, self.weight_scale) if self.spiking else self.fmt.vth_max
+
+    @property
+    def state_unit(self) -> float:
+        """One threshold unit in chip state units (v / state_unit is what float mode computes)."""
+        return self.threshold * self.weight_scale * 2 ** self.fmt.vth_shift
 
     def integer_params(self) -> dict[str, Any]:
         """The exact integers hardware-exact mode uses (what the compiler must write)."""
         s = self.weight_scale
         with torch.no_grad():
-            w = weight_to_int(self.weight.double(), s).to(torch.int64)
+            w = self._quantized(self.weight).to(torch.int64)
             b = (bias_to_int(self.bias.double(), s).to(torch.int64) if self.bias is not None
                  else torch.zeros(self.out_features, dtype=torch.int64))
         return {"weight": w, "bias": b, "du": decay_to_int(self.current_decay),
-                "dv": decay_to_int(self.voltage_decay), "vth": threshold_to_int(self.threshold, s)}
+                "dv": decay_to_int(self.voltage_decay), "vth": self.chip_threshold()}
 
-    def forward(self, s_in: torch.Tensor, rule: Rule, hardware_exact: bool) -> torch.Tensor:
-        """Spikes (batch, T, in) -> spikes (batch, T, out), with the one-step synaptic delay."""
-        x = delay_one_step(s_in)
-        batch, steps, _ = x.shape
+    def inhibition(self) -> torch.Tensor:
+        """NeuNorm's auxiliary-to-layer weights (out, 1) in threshold units: -(W @ alpha)."""
+        assert self.alpha is not None
+        return -(self.weight @ self.alpha)[:, None]
+
+    def _quantized(self, w: torch.Tensor) -> torch.Tensor:
+        q = weight_to_int(w.double(), self.weight_scale)
+        if self.signed_input:  # [W, -W] must both be representable
+            q = q - (q - q.clamp(min=-self.fmt.weight_max)).detach()
+        return q
+
+    def _encode(self, s_in: torch.Tensor, hardware_exact: bool) -> torch.Tensor:
+        """The encoding layer's graded input: exactly the chip's integers in hardware-exact mode."""
+        if not (hardware_exact and self.input_bits):
+            return s_in
+        levels = float(2 ** self.input_bits - 1)
+        x = s_in.double().clamp(0.0, 1.0) * levels
+        return x + (torch.round(x) - x).detach()
+
+    def _synaptic_input(self, x: torch.Tensor, w: torch.Tensor, hardware_exact: bool) -> torch.Tensor:
+        """W @ x[t-1] for every t: the chip's integers in hardware-exact mode (graded: floor(./2**bits))."""
+        a = delay_one_step(x) @ w.t()
+        if hardware_exact and self.input_bits:
+            a = a / 2 ** self.input_bits
+            a = a + (torch.floor(a) - a).detach()
+        return a
+
+    def traces(self, s_in: torch.Tensor, rule: Rule, hardware_exact: bool) -> list[torch.Tensor]:
+        """[auxiliary spikes (NeuNorm only), output]: output = spikes (batch, T, out), or for a readout
+        integrator its membrane potential in threshold units after every step."""
+        batch = s_in.shape[0]
+        x = self._encode(s_in, hardware_exact)
+        extra: list[torch.Tensor] = []
         if hardware_exact:
-            s = self.weight_scale
             x = x.double()
-            w = weight_to_int(self.weight.double(), s)
-            bias: torch.Tensor | float = (bias_to_int(self.bias.double(), s) if self.bias is not None else 0.0)
+            w = self._quantized(self.weight)
+            a = self._synaptic_input(x, w, True)
+            if self.aux is not None:
+                aux = self.aux.traces(s_in, rule, True)[-1]
+                a = a + delay_one_step(aux) @ weight_to_int(self.inhibition().double(), self.weight_scale).t()
+                extra.append(aux)
+            bias: torch.Tensor | float = (bias_to_int(self.bias.double(), self.weight_scale)
+                                          if self.bias is not None else 0.0)
             du, dv = decay_to_int(self.current_decay), decay_to_int(self.voltage_decay)
-            vth = threshold_to_int(self.threshold, s)
-            unit = self.threshold * s * 2 ** LOIHI_FIXED_POINT.vth_shift  # v/unit - 1 as in float mode
-            a = x @ w.t()
+            vth, unit = self.chip_threshold(), self.state_unit
             step = lambda at, u, v: cuba_hw_step(at, u, v, bias, du, dv, vth, unit, rule)  # noqa: E731
         else:
-            a = x.to(self.weight.dtype) @ self.weight.t()
+            a = self._synaptic_input(x.to(self.weight.dtype), self.weight, False)
+            if self.aux is not None:
+                aux = self.aux.traces(s_in, rule, False)[-1]
+                a = a + delay_one_step(aux.to(a.dtype)) @ self.inhibition().t()
+                extra.append(aux)
             bias = self.bias if self.bias is not None else 0.0
+            threshold = self.threshold if self.spiking else math.inf
             step = lambda at, u, v: cuba_float_step(  # noqa: E731
-                at, u, v, bias, self.current_decay, self.voltage_decay, self.threshold, rule)
+                at, u, v, bias, self.current_decay, self.voltage_decay, threshold, rule)
+        if rule.custom_layer_backward and self.spiking and self.aux is None and not self.input_bits:
+            with torch.no_grad():  # e.g. HM2-BP: forward without autograd, the rule's own backward
+                spikes = self._run(a.detach(), step, batch)
+            return [*extra, rule.layer_backward(self, s_in, spikes)]
+        out = self._run(a, step, batch)
+        if not self.spiking:
+            return [*extra, out / (self.state_unit if hardware_exact else self.threshold)]
+        scale = rule.spike_gradient_scale(out, 1.0 - self.voltage_decay)
+        if scale is not None:  # forward unchanged, gradient of each neuron's spike train scaled
+            out = out.detach() + (out - out.detach()) * scale[:, None, :]
+        return [*extra, out]
+
+    def _run(self, a: torch.Tensor, step: Any, batch: int) -> torch.Tensor:
+        """The neuron recurrence over time for synaptic input ``a`` (batch, T, out) -> spikes, or the
+        membrane potential (state units) for a readout integrator."""
         u = torch.zeros(batch, self.out_features, dtype=a.dtype, device=a.device)
         v = torch.zeros_like(u)
         out = []
-        for t in range(steps):
+        for t in range(a.shape[1]):
             st, u, v = step(a[:, t], u, v)
-            out.append(st)
-        spikes = torch.stack(out, dim=1)
-        scale = rule.spike_gradient_scale(spikes, 1.0 - self.voltage_decay)
-        if scale is not None:  # forward unchanged, gradient of each neuron's spike train scaled
-            spikes = spikes.detach() + (spikes - spikes.detach()) * scale[:, None, :]
-        return spikes
+            out.append(st if self.spiking else v)
+        return torch.stack(out, dim=1)
+
+    def forward(self, s_in: torch.Tensor, rule: Rule, hardware_exact: bool) -> torch.Tensor:
+        """Input (batch, T, in) -> output (batch, T, out), with the one-step synaptic delay."""
+        return self.traces(s_in, rule, hardware_exact)[-1]

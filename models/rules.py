@@ -70,27 +70,41 @@ class Rule:
         """A training-time mask (batch, 1, n) on a layer's input spikes, shared over time; None for none."""
         return None
 
-    def objective(self, out_spikes: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Loss on output spikes (batch, T, classes) against integer labels (batch,)."""
-        return LOSSES[self.loss](out_spikes, target)
+    #: rules that are not BPTT (HM2-BP) set this and implement :meth:`layer_backward`
+    custom_layer_backward: ClassVar[bool] = False
+
+    def layer_backward(self, layer: Any, s_in: torch.Tensor, spikes: torch.Tensor) -> torch.Tensor:
+        """Return ``spikes`` (batch, T, out; computed without autograd) unchanged in value, with the
+        rule's own gradient w.r.t. ``s_in`` (batch, T, in; undelayed) and ``layer``'s parameters."""
+        raise NotImplementedError
+
+    def objective(self, scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Loss on the readout's scores (batch, classes; firing rates for spiking readouts) against
+        integer labels (batch,)."""
+        return LOSSES[self.loss](scores, target)
+
+    def architecture(self) -> dict[str, Any]:
+        """Architecture elements the rule brings (``readout``: a Readout; ``encoding``: 'rate',
+        'analog' or 'signed'; ``neunorm_decay``); :func:`snnc.models.network.mlp` applies them."""
+        return {}
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "params": asdict(self)}
 
 
-def rate_mse_loss(out_spikes: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """STBP's loss: L = 1/(2S) sum_s ||y_s - mean_t o_s^t||^2 (Wu et al. 2018, Sec. 2)."""
-    rate = out_spikes.mean(dim=1)
+def rate_mse_loss(rate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """STBP's loss: L = 1/(2S) sum_s ||y_s - mean_t o_s^t||^2 (Wu et al. 2018, Sec. 2); ``rate`` is
+    the readout's score (mean_t o for one neuron per class; the voters' mean with voting)."""
     onehot = torch.nn.functional.one_hot(target, rate.shape[-1]).to(rate.dtype)
     return 0.5 * ((rate - onehot) ** 2).sum(dim=-1).mean()
 
 
-def rate_ce_loss(out_spikes: torch.Tensor, target: torch.Tensor, temperature: float = 10.0) -> torch.Tensor:
+def rate_ce_loss(rate: torch.Tensor, target: torch.Tensor, temperature: float = 10.0) -> torch.Tensor:
     """Cross-entropy on firing rates scaled to logits in [0, temperature].
 
     Raw spike counts as logits (temperature = T) trained worse with every rule measured.
     """
-    return torch.nn.functional.cross_entropy(out_spikes.mean(dim=1) * temperature, target)
+    return torch.nn.functional.cross_entropy(rate * temperature, target)
 
 
 # --- STBP's four curves (Wu et al. 2018, Fig. 3B), x and widths in threshold units -----------------

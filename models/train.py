@@ -29,9 +29,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def predict(out_spikes: torch.Tensor) -> torch.Tensor:
-    """Class = argmax of output spike counts (ties -> lowest index, as every engine decides)."""
-    return out_spikes.sum(dim=1).argmax(dim=-1)
+def predict(scores: torch.Tensor) -> torch.Tensor:
+    """Class = argmax of the readout's scores (ties -> lowest index, as every engine decides)."""
+    return scores.argmax(dim=-1)
 
 
 @torch.no_grad()
@@ -43,7 +43,7 @@ def evaluate(model: SpikingNet, data: Dataset, timesteps: int, seed: int = 1234,
     correct = 0
     for i in range(0, len(data.y), batch_size):
         x = batch_spikes(data, slice(i, i + batch_size), timesteps, g).to(dev)
-        correct += int((predict(model(x)[-1]).cpu() == torch.from_numpy(data.y[i:i + batch_size])).sum())
+        correct += int((predict(model.scores(model(x)[-1])).cpu() == torch.from_numpy(data.y[i:i + batch_size])).sum())
     return correct / len(data.y)
 
 
@@ -112,14 +112,14 @@ def train(model: SpikingNet, train_data: Dataset, *, epochs: int, timesteps: int
                 break
             idx = order[i:i + batch_size]
             x, y = batch_spikes(train_data, idx, timesteps, g).to(dev), y_all[idx].to(dev)
-            out = model(x)[-1]
-            loss = model.rule.objective(out, y)
+            scores = model.scores(model(x)[-1])
+            loss = model.rule.objective(scores, y)
             opt.zero_grad()
             loss.backward()
             opt.step()
             seen += len(idx)
             loss_sum += float(loss.detach()) * len(idx)
-            correct += int((predict(out) == y).sum())
+            correct += int((predict(scores.detach()) == y).sum())
         elapsed = time.perf_counter() - t0
         test_acc = evaluate(model, test_data, timesteps) if test_data is not None else None
         log = EpochLog(epoch, loss_sum / max(seen, 1), correct / max(seen, 1), test_acc, seen / elapsed)

@@ -5,6 +5,7 @@ a bool array (batch, T, n) of its spikes at every step. It is the reference hwsi
 so it reproduces hwsim's semantics (``snnc.compiler.ir`` docstring) with stock Lava processes:
 
     RingBuffer source -> Dense -> LIF -> Dense -> LIF ...   and one RingBuffer sink per LIF
+    (any feed-forward graph: one Dense per synapse node, one LIF per population)
 
 * every sample starts from zero state: between samples ``u``, ``v`` (LIF) and ``a_buff`` (Dense, the
   one-step delay buffer) are set back to 0 with ``Var.set``; the network is compiled once per block
@@ -56,22 +57,47 @@ _ADVICE = ("Check that the graph came from snnc's compiler (so every parameter i
 
 
 @dataclass(frozen=True)
-class LayerSpec:
-    """The plain parameters of one Dense+LIF layer, as Lava's processes take them."""
+class PopulationSpec:
+    """One LIF population's parameters, as Lava's process takes them."""
 
-    dense_name: str
     name: str
-    weight: np.ndarray      # int32 (n_out, n_in)
-    weight_exp: int
+    size: int
     du: int                 # Lava's register value: effective du - 1 (may be -1: no current decay)
     dv: int
     vth: int
     bias_mant: np.ndarray   # int32 (n,)
     bias_exp: int
 
-    @property
-    def size(self) -> int:
-        return int(self.weight.shape[0])
+
+@dataclass(frozen=True)
+class SynapseSpec:
+    """One Dense process: from ``source`` (the input or a population) into population ``dest``."""
+
+    name: str
+    source: str
+    dest: str
+    weight: np.ndarray      # int32 (n_out, n_in)
+    weight_exp: int
+    message_bits: int       # 0: binary spikes; > 0: graded input values (SP/lava/proc/dense/models.py:96-107)
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """The whole fixed-point graph as plain Lava parameters, populations in topological order."""
+
+    input_name: str
+    input_size: int
+    input_bits: int
+    populations: tuple[PopulationSpec, ...]
+    synapses: tuple[SynapseSpec, ...]
+    read_v: tuple[str, ...]  # populations whose v is read after every sample (readout integrators)
+
+
+@dataclass(frozen=True)
+class LavaResult:
+    spikes: dict[str, np.ndarray]     # bool (batch, T, n) per population
+    final_v: dict[str, np.ndarray]    # int64 (batch, n) for the populations in NetSpec.read_v
+    stats: "LavaRunStats"
 
 
 @dataclass
@@ -89,59 +115,60 @@ class LavaRunStats:
     per_sample_s: list[float] = field(default_factory=list)
 
 
-def layer_specs(graph: Graph) -> list[LayerSpec]:
-    """The graph's layers as Lava parameters; only fixed-point chains can run on Lava."""
+def net_spec(graph: Graph, read_v: tuple[str, ...] = ()) -> NetSpec:
+    """The graph as Lava parameters; only fixed-point graphs can run on Lava."""
     if not graph.is_fixed_point:
         raise GraphError("Lava runs fixed-point graphs only: quantize the graph first")
-    specs = []
-    for syn, neu in graph.layers():
-        if not isinstance(syn, QDense) or not isinstance(neu, QCubaLIF):
-            raise GraphError(f"layer ({syn.name}, {neu.name}) is not a QDense + QCubaLIF pair")
-        specs.append(LayerSpec(
-            dense_name=syn.name, name=neu.name,
-            weight=np.ascontiguousarray(syn.weight, dtype=np.int32), weight_exp=int(syn.weight_exp),
-            du=int(neu.lava_du), dv=int(neu.dv), vth=int(neu.vth),
+    inp = graph.input
+    pops, syns = [], []
+    for pop in graph.populations():
+        neu = pop.neuron
+        if not isinstance(neu, QCubaLIF):
+            raise GraphError(f"population '{neu.name}' is not a QCubaLIF")
+        pops.append(PopulationSpec(
+            name=neu.name, size=neu.size, du=int(neu.lava_du), dv=int(neu.dv), vth=int(neu.vth),
             bias_mant=np.broadcast_to(np.asarray(neu.bias_mant, dtype=np.int32), (neu.size,)).copy(),
             bias_exp=int(neu.bias_exp)))
-    return specs
-
-
-def check_inputs(inputs: np.ndarray, n_in: int) -> np.ndarray:
-    """(batch, T, n_in) 0/1 -> bool, with the same errors as hwsim."""
-    x = np.asarray(inputs)
-    if x.ndim != 3 or x.shape[2] != n_in:
-        raise ValueError(f"inputs must have shape (batch, T, {n_in}), got {x.shape}")
-    if not np.isin(x, (0, 1)).all():
-        raise ValueError("inputs must be binary spikes (0/1)")
-    return x.astype(bool)
+        for syn, src in pop.inputs:
+            assert isinstance(syn, QDense)
+            syns.append(SynapseSpec(syn.name, src, neu.name, np.ascontiguousarray(syn.weight, dtype=np.int32),
+                                    int(syn.weight_exp), inp.bits if src == inp.name else 0))
+    return NetSpec(inp.name, inp.size, inp.bits, tuple(pops), tuple(syns), tuple(read_v))
 
 
 def run_on_lava(graph: Graph, inputs: np.ndarray, *, timeout_s: float | None = None) -> dict[str, np.ndarray]:
-    """Spikes of every LIF layer, bool (batch, T, n), from Lava's fixed_pt simulation of ``graph``.
+    """Spikes of every population, bool (batch, T, n), from Lava's fixed_pt simulation of ``graph``.
 
     Every sample starts from zero state; ``timeout_s`` bounds the whole call (LavaRunError when
     exceeded). Raises LavaRunError for anything Lava fails at.
     """
-    spikes, _ = run_on_lava_with_stats(graph, inputs, timeout_s=timeout_s)
-    return spikes
+    return run_on_lava_full(graph, inputs, timeout_s=timeout_s).spikes
 
 
 def run_on_lava_with_stats(graph: Graph, inputs: np.ndarray, *,
                            timeout_s: float | None = None) -> tuple[dict[str, np.ndarray], LavaRunStats]:
     """:func:`run_on_lava` plus where the time went."""
-    layers = layer_specs(graph)
-    x = check_inputs(inputs, graph.input.size)
+    res = run_on_lava_full(graph, inputs, timeout_s=timeout_s)
+    return res.spikes, res.stats
+
+
+def run_on_lava_full(graph: Graph, inputs: np.ndarray, *, read_v: tuple[str, ...] = (),
+                     timeout_s: float | None = None) -> LavaResult:
+    """Spikes of every population, ``v`` after the last step of the ``read_v`` populations, and timings."""
+    net = net_spec(graph, read_v)
+    x = graph.input.check_values(inputs)
     batch, steps = x.shape[:2]
     if batch == 0 or steps == 0:
-        empty = {s.name: np.zeros((batch, steps, s.size), dtype=bool) for s in layers}
-        return empty, LavaRunStats(batch, steps)
+        empty = {p.name: np.zeros((batch, steps, p.size), dtype=bool) for p in net.populations}
+        vs = {p.name: np.zeros((batch, p.size), dtype=np.int64) for p in net.populations if p.name in read_v}
+        return LavaResult(empty, vs, LavaRunStats(batch, steps))
     if timeout_s is not None and not timeout_s > 0:
         raise ValueError(f"timeout_s must be positive, got {timeout_s}")
     _preload_lava()
     start = time.perf_counter()
-    spikes, stats = _run_in_worker(layers, x, timeout_s)
+    spikes, final_v, stats = _run_in_worker(net, x, timeout_s)
     stats.total_s = time.perf_counter() - start
-    return spikes, stats
+    return LavaResult(spikes, final_v, stats)
 
 
 # --------------------------------------------------------------------------------------- lava imports
@@ -186,12 +213,12 @@ def _preload_lava() -> None:
 
 # --------------------------------------------------------------------------------------- the caller
 
-def _run_in_worker(layers: list[LayerSpec], x: np.ndarray,
-                   timeout_s: float | None) -> tuple[dict[str, np.ndarray], LavaRunStats]:
+def _run_in_worker(net: NetSpec, x: np.ndarray, timeout_s: float | None
+                   ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], LavaRunStats]:
     """Fork the worker, wait for its one message (or the deadline), and always reap its process group."""
     ctx = mp.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
-    worker = ctx.Process(target=_worker_main, args=(layers, x, send), name="snnc-lava-worker")
+    worker = ctx.Process(target=_worker_main, args=(net, x, send), name="snnc-lava-worker")
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     finished = False
     worker.start()
@@ -270,12 +297,12 @@ def _kill_group(pgid: int) -> None:
 
 @dataclass
 class _Network:
-    """The Lava processes of one block; ``lifs[0]`` owns the runtime once compiled."""
+    """The Lava processes of one block; the first population's LIF owns the runtime once compiled."""
 
     source: Any
     denses: list[Any]
-    lifs: list[Any]
-    sinks: list[Any]
+    lifs: dict[str, Any]
+    sinks: dict[str, Any]
 
 
 class _Worker:
@@ -308,7 +335,7 @@ class _Worker:
             os._exit(1)
 
 
-def _worker_main(layers: list[LayerSpec], x: np.ndarray, send: mp.connection.Connection) -> None:
+def _worker_main(net: NetSpec, x: np.ndarray, send: mp.connection.Connection) -> None:
     """Entry point of the forked worker: simulate, send the result or the error, exit."""
     try:
         os.setpgid(0, 0)
@@ -321,7 +348,7 @@ def _worker_main(layers: list[LayerSpec], x: np.ndarray, send: mp.connection.Con
         if _LAVA is None:
             mp.set_start_method(None, force=True)  # let Lava's own set_start_method('fork') succeed
         api = lava_api()
-        worker.report("ok", _simulate(worker, api, layers, x))
+        worker.report("ok", _simulate(worker, api, net, x))
     except LavaRunError as exc:
         worker.abort(str(exc))
     except BaseException as exc:  # anything at all: one paragraph for the caller, and Lava killed
@@ -335,27 +362,29 @@ def _failure_text(stage: str, exc: BaseException) -> str:
     return f"Lava failed while {stage} ({type(exc).__name__}: {first}). {_ADVICE}"
 
 
-def _simulate(worker: _Worker, api: SimpleNamespace, layers: list[LayerSpec],
-              x: np.ndarray) -> tuple[dict[str, np.ndarray], LavaRunStats]:
+def _simulate(worker: _Worker, api: SimpleNamespace, spec: NetSpec, x: np.ndarray
+              ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], LavaRunStats]:
     """All samples, block by block; every block is one compiled network."""
     batch, steps, n_in = x.shape
     per_block = max(1, MAX_BLOCK_VALUES // (n_in * steps))
     stats = LavaRunStats(batch, steps)
-    parts: list[dict[str, np.ndarray]] = []
+    parts: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = []
     for first in range(0, batch, per_block):
-        parts.append(_simulate_block(worker, api, layers, x[first:first + per_block], first, stats))
+        parts.append(_simulate_block(worker, api, spec, x[first:first + per_block], first, stats))
         stats.blocks += 1
-    return {s.name: np.concatenate([p[s.name] for p in parts]) for s in layers}, stats
+    spikes = {p.name: np.concatenate([s[p.name] for s, _ in parts]) for p in spec.populations}
+    final_v = {name: np.concatenate([v[name] for _, v in parts]) for name in spec.read_v}
+    return spikes, final_v, stats
 
 
-def _simulate_block(worker: _Worker, api: SimpleNamespace, layers: list[LayerSpec], x: np.ndarray,
-                    offset: int, stats: LavaRunStats) -> dict[str, np.ndarray]:
+def _simulate_block(worker: _Worker, api: SimpleNamespace, spec: NetSpec, x: np.ndarray, offset: int,
+                    stats: LavaRunStats) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Build, compile, run every sample of ``x`` from zero state, read the sinks, stop."""
     batch, steps, _ = x.shape
     t0 = time.perf_counter()
-    net = _build_network(worker, api, layers, x)
+    net = _build_network(worker, api, spec, x)
     worker.stage = "compiling the network and starting Lava's processes"
-    owner = net.lifs[0]
+    owner = net.lifs[spec.populations[0].name]
     try:
         # Runtime.initialize print()s a builder's traceback before raising it
         # (SP/lava/magma/runtime/runtime.py:165-173): keep it out of the user's terminal.
@@ -366,6 +395,7 @@ def _simulate_block(worker: _Worker, api: SimpleNamespace, layers: list[LayerSpe
     monitor = _ActorMonitor(worker)
     monitor.start()
     stats.build_s += time.perf_counter() - t0
+    final_v: dict[str, list[np.ndarray]] = {name: [] for name in spec.read_v}
     try:
         for k in range(batch):
             ts = time.perf_counter()
@@ -374,13 +404,16 @@ def _simulate_block(worker: _Worker, api: SimpleNamespace, layers: list[LayerSpe
                 _reset_state(net)
             worker.stage = f"running sample {offset + k}"
             owner.run(condition=api.RunSteps(num_steps=steps))
+            for name in spec.read_v:  # the readout integrator's v after the last step
+                worker.stage = f"reading v of '{name}' after sample {offset + k}"
+                final_v[name].append(np.asarray(net.lifs[name].v.get()).astype(np.int64))
             stats.per_sample_s.append(time.perf_counter() - ts)
         stats.run_s += sum(stats.per_sample_s[-batch:])
         t1 = time.perf_counter()
         spikes = {}
-        for layer, sink in zip(layers, net.sinks):
-            worker.stage = f"reading the spikes of layer '{layer.name}'"
-            spikes[layer.name] = _sink_spikes(sink.data.get(), batch, steps)
+        for name, sink in net.sinks.items():
+            worker.stage = f"reading the spikes of layer '{name}'"
+            spikes[name] = _sink_spikes(sink.data.get(), batch, steps)
         stats.read_s += time.perf_counter() - t1
     finally:
         monitor.stop()
@@ -390,38 +423,42 @@ def _simulate_block(worker: _Worker, api: SimpleNamespace, layers: list[LayerSpe
     force_shutdown(owner.runtime)  # no-op after a clean stop; kills whatever did not exit
     worker.runtime = None
     stats.stop_s += time.perf_counter() - t2
-    return spikes
+    return spikes, {name: np.stack(v) for name, v in final_v.items()}
 
 
-def _build_network(worker: _Worker, api: SimpleNamespace, layers: list[LayerSpec], x: np.ndarray) -> _Network:
-    """Source -> (Dense -> LIF -> sink) per layer, with the block's input preloaded in the source."""
+def _build_network(worker: _Worker, api: SimpleNamespace, spec: NetSpec, x: np.ndarray) -> _Network:
+    """Source, one LIF (+ sink) per population, one Dense per synapse; the block's input preloaded.
+
+    A population driven by several Dense processes sums them at its ``a_in`` port (Lava adds the
+    messages of every connection into one InPort).
+    """
     batch, steps, n_in = x.shape
     cols = batch * steps
     worker.stage = "building the input source"
     # column k*T + t holds sample k, step t (SP/lava/proc/io/source.py:40-44 sends column (time_step-1) % cols)
     data = np.ascontiguousarray(x.transpose(2, 0, 1).reshape(n_in, cols), dtype=np.int32)
     source = api.Source(data=data)
-    net = _Network(source, [], [], [])
-    prev = source.s_out
-    for layer in layers:
-        worker.stage = f"building layer '{layer.name}'"
+    net = _Network(source, [], {}, {})
+    outs = {spec.input_name: source.s_out}
+    for pop in spec.populations:
+        worker.stage = f"building layer '{pop.name}'"
+        # du is the register value (effective - 1; -1 = no decay): SP/lava/proc/lif/models.py:145-148
+        lif = api.LIF(shape=(pop.size,), du=pop.du, dv=pop.dv, vth=pop.vth, bias_mant=pop.bias_mant,
+                      bias_exp=np.full(pop.size, pop.bias_exp, dtype=np.int32), name=pop.name)
+        sink = api.Sink(shape=(pop.size,), buffer=cols)
+        lif.s_out.connect(sink.a_in)
+        net.lifs[pop.name], net.sinks[pop.name] = lif, sink
+        outs[pop.name] = lif.s_out
+    for syn in spec.synapses:
+        worker.stage = f"building synapse '{syn.name}'"
         # MIXED forced: determine_sign_mode would make an all-negative matrix INHIBITORY and clip
         # -256 to -255 (SP/lava/utils/weightutils.py:21-43, 250-295); num_weight_bits=8 keeps even
         # weights exact (SP/lava/proc/dense/models.py:82-91).
-        dense = api.Dense(weights=layer.weight, weight_exp=layer.weight_exp, num_weight_bits=8,
-                          sign_mode=api.SignMode.MIXED, name=layer.dense_name)
-        # du is the register value (effective - 1; -1 = no decay): SP/lava/proc/lif/models.py:145-148
-        lif = api.LIF(shape=(layer.size,), du=layer.du, dv=layer.dv, vth=layer.vth,
-                      bias_mant=layer.bias_mant, bias_exp=np.full(layer.size, layer.bias_exp, dtype=np.int32),
-                      name=layer.name)
-        sink = api.Sink(shape=(layer.size,), buffer=cols)
-        prev.connect(dense.s_in)
-        dense.a_out.connect(lif.a_in)
-        lif.s_out.connect(sink.a_in)
+        dense = api.Dense(weights=syn.weight, weight_exp=syn.weight_exp, num_weight_bits=8,
+                          sign_mode=api.SignMode.MIXED, num_message_bits=syn.message_bits, name=syn.name)
+        outs[syn.source].connect(dense.s_in)
+        dense.a_out.connect(net.lifs[syn.dest].a_in)
         net.denses.append(dense)
-        net.lifs.append(lif)
-        net.sinks.append(sink)
-        prev = lif.s_out
     return net
 
 
@@ -432,7 +469,7 @@ def _reset_state(net: _Network) -> None:
     step (SP/lava/proc/dense/models.py:93-107). vth is cached after the first step but never changes;
     the bias is recomputed every step (SP/lava/proc/lif/models.py:194-208).
     """
-    for lif in net.lifs:
+    for lif in net.lifs.values():
         zeros = np.zeros(lif.u.shape)
         lif.u.set(zeros)
         lif.v.set(zeros)
@@ -544,5 +581,5 @@ def force_shutdown(runtime: Any) -> None:
     runtime._is_started = False
 
 
-__all__ = ["run_on_lava", "run_on_lava_with_stats", "LavaRunStats", "LayerSpec", "layer_specs",
-           "check_inputs", "lava_api", "force_shutdown", "MAX_BLOCK_VALUES"]
+__all__ = ["run_on_lava", "run_on_lava_with_stats", "run_on_lava_full", "LavaResult", "LavaRunStats", "NetSpec",
+           "net_spec", "lava_api", "force_shutdown", "MAX_BLOCK_VALUES"]

@@ -70,7 +70,7 @@ def test_rate_mse_loss_closed_form() -> None:
     out = torch.zeros(2, 4, 3)
     out[0, :, 1] = 1          # sample 0: class 1 fires every step -> rate (0, 1, 0)
     out[1, :2, 0] = 1         # sample 1: class 0 half the time  -> rate (0.5, 0, 0)
-    loss = rate_mse_loss(out, torch.tensor([1, 2]))
+    loss = rate_mse_loss(out.mean(dim=1), torch.tensor([1, 2]))
     assert loss.item() == pytest.approx(0.5 * (0 + (0.25 + 1)) / 2)
 
 
