@@ -1,7 +1,9 @@
 """The artifact directory: written complete into a temporary sibling, then renamed into place.
 
-Contents: ``network.net`` (netx HDF5: the network), ``manifest.json`` (versions, target, input
-spec, discrete semantics, file hashes), ``report.json`` (activity, energy, latency, verification).
+Contents: ``graph.h5`` (the fixed-point graph, what every engine runs), ``network.net`` (the same
+network as lava-dl netx HDF5, when netx can express it), ``manifest.json`` (versions, target, input
+spec, readout, discrete semantics, file hashes), ``report.json`` (activity, energy, latency,
+verification).
 """
 from __future__ import annotations
 
@@ -18,11 +20,12 @@ from typing import Any, Iterator
 
 import snnc
 from snnc.compiler.ir import CUBA_SEMANTICS, Graph
-from snnc.compiler.netx_hdf5 import read_netx
+from snnc.compiler.graph_file import read_graph
 from snnc.errors import InputFileError
 
 FORMAT = "snnc.artifact"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+GRAPH_FILE = "graph.h5"
 NETWORK_FILE = "network.net"
 MANIFEST_FILE = "manifest.json"
 REPORT_FILE = "report.json"
@@ -85,13 +88,15 @@ def staged_directory(out: Path) -> Iterator[Path]:
 
 
 def manifest(graph: Graph, *, target: str, input_spec: dict[str, Any], files: dict[str, str],
-             source: dict[str, Any]) -> dict[str, Any]:
+             source: dict[str, Any], netx: str) -> dict[str, Any]:
     """The manifest: what this artifact is, how to feed it, what it means, and how to check it."""
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "target": target, "versions": versions(),
             "source": source, "input": input_spec, "semantics": dict(CUBA_SEMANTICS), "files": files,
-            "layers": [{"name": n.name, "neurons": n.size, "du": n.du, "dv": n.dv, "vth": n.vth,  # type: ignore[union-attr]
-                        "weight_scale": graph.meta.get("weight_scales", {}).get(n.name)}
-                       for _, n in graph.layers()]}
+            "readout": graph.meta.get("readout"), "netx": netx,
+            "layers": [{"name": p.name, "neurons": p.neuron.size, "du": p.neuron.du, "dv": p.neuron.dv,  # type: ignore[union-attr]
+                        "vth": p.neuron.vth, "inputs": [syn.name for syn, _ in p.inputs],  # type: ignore[union-attr]
+                        "weight_scale": graph.meta.get("weight_scales", {}).get(p.name)}
+                       for p in graph.populations()]}
 
 
 @dataclass(frozen=True)
@@ -127,5 +132,5 @@ def load_artifact(path: str | Path) -> Artifact:
         f = path / name
         if not f.is_file() or sha256(f) != digest:
             raise InputFileError(f"{f}: missing or modified since compilation (sha256 mismatch); recompile.")
-    graph = read_netx(path / NETWORK_FILE)
+    graph = read_graph(path / GRAPH_FILE)
     return Artifact(path, graph, man)

@@ -21,6 +21,19 @@ from snnc.compiler.ir import Graph, Input, Output, QCubaLIF, QDense
 from snnc.errors import InputFileError, UnsupportedLayerError
 
 
+def netx_limitation(graph: Graph) -> str | None:
+    """Why netx cannot hold ``graph`` (None if it can): netx networks are chains of binary-spike
+    dense layers whose weight exponent netx picks itself."""
+    if not graph.is_chain:
+        return "netx holds chains of layers only; this graph has populations with several inputs or outputs"
+    if graph.input.bits:
+        return f"netx has no graded ({graph.input.bits}-bit) input layer"
+    for syn, _ in graph.layers():
+        if isinstance(syn, QDense) and syn.weight_exp != 0:
+            return f"netx cannot carry weight_exp {syn.weight_exp} of '{syn.name}' (netx computes its own)"
+    return None
+
+
 def write_netx(graph: Graph, path: Path, timesteps: int) -> None:
     """Write a fixed-point chain as a netx HDF5 file."""
     with h5py.File(path, "w") as f:

@@ -63,23 +63,69 @@ def rate_encode(x: torch.Tensor, timesteps: int, generator: torch.Generator | No
     return (torch.rand(p.shape, generator=generator) < p).to(torch.float32)
 
 
-def batch_spikes(data: Dataset, index: Any, timesteps: int,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """Samples ``index`` of ``data`` as float32 (batch, T, features) 0/1 spikes, the only input path.
+def signed_rate_encode(x: torch.Tensor, timesteps: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Signed Poisson code (Lee et al. 2020): x in [0, 1] is centred to c = 2x - 1, and each step
+    carries sign(c) with probability |c|. Lee et al. centre by the dataset mean/std; centring at
+    mid-grey needs no stored statistics. (batch, features) -> (batch, T, features) in {-1, 0, 1}."""
+    c = (2 * x - 1).clamp(-1, 1).unsqueeze(1).expand(-1, timesteps, -1)
+    return (torch.rand(c.shape, generator=generator) < c.abs()).to(torch.float32) * torch.sign(c)
 
-    Rate-coded data draws from ``generator``; event frames are returned as they are (and consume no
-    random numbers), so their T must equal ``timesteps``.
+
+def analog_encode(x: torch.Tensor, timesteps: int) -> torch.Tensor:
+    """The encoding layer's input (Wu et al. 2019): the analog image itself at every step."""
+    return x.clamp(0, 1).to(torch.float32).unsqueeze(1).expand(-1, timesteps, -1).contiguous()
+
+
+#: input codes of static features; event datasets bring their own spikes ('events')
+ENCODERS = {"rate": rate_encode, "signed": signed_rate_encode,
+            "analog": lambda x, t, g=None: analog_encode(x, t)}
+
+
+def batch_spikes(data: Dataset, index: Any, timesteps: int, generator: torch.Generator | None = None,
+                 encoding: str | None = None) -> torch.Tensor:
+    """Samples ``index`` of ``data`` as float32 (batch, T, features) model input, the only input path.
+
+    ``encoding`` (default: the dataset's) codes static features as 'rate' 0/1 spikes, 'signed'
+    {-1, 0, 1} spikes or the 'analog' values; random codes draw from ``generator``. Event frames are
+    returned as they are (and consume no random numbers), so their T must equal ``timesteps``.
     """
     if isinstance(index, torch.Tensor):
         index = index.numpy()
-    if data.encoding == "rate":
-        return rate_encode(torch.from_numpy(data.x[index]), timesteps, generator)
-    if data.encoding == "events":
+    code = encoding or data.encoding
+    if data.encoding == "rate" and code in ENCODERS:
+        return ENCODERS[code](torch.from_numpy(data.x[index]), timesteps, generator)
+    if data.encoding == "events" and code == "events":
         if data.timesteps != timesteps:
             raise SnncError(f"dataset '{data.name}' was framed into {data.timesteps} time bins but "
                             f"{timesteps} timesteps were asked for; load it with timesteps={timesteps}.")
         return torch.from_numpy(np.ascontiguousarray(data.x[index])).to(torch.float32)
-    raise SnncError(f"dataset '{data.name}' has unknown encoding '{data.encoding}'.")
+    if data.encoding == "events":
+        raise SnncError(f"dataset '{data.name}' is event data: it brings its own spikes and cannot be given "
+                        f"the '{code}' input encoding; use a rate-coded model (e.g. --rule stbp-rect) or a "
+                        f"static dataset (digits, mnist).")
+    raise SnncError(f"unknown input encoding '{code}' for dataset '{data.name}' (supported: "
+                    f"{', '.join(ENCODERS)}, events).")
+
+
+def to_engine_input(x: torch.Tensor | np.ndarray, encoding: str) -> np.ndarray:
+    """Model input (batch, T, n) -> what the chip receives: 'signed' as two binary channels
+    [x > 0, x < 0] (2n lines), 'analog' as 8-bit graded values round(255 x), spikes as bool."""
+    x = np.asarray(x)
+    if encoding == "signed":
+        return np.concatenate([x > 0, x < 0], axis=-1)
+    if encoding == "analog":
+        return np.round(np.clip(x.astype(np.float64), 0, 1) * 255).astype(np.int64)
+    return x > 0.5
+
+
+def from_engine_input(x: np.ndarray, encoding: str) -> torch.Tensor:
+    """Inverse of :func:`to_engine_input`: the model input that gives the chip exactly ``x``."""
+    if encoding == "signed":
+        n = x.shape[-1] // 2
+        return torch.from_numpy(x[..., :n].astype(np.float32) - x[..., n:].astype(np.float32))
+    if encoding == "analog":
+        return torch.from_numpy(x.astype(np.float64) / 255)
+    return torch.from_numpy(x.astype(np.float32))
 
 
 def encode_samples(x: np.ndarray, timesteps: int, seed: int) -> np.ndarray:

@@ -55,6 +55,13 @@ class SpikingNet(nn.Module):
         return self.layers[0].in_features  # type: ignore[union-attr]
 
     @property
+    def input_encoding(self) -> str | None:
+        """'analog' (encoding layer) or 'signed' when the first layer needs that code; None: the
+        dataset's own ('rate' spikes, or 'events')."""
+        first = self.layers[0]
+        return "analog" if first.input_bits else "signed" if first.signed_input else None  # type: ignore[union-attr]
+
+    @property
     def num_outputs(self) -> int:
         return self.readout.classes(self.layers[-1].out_features)  # type: ignore[union-attr]
 

@@ -12,6 +12,7 @@ from typing import Any, Callable, ClassVar
 import torch
 
 from snnc.errors import SnncError
+from snnc.models.readout import Readout
 
 
 class SpikeFunction(torch.autograd.Function):
@@ -219,6 +220,10 @@ class BPSTA(Rule):
     def temporal_term(self, s: torch.Tensor) -> torch.Tensor:
         return self.alpha * (s - s.detach())
 
+    def architecture(self) -> dict[str, Any]:
+        """The official code's output: FC(10 x classes) -> spiking node -> voting; direct (analog) input."""
+        return {"readout": Readout("voting", 10), "encoding": "analog"}
+
 
 # --- Lee, Sarwar, Panda, Srinivasan, Roy 2020 (arXiv:1903.06379), from the official code ------------
 # (chan8972/Enabling_Spikebased_Backpropagation src/*.py; ../shared seed-paper notes, section 4.)
@@ -260,6 +265,10 @@ class LeeLeakAware(Rule):
         gamma = s.sum(dim=1).clamp(min=1.0)
         return (lf > 1e-3).to(s.dtype) + math.log(lam) * lf / gamma
 
+    def architecture(self) -> dict[str, Any]:
+        """Signed Poisson input and the non-spiking leaky-integrator output (decision = v[T])."""
+        return {"readout": Readout("membrane"), "encoding": "signed"}
+
     def input_mask(self, shape: torch.Size, generator: torch.Generator | None = None) -> torch.Tensor | None:
         if self.dropout == 0.0:
             return None
@@ -267,10 +276,32 @@ class LeeLeakAware(Rule):
         return keep.to(torch.float32) / (1.0 - self.dropout)
 
 
+# --- Direct training with NeuNorm: Wu, Deng, Li, Zhu, Xie, Shi 2019 (arXiv:1809.05793) ---------------
+
+@dataclass(frozen=True)
+class NeuNorm(STBPRect):
+    """STBP's rectangular-curve BPTT (the paper's rule) plus the architecture it trains:
+
+    * an encoding first layer that takes the analog image at every step (8-bit graded input);
+    * NeuNorm on the input of every later layer: an auxiliary neuron that integrates the layer's
+      input spikes and inhibits the layer through trained weights -(W alpha) (see CubaDense);
+      ``aux_decay`` = 1 - k_tau2 (SpikingJelly's default k_tau2 = 0.9; the paper's value is not
+      recoverable, ../shared seed-paper notes section 2);
+    * the voting output layer: 10 spiking neurons per class, averaged (the official code's M).
+    The narrowed rate-coding window is the timestep count: train with ``--timesteps 5..12``.
+    """
+
+    name: ClassVar[str] = "neunorm"
+    aux_decay: float = 0.1
+
+    def architecture(self) -> dict[str, Any]:
+        return {"readout": Readout("voting", 10), "encoding": "analog", "neunorm_decay": self.aux_decay}
+
+
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "rate-mse": rate_mse_loss, "rate-ce": rate_ce_loss}
 
-RULES: dict[str, type[Rule]] = {r.name: r for r in (STBPRect, STBPPoly, STBPSigmoid, STBPGauss,
+RULES: dict[str, type[Rule]] = {r.name: r for r in (STBPRect, STBPPoly, STBPSigmoid, STBPGauss, NeuNorm,
                                                      FastSigmoid, ArcTan, Triangle, BPSTA, LeeLeakAware)}
 
 

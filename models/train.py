@@ -42,7 +42,7 @@ def evaluate(model: SpikingNet, data: Dataset, timesteps: int, seed: int = 1234,
     g = torch.Generator().manual_seed(seed)
     correct = 0
     for i in range(0, len(data.y), batch_size):
-        x = batch_spikes(data, slice(i, i + batch_size), timesteps, g).to(dev)
+        x = batch_spikes(data, slice(i, i + batch_size), timesteps, g, model.input_encoding).to(dev)
         correct += int((predict(model.scores(model(x)[-1])).cpu() == torch.from_numpy(data.y[i:i + batch_size])).sum())
     return correct / len(data.y)
 
@@ -111,7 +111,7 @@ def train(model: SpikingNet, train_data: Dataset, *, epochs: int, timesteps: int
             if max_steps is not None and step >= max_steps:
                 break
             idx = order[i:i + batch_size]
-            x, y = batch_spikes(train_data, idx, timesteps, g).to(dev), y_all[idx].to(dev)
+            x, y = batch_spikes(train_data, idx, timesteps, g, model.input_encoding).to(dev), y_all[idx].to(dev)
             scores = model.scores(model(x)[-1])
             loss = model.rule.objective(scores, y)
             opt.zero_grad()

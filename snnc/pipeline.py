@@ -10,20 +10,22 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from snnc.compiler.artifact import (MANIFEST_FILE, NETWORK_FILE, REPORT_FILE, Artifact, load_artifact,
+from snnc.compiler.artifact import (GRAPH_FILE, MANIFEST_FILE, NETWORK_FILE, REPORT_FILE, Artifact, load_artifact,
                                     manifest, sha256, staged_directory, write_json)
 from snnc.compiler.frontend import graph_from_checkpoint
-from snnc.compiler.ir import Graph
+from snnc.compiler.graph_file import read_graph, write_graph
+from snnc.compiler.ir import Graph, Input
 from snnc.compiler.mapping import Mapping, map_cores
-from snnc.compiler.netx_hdf5 import read_netx, write_netx
+from snnc.compiler.netx_hdf5 import netx_limitation, read_netx, write_netx
 from snnc.compiler.passes import check, quantize
 from snnc.compiler.targets import get_target
 from snnc.errors import GraphError, SnncError, VerificationError
 from snnc.hwsim.energy import activity_summary, estimate, load_cost_model
 from snnc.hwsim.sim import HwSim
 from snnc.models.checkpoint import load
-from snnc.models.datasets import batch_spikes, load_dataset
+from snnc.models.datasets import batch_spikes, from_engine_input, load_dataset, to_engine_input
 from snnc.models.network import SpikingNet
+from snnc.models.readout import Readout
 from snnc.verify import VerificationResult, compare
 
 DEFAULT_TIMESTEPS = 20
@@ -36,38 +38,55 @@ class CompileResult:
     report: dict[str, Any]
 
 
-def input_spec(metadata: dict[str, Any], timesteps: int | None) -> dict[str, Any]:
+def input_spec(metadata: dict[str, Any], timesteps: int | None, encoding: str | None = None) -> dict[str, Any]:
     """How to feed the network (the caller adds the shape): enough to rebuild the same test inputs.
 
-    Rate-coded datasets use a fixed Bernoulli seed; event datasets are tonic frames with T time bins.
-    ``split_seed`` is the training seed (it fixes digits' split); ``data_dir`` only if one was given.
+    Static datasets are coded with a fixed seed ('rate' Bernoulli spikes, 'signed' two-channel
+    spikes) or sent as 8-bit graded values ('analog', an encoding layer); event datasets are tonic
+    frames with T time bins. ``split_seed`` is the training seed (it fixes digits' split);
+    ``data_dir`` only if one was given.
     """
     t = int(timesteps or metadata.get("timesteps") or DEFAULT_TIMESTEPS)
     if metadata.get("encoding") == "events":
-        encoding: dict[str, Any] = {"kind": "events", "frames": f"tonic ToFrame(n_time_bins={t})",
-                                    "binarised": True}
+        code: dict[str, Any] = {"kind": "events", "frames": f"tonic ToFrame(n_time_bins={t})", "binarised": True}
+    elif encoding == "analog":
+        code = {"kind": "analog", "bits": 8, "values": "round(255 x), x in [0, 1], every step"}
+    elif encoding == "signed":
+        code = {"kind": "signed", "channels": "[x > 0, x < 0]: 2 lines per feature",
+                "distribution": "sign(2x - 1) with probability |2x - 1|", "seed": ENCODING_SEED}
     else:
-        encoding = {"kind": "rate", "distribution": "bernoulli", "seed": ENCODING_SEED}
-    spec: dict[str, Any] = {"timesteps": t, "encoding": encoding, "dataset": metadata.get("dataset"),
+        code = {"kind": "rate", "distribution": "bernoulli", "seed": ENCODING_SEED}
+    spec: dict[str, Any] = {"timesteps": t, "encoding": code, "dataset": metadata.get("dataset"),
                             "split_seed": int(metadata.get("seed") or 0)}
     if metadata.get("data_dir"):
         spec["data_dir"] = metadata["data_dir"]
     return spec
 
 
-def sample_inputs(spec: dict[str, Any], size: int, n: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """The first ``n`` test samples of the model's dataset as spikes; random spikes if it has none."""
+def _code(spec: dict[str, Any]) -> str:
+    return str(spec.get("encoding", {}).get("kind", "rate"))
+
+
+def sample_inputs(spec: dict[str, Any], graph_input: Input, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The first ``n`` test samples of the model's dataset as the chip receives them (binary spikes
+    or graded values, ``Input.check_values`` accepts them); random ones if the model has no dataset."""
+    code = _code(spec)
     if spec.get("dataset"):
         data = load_dataset(spec["dataset"], "test", int(spec.get("split_seed") or 0),
                             timesteps=spec["timesteps"], data_dir=spec.get("data_dir"), limit=n)
-        if data.input_size != size:
-            raise SnncError(f"dataset '{spec['dataset']}' has {data.input_size} features but the network "
-                            f"takes {size}.")
+        lines = data.input_size * (2 if code == "signed" else 1)
+        if lines != graph_input.size:
+            raise SnncError(f"dataset '{spec['dataset']}' has {data.input_size} features ({lines} input lines "
+                            f"with the '{code}' code) but the network takes {graph_input.size}.")
         n = min(n, len(data.y))
         g = torch.Generator().manual_seed(ENCODING_SEED)
-        return batch_spikes(data, slice(0, n), spec["timesteps"], g).numpy().astype(bool), data.y[:n]
+        x = batch_spikes(data, slice(0, n), spec["timesteps"], g, code)
+        return to_engine_input(x.numpy(), code), data.y[:n]
     rng = np.random.default_rng(ENCODING_SEED)
-    return rng.random((n, spec["timesteps"], size)) < 0.2, None
+    shape = (n, spec["timesteps"], graph_input.size)
+    if graph_input.bits:
+        return rng.integers(0, 2 ** graph_input.bits, shape), None
+    return rng.random(shape) < 0.2, None
 
 
 def hardware_exact_model(model: SpikingNet, graph: Graph) -> SpikingNet:
@@ -78,27 +97,66 @@ def hardware_exact_model(model: SpikingNet, graph: Graph) -> SpikingNet:
     scales = graph.meta["weight_scales"]
     for i, layer in enumerate(hw.layers, start=1):
         layer.weight_scale = float(scales[f"lif{i}"])  # type: ignore[union-attr]
+        if layer.aux is not None:  # type: ignore[union-attr]
+            layer.aux.weight_scale = float(scales[f"aux{i}"])  # type: ignore[union-attr]
     hw.hardware_exact = True
     return hw
 
 
+def readout_v_name(graph: Graph) -> str | None:
+    """The population whose v[T] carries the decision (membrane readout), else None."""
+    return graph.output.name if Readout.from_json(graph.meta.get("readout")).kind == "membrane" else None
+
+
+def observables(graph: Graph, spikes: dict[str, np.ndarray], final_v: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """What verification compares: every population's spikes (batch, T, n), and the readout
+    integrator's v after the last step as ``NAME.v[T]`` (batch, 1, n)."""
+    out = {p.name: spikes[p.name] for p in graph.populations()}
+    name = readout_v_name(graph)
+    if name is not None:
+        out[f"{name}.v[T]"] = np.asarray(final_v[name], dtype=np.int64)[:, None, :]
+    return out
+
+
+def decisions(graph: Graph, spikes: dict[str, np.ndarray], final_v: dict[str, np.ndarray]) -> np.ndarray:
+    """Class per sample from an engine's output, by the graph's readout."""
+    readout = Readout.from_json(graph.meta.get("readout"))
+    out = graph.output.name
+    return readout.decide(final_v[out] if readout.kind == "membrane" else spikes[out])
+
+
 @torch.no_grad()
-def run_torch(model: SpikingNet, inputs: np.ndarray) -> dict[str, np.ndarray]:
+def run_torch(model: SpikingNet, graph: Graph, inputs: np.ndarray, encoding: str) -> dict[str, np.ndarray]:
+    """The hardware-exact model on the chip's inputs, as :func:`observables`."""
     model.eval()
-    out = model(torch.from_numpy(inputs.astype(np.float32)))
-    return {f"lif{i}": s.numpy() > 0.5 for i, s in enumerate(out, start=1)}
+    traces = model.traces(from_engine_input(inputs, encoding))
+    spikes, final_v = {}, {}
+    for i, layer in enumerate(model.layers, start=1):
+        name = f"lif{i}"
+        if layer.spiking:  # type: ignore[union-attr]
+            spikes[name] = traces[name].numpy() > 0.5
+        else:  # v in threshold units -> the chip's integer v
+            final_v[name] = np.round(traces[name][:, -1].double().numpy() * layer.state_unit).astype(np.int64)  # type: ignore[union-attr]
+            spikes[name] = np.zeros(traces[name].shape, dtype=bool)
+    spikes.update({k: v.numpy() > 0.5 for k, v in traces.items() if k.startswith("aux")})
+    return observables(graph, spikes, final_v)
 
 
-def verify_engines(model: SpikingNet | None, graph: Graph, inputs: np.ndarray) -> VerificationResult:
-    """torch (if a model is given), hwsim and Lava on the same spikes, every layer and step."""
-    from snnc.runtime.lava_backend import run_on_lava
+def verify_engines(model: SpikingNet | None, graph: Graph, inputs: np.ndarray,
+                   encoding: str = "rate") -> VerificationResult:
+    """torch (if a model is given), hwsim and Lava on the same inputs, every population and step
+    (and the readout integrator's final v)."""
+    from snnc.runtime.lava_backend import run_on_lava_full
 
     runs: dict[str, dict[str, np.ndarray]] = {}
     if model is not None:
-        runs["torch"] = run_torch(hardware_exact_model(model, graph), inputs)
-    runs["hwsim"] = HwSim.from_graph(graph).run(inputs).spikes
-    runs["lava"] = run_on_lava(graph, inputs)
-    return compare(runs, [neu.name for _, neu in graph.layers()])
+        runs["torch"] = run_torch(hardware_exact_model(model, graph), graph, inputs, encoding)
+    hw = HwSim.from_graph(graph).run(inputs)
+    runs["hwsim"] = observables(graph, hw.spikes, hw.final_v)
+    v_name = readout_v_name(graph)
+    lava = run_on_lava_full(graph, inputs, read_v=(v_name,) if v_name else ())
+    runs["lava"] = observables(graph, lava.spikes, lava.final_v)
+    return compare(runs, list(runs["hwsim"]))
 
 
 def build_report(graph: Graph, mapping: Mapping, inputs: np.ndarray, labels: np.ndarray | None,
@@ -121,7 +179,7 @@ def build_report(graph: Graph, mapping: Mapping, inputs: np.ndarray, labels: np.
                          else {"samples": 0, "mismatches": {}, "passed": None}),
     }
     if labels is not None:
-        pred = result.output.sum(axis=1).argmax(axis=-1)
+        pred = decisions(graph, result.spikes, result.final_v)
         report["accuracy"] = {"engine": "hwsim", "samples": int(len(labels)),
                               "value": float((pred == labels).mean())}
     return report
@@ -139,36 +197,48 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
     qgraph = quantize(graph, tgt)
     findings = check(qgraph, tgt)
     mapping = map_cores(qgraph, tgt)
-    spec = {**input_spec(ckpt.metadata, timesteps), "shape": list(qgraph.input.shape)}
+    spec = {**input_spec(ckpt.metadata, timesteps, model.input_encoding), "shape": list(qgraph.input.shape)}
     out_dir = Path(out) if out is not None else model_path.with_name(f"{model_path.stem}.{tgt.name}")
-    say(f"compiled {len(mapping.layers)} layers onto {mapping.cores} cores")
+    say(f"compiled {len(mapping.layers)} populations onto {mapping.cores} cores")
     with staged_directory(out_dir) as tmp:
-        write_netx(qgraph, tmp / NETWORK_FILE, spec["timesteps"])
-        _check_round_trip(qgraph, read_netx(tmp / NETWORK_FILE))
+        write_graph(qgraph, tmp / GRAPH_FILE)
+        _check_round_trip(qgraph, read_graph(tmp / GRAPH_FILE), GRAPH_FILE)
+        files = {GRAPH_FILE: sha256(tmp / GRAPH_FILE)}
+        netx = netx_limitation(qgraph)
+        if netx is None:
+            write_netx(qgraph, tmp / NETWORK_FILE, spec["timesteps"])
+            _check_round_trip(qgraph, read_netx(tmp / NETWORK_FILE), NETWORK_FILE)
+            files[NETWORK_FILE] = sha256(tmp / NETWORK_FILE)
+            netx = f"written: {NETWORK_FILE}"
+        else:
+            netx = f"not written: {netx}"
         verification = None
+        code = _code(spec)
         if verify > 0:
             say(f"verifying {verify} samples on torch, hwsim and Lava")
-            inputs, _ = sample_inputs(spec, qgraph.input.size, verify)
-            verification = verify_engines(model, qgraph, inputs)
+            inputs, _ = sample_inputs(spec, qgraph.input, verify)
+            verification = verify_engines(model, qgraph, inputs, code)
             if not verification.passed:
                 raise VerificationError(verification.describe_failure())
-        inputs, labels = sample_inputs(spec, qgraph.input.size, max(report_samples, verify))
+        inputs, labels = sample_inputs(spec, qgraph.input, max(report_samples, verify))
         report = build_report(qgraph, mapping, inputs, labels, verification, findings)
         write_json(tmp / REPORT_FILE, report)
-        files = {NETWORK_FILE: sha256(tmp / NETWORK_FILE)}
         source = {"path": str(model_path), "sha256": sha256(model_path), "metadata": ckpt.metadata}
         write_json(tmp / MANIFEST_FILE, manifest(qgraph, target=tgt.name, input_spec=spec, files=files,
-                                                 source=source))
+                                                 source=source, netx=netx))
     return CompileResult(out_dir.resolve(), report)
 
 
-def _check_round_trip(written: Graph, read: Graph) -> None:
+def _check_round_trip(written: Graph, read: Graph, what: str) -> None:
     """The file we wrote must read back to the same integers (guards the writer and reader)."""
-    for (s1, n1), (s2, n2) in zip(written.layers(), read.layers()):
-        same = (np.array_equal(s1.weight, s2.weight) and np.array_equal(n1.bias_mant, n2.bias_mant)  # type: ignore[union-attr]
-                and (n1.du, n1.dv, n1.vth) == (n2.du, n2.dv, n2.vth))  # type: ignore[union-attr]
+    for p1, p2 in zip(written.populations(), read.populations()):
+        n1, n2 = p1.neuron, p2.neuron
+        same = (len(p1.inputs) == len(p2.inputs) and np.array_equal(n1.bias_mant, n2.bias_mant)  # type: ignore[union-attr]
+                and (n1.du, n1.dv, n1.vth) == (n2.du, n2.dv, n2.vth)  # type: ignore[union-attr]
+                and all(np.array_equal(a.weight, b.weight) and a.weight_exp == b.weight_exp  # type: ignore[union-attr]
+                        for (a, _), (b, _) in zip(p1.inputs, p2.inputs)))
         if not same:
-            raise GraphError(f"internal error: layer '{n1.name}' did not survive the netx HDF5 round trip")
+            raise GraphError(f"internal error: layer '{n1.name}' did not survive the {what} round trip")
 
 
 def run_artifact(path: str | Path, *, backend: str, dataset: str | None, samples: int,
@@ -181,18 +251,20 @@ def run_artifact(path: str | Path, *, backend: str, dataset: str | None, samples
         spec["dataset"] = dataset
     if data_dir:
         spec["data_dir"] = str(data_dir)
-    inputs, labels = sample_inputs(spec, art.graph.input.size, samples)
+    inputs, labels = sample_inputs(spec, art.graph.input, samples)
     startup = time.perf_counter() - t0
     t1 = time.perf_counter()
     if backend == "hwsim":
-        out = HwSim.from_graph(art.graph).run(inputs).output
+        res = HwSim.from_graph(art.graph).run(inputs)
+        pred = decisions(art.graph, res.spikes, res.final_v)
         elapsed = time.perf_counter() - t1
     elif backend == "lava":
-        from snnc.runtime.lava_backend import run_on_lava_with_stats
+        from snnc.runtime.lava_backend import run_on_lava_full
 
-        last = [neu.name for _, neu in art.graph.layers()][-1]
-        spikes, stats = run_on_lava_with_stats(art.graph, inputs)
-        out = spikes[last]
+        v_name = readout_v_name(art.graph)
+        lava = run_on_lava_full(art.graph, inputs, read_v=(v_name,) if v_name else ())
+        pred = decisions(art.graph, lava.spikes, lava.final_v)
+        stats = lava.stats
         elapsed = stats.run_s + stats.read_s          # simulation and read-back of every sample
         startup += time.perf_counter() - t1 - elapsed  # building, compiling, spawning and stopping Lava
     else:
@@ -201,6 +273,6 @@ def run_artifact(path: str | Path, *, backend: str, dataset: str | None, samples
                               "samples_per_s": len(inputs) / elapsed if elapsed > 0 else None,
                               "startup_s": startup, "run_s": elapsed, "accuracy": None}
     if labels is not None:
-        result["accuracy"] = float((out.sum(axis=1).argmax(axis=-1) == labels).mean())
+        result["accuracy"] = float((pred == labels).mean())
         result["dataset"] = spec["dataset"]
     return result

@@ -1,7 +1,8 @@
 """Verification: the same input spikes through several engines, compared layer by layer, step by step.
 
 Engines: ``torch`` (the hardware-exact PyTorch model), ``hwsim``, ``lava`` (Lava fixed_pt).
-Zero mismatches is the only pass.
+Observables: every population's spikes (batch, T, n), and a readout integrator's integer v after
+the last step (``NAME.v[T]``, batch x 1 x n). Zero mismatches is the only pass.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ class FirstMismatch:
     sample: int
     timestep: int   # 1-based, as Lava counts
     neuron: int
-    values: dict[str, bool]
+    values: dict[str, bool | int]
 
 
 @dataclass
@@ -54,13 +55,14 @@ def compare(runs: dict[str, dict[str, np.ndarray]], layers: list[str]) -> Verifi
     engines = list(runs)
     first_run = runs[engines[0]][layers[0]]
     res = VerificationResult(samples=first_run.shape[0], timesteps=first_run.shape[1], engines=engines)
-    res.spikes = {e: {name: int(runs[e][name].sum()) for name in layers} for e in engines}
+    res.spikes = {e: {name: int(runs[e][name].sum()) for name in layers if runs[e][name].dtype == bool}
+                  for e in engines}
     best: tuple[int, int] | None = None
     for a, b in combinations(engines, 2):
         pair = f"{a}-{b}"
         res.mismatches[pair] = {}
         for li, name in enumerate(layers):
-            x, y = np.asarray(runs[a][name], bool), np.asarray(runs[b][name], bool)
+            x, y = np.asarray(runs[a][name]), np.asarray(runs[b][name])  # spikes, or integer v[T]
             if x.shape != y.shape:
                 raise ValueError(f"engines {pair} disagree on the shape of layer '{name}': {x.shape} vs {y.shape}")
             diff = x != y
@@ -69,5 +71,5 @@ def compare(runs: dict[str, dict[str, np.ndarray]], layers: list[str]) -> Verifi
                 s, t, n = (int(i) for i in np.argwhere(diff)[np.argmin(np.argwhere(diff)[:, 1])])
                 if best is None or (t, li) < best:
                     best = (t, li)
-                    res.first = FirstMismatch(pair, name, s, t + 1, n, {a: bool(x[s, t, n]), b: bool(y[s, t, n])})
+                    res.first = FirstMismatch(pair, name, s, t + 1, n, {a: x[s, t, n].item(), b: y[s, t, n].item()})
     return res

@@ -180,7 +180,7 @@ def test_hwsim_equals_hardware_exact_torch(seed, hw, sizes, cd, vd, thr, gain, s
     model = _random_model(seed, hw, sizes, cd, vd, thr, gain)
     q = quantize(graph_from_module(model), LOIHI)
     x = np.random.default_rng(seed).random((3, steps, sizes[0])) < rate
-    ref = run_torch(hardware_exact_model(model, q), x)
+    ref = run_torch(hardware_exact_model(model, q), q, x, "rate")
     got = HwSim.from_graph(q).run(x).spikes
     for name in ref:
         assert np.array_equal(ref[name], got[name]), name
