@@ -49,6 +49,16 @@ class SpikingNet(nn.Module):
                 f"readout '{self.readout.kind}' needs a {'spiking' if self.readout.spiking else 'non-spiking'} "
                 f"output layer, but the last layer has spiking={last.spiking}")  # type: ignore[union-attr]
         self.readout.classes(last.out_features)  # type: ignore[union-attr]
+        if self.rule.custom_layer_backward:
+            for i, layer in enumerate(self.layers):
+                what = [w for w, bad in (("a readout integrator", not layer.spiking), ("an encoding layer", layer.input_bits),  # type: ignore[union-attr]
+                                         ("signed input", layer.signed_input), ("NeuNorm", layer.aux is not None))  # type: ignore[union-attr]
+                        if bad]
+                if what:
+                    raise UnsupportedLayerError(
+                        f"rule '{self.rule.name}' computes its gradient from spike trains and cannot train layer "
+                        f"{i} ({', '.join(what)}): use spiking layers with rate or event input (--readout rate "
+                        f"or voting, --encoding rate).")
 
     @property
     def input_size(self) -> int:

@@ -305,6 +305,12 @@ RULES: dict[str, type[Rule]] = {r.name: r for r in (STBPRect, STBPPoly, STBPSigm
                                                      FastSigmoid, ArcTan, Triangle, BPSTA, LeeLeakAware)}
 
 
+# HM2-BP is not a per-step surrogate rule; it lives in its own module (which imports Rule from here).
+from snnc.models.hm2bp import HM2BP  # noqa: E402
+
+RULES[HM2BP.name] = HM2BP
+
+
 def make_rule(name: str, **params: Any) -> Rule:
     """The rule called ``name`` (a ``--rule`` value) with ``params`` overriding its defaults."""
     if name not in RULES:

@@ -47,6 +47,13 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rule", default="stbp-rect", help="training rule (default: stbp-rect; see docs/rules.md)")
     p.add_argument("--loss", default=None, help="rate-mse or rate-ce (default: the rule's own)")
     p.add_argument("--hidden", type=int, nargs="*", default=[128], help="hidden layer sizes (default: 128)")
+    p.add_argument("--readout", choices=("rate", "voting", "membrane"), default=None,
+                   help="output layer: one spiking neuron per class, 10 voters per class, or a non-spiking "
+                        "leaky integrator read at the last step (default: the rule's own)")
+    p.add_argument("--encoding", choices=("rate", "signed", "analog"), default=None,
+                   help="input code of static datasets: Bernoulli spikes, signed spikes (two input lines per "
+                        "feature), or the analog value into an encoding layer (default: the rule's own; "
+                        "event datasets always bring their own spikes)")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--timesteps", type=int, default=20, help="timesteps per sample (= time bins of event datasets)")
     p.add_argument("--batch-size", type=int, default=32)
@@ -66,6 +73,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         from snnc.models.checkpoint import atomic_torch_save, load, save
         from snnc.models.datasets import load_dataset
         from snnc.models.network import ARCHS
+        from snnc.models.readout import Readout
         from snnc.models.rules import make_rule
         from snnc.models.train import TrainState, resolve_device, seed_everything, train
 
@@ -92,14 +100,27 @@ def train_main(argv: Sequence[str] | None = None) -> int:
             if args.arch not in ARCHS:
                 raise SnncError(f"unknown --arch '{args.arch}'. Supported: {', '.join(sorted(ARCHS))}.")
             seed_everything(args.seed)
+            arch: dict[str, object] = {}
+            if args.readout:
+                arch["readout"] = Readout(args.readout, 10 if args.readout == "voting" else 1)
+            if train_data.encoding == "events":
+                if args.encoding not in (None, "rate"):
+                    raise SnncError(f"--encoding {args.encoding}: dataset '{args.dataset}' is event data and "
+                                    f"brings its own spikes; leave --encoding out.")
+                arch["encoding"] = "rate"   # binary frames straight into the first layer
+            elif args.encoding:
+                arch["encoding"] = args.encoding
             model = ARCHS[args.arch](train_data.input_size, train_data.num_classes, hidden=tuple(args.hidden),
                                      hardware_exact=args.hardware_exact,
-                                     rule=make_rule(args.rule, **({"loss": args.loss} if args.loss else {})))
+                                     rule=make_rule(args.rule, **({"loss": args.loss} if args.loss else {})),
+                                     **arch)
         device = resolve_device(args.device)
         mode = "hardware-exact" if model.hardware_exact else "float"
         sizes = [model.input_size, *[layer.out_features for layer in model.layers]]
+        code = model.input_encoding or train_data.encoding
         print(f"training {sizes} on {args.dataset} ({len(train_data.y)} samples), rule {model.rule.name} "
-              f"({model.rule.loss} loss), {mode}, T={args.timesteps}, {device}"
+              f"({model.rule.loss} loss), {code} input, {model.readout.kind} readout, {mode}, "
+              f"T={args.timesteps}, {device}"
               + (f", resuming after epoch {resume.epoch}" if resume else ""))
         config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
 
