@@ -67,7 +67,8 @@ def graph_from_module(model: SpikingNet, meta: dict[str, Any] | None = None) -> 
         nodes += [fc, lif]
         edges += [(src, fc.name), (fc.name, lif.name)]
         if layer.aux is not None:
-            aux_in, aux_out = Dense(f"nn{i}.in", _weights(layer.aux.weight)), Dense(f"nn{i}.inh", _weights(layer.inhibition()))
+            aux_in = Dense(f"nn{i}.in", _weights(layer.aux.weight))
+            aux_out = Dense(f"nn{i}.inh", _weights(layer.inhibition()))
             aux = _population(f"aux{i}", layer.aux, model.hardware_exact)
             nodes += [aux_in, aux, aux_out]
             edges += [(src, aux_in.name), (aux_in.name, aux.name), (aux.name, aux_out.name), (aux_out.name, lif.name)]

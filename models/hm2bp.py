@@ -1,7 +1,7 @@
 """HM2-BP (Jin, Zhang, Li, NeurIPS 2018, arXiv:1805.07866): backpropagation at the spike-train level.
 
 No per-step surrogate and no BPTT: after the whole (deployable, unchanged) forward pass, each layer's
-gradient is formed from its recorded spike trains alone (docs/hm2bp-notes.md has every equation and
+gradient is formed from its recorded spike trains alone (docs/rules-hm2bp.md has every equation and
 the source of each choice; the official code is jinyyy666/mm-bp-snn):
 
 * S-PSP e_{i|j}: the paper's dual-exponential kernel eps(t, s) with reset, summed over every post

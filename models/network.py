@@ -51,9 +51,7 @@ class SpikingNet(nn.Module):
         self.readout.classes(last.out_features)  # type: ignore[union-attr]
         if self.rule.custom_layer_backward:
             for i, layer in enumerate(self.layers):
-                what = [w for w, bad in (("a readout integrator", not layer.spiking), ("an encoding layer", layer.input_bits),  # type: ignore[union-attr]
-                                         ("signed input", layer.signed_input), ("NeuNorm", layer.aux is not None))  # type: ignore[union-attr]
-                        if bad]
+                what = layer.elements()  # type: ignore[operator]
                 if what:
                     raise UnsupportedLayerError(
                         f"rule '{self.rule.name}' computes its gradient from spike trains and cannot train layer "
@@ -115,6 +113,10 @@ class SpikingNet(nn.Module):
         return self.readout.scores(out)
 
 
+#: voltage decay of a membrane readout (Lee et al. 2020's output integrator, lambda = 0.99)
+READOUT_VOLTAGE_DECAY = 0.01
+
+
 def mlp(input_size: int, num_classes: int, hidden: tuple[int, ...] = (128,), **neuron: Any) -> SpikingNet:
     """The ``--arch mlp`` network: input -> hidden CUBA-LIF layers -> output layer.
 
@@ -136,9 +138,11 @@ def mlp(input_size: int, num_classes: int, hidden: tuple[int, ...] = (128,), **n
             extra["signed_input"] = True
         if i > 0 and arch.get("neunorm_decay") is not None:
             extra["neunorm_decay"] = arch["neunorm_decay"]
+        params = dict(neuron)
         if i == len(sizes) - 2 and not readout.spiking:
-            extra["spiking"] = False
-        layers.append(CubaDense(a, b, **neuron, **extra))
+            extra["spiking"] = False   # a slow leak, so v[T] sums the whole window (Lee et al.: lambda 0.99)
+            params["voltage_decay"] = arch.get("readout_voltage_decay", READOUT_VOLTAGE_DECAY)
+        layers.append(CubaDense(a, b, **params, **extra))
     return SpikingNet(layers, hardware_exact=hw, rule=rule, readout=readout)
 
 

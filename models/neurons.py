@@ -147,6 +147,12 @@ class CubaDense(nn.Module):
         spec.update({k: v for k, (v, default) in extras.items() if v != default})
         return spec
 
+    def elements(self) -> list[str]:
+        """The architecture elements this layer has, in words (empty for a plain spiking layer)."""
+        found = {"a readout integrator": not self.spiking, "an encoding layer": bool(self.input_bits),
+                 "signed input": self.signed_input, "NeuNorm": self.aux is not None}
+        return [name for name, present in found.items() if present]
+
     @property
     def fmt(self) -> FixedPointFormat:
         return LOIHI_FIXED_POINT
@@ -226,7 +232,7 @@ class CubaDense(nn.Module):
             threshold = self.threshold if self.spiking else math.inf
             step = lambda at, u, v: cuba_float_step(  # noqa: E731
                 at, u, v, bias, self.current_decay, self.voltage_decay, threshold, rule)
-        if rule.custom_layer_backward and self.spiking and self.aux is None and not self.input_bits:
+        if rule.custom_layer_backward and not self.elements():
             with torch.no_grad():  # e.g. HM2-BP: forward without autograd, the rule's own backward
                 spikes = self._run(a.detach(), step, batch)
             return [*extra, rule.layer_backward(self, s_in, spikes)]

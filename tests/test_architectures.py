@@ -45,6 +45,7 @@ def test_voting_decides_by_the_voters_sum_and_membrane_by_v() -> None:
 def test_each_rule_brings_its_architecture() -> None:
     lee, nn_, bpsta = (mlp(8, 3, (6,), rule=make_rule(n)) for n in ("lee", "neunorm", "bpsta"))
     assert lee.readout.kind == "membrane" and not lee.layers[-1].spiking and lee.input_encoding == "signed"
+    assert lee.layers[-1].voltage_decay == 0.01 and lee.layers[0].voltage_decay == 0.2  # lambda = 0.99 readout
     assert nn_.readout == Readout("voting", 10) and nn_.layers[-1].out_features == 30
     assert nn_.input_encoding == "analog" and nn_.layers[1].aux is not None and nn_.layers[0].aux is None
     assert bpsta.readout.kind == "voting" and bpsta.num_outputs == 3
