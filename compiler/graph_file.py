@@ -88,13 +88,17 @@ def _node(g: h5py.Group, where: str) -> Any:
         raise InputFileError(f"{where}: bad {kind} node: {e}") from None
 
 
-def read_graph(path: Path) -> Graph:
-    """Read a ``graph.h5`` back into an equal, checked graph."""
+def open_hdf5(path: Path) -> h5py.File:
+    """Open an HDF5 file for reading, or say in one line which file is not readable HDF5."""
     try:
-        f = h5py.File(path, "r")
+        return h5py.File(path, "r")
     except OSError as e:
         raise InputFileError(f"{path}: not a readable HDF5 file ({e}).") from None
-    with f:
+
+
+def read_graph(path: Path) -> Graph:
+    """Read a ``graph.h5`` back into an equal, checked graph."""
+    with open_hdf5(path) as f:
         if f.attrs.get("format") != FORMAT or int(f.attrs.get("format_version", -1)) != FORMAT_VERSION:
             raise InputFileError(f"{path}: not an {FORMAT} v{FORMAT_VERSION} file; recompile with this snnc.")
         try:

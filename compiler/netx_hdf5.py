@@ -17,6 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from snnc.compiler.graph_file import open_hdf5
 from snnc.compiler.ir import Graph, Input, Output, QCubaLIF, QDense
 from snnc.errors import InputFileError, UnsupportedLayerError
 
@@ -78,11 +79,7 @@ def _text(g: h5py.Group, key: str) -> str:
 
 def read_netx(path: Path) -> Graph:
     """Read a netx HDF5 file of CUBA dense layers back into a fixed-point graph."""
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise InputFileError(f"{path}: not a readable HDF5 file ({e}).") from None
-    with f:
+    with open_hdf5(path) as f:
         if "layer" not in f:
             raise InputFileError(f"{path}: no 'layer' group: not a lava-dl netx network file.")
         groups = f["layer"]

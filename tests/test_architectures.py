@@ -178,3 +178,20 @@ def test_rule_architectures_compile_and_verify_on_lava(rule: str, tmp_path: Path
                 "bpsta": {"lif1", "lif2"}}[rule]
     assert names == expected
     assert sum(ver["spikes"]["lava"].values()) > 0
+
+
+def test_graph_file_refuses_damaged_files_with_one_clear_line(tmp_path: Path) -> None:
+    from snnc.errors import InputFileError
+
+    q = quantize(graph_from_module(make_model((5, 4, 2), rule=make_rule("neunorm"))), LOIHI)
+    good = tmp_path / "g.h5"
+    write_graph(q, good)
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(good.read_bytes()[:300])
+    with pytest.raises(InputFileError, match="cut.h5: not a readable HDF5 file"):
+        read_graph(cut)
+    import h5py
+    with h5py.File(good, "a") as f:
+        del f["nodes/3"]      # a population vanishes: its edges now name a missing node
+    with pytest.raises(InputFileError, match="g.h5: the stored graph is invalid"):
+        read_graph(good)
