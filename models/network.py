@@ -48,7 +48,10 @@ class SpikingNet(nn.Module):
             raise UnsupportedLayerError(
                 f"readout '{self.readout.kind}' needs a {'spiking' if self.readout.spiking else 'non-spiking'} "
                 f"output layer, but the last layer has spiking={last.spiking}")  # type: ignore[union-attr]
-        self.readout.classes(last.out_features)  # type: ignore[union-attr]
+        try:
+            self.readout.classes(last.out_features)  # type: ignore[union-attr]
+        except ValueError as e:
+            raise UnsupportedLayerError(f"readout '{self.readout.kind}': {e}") from None
         if self.rule.custom_layer_backward:
             for i, layer in enumerate(self.layers):
                 what = layer.elements()  # type: ignore[operator]
