@@ -1,7 +1,7 @@
 """``graph.h5``: the intermediate graph itself, any node and edge, as the artifact's source of truth.
 
 netx HDF5 (``network.net``) can only hold chains of binary-input layers; this file holds every graph
-the compiler makes (NeuNorm's auxiliary populations, graded input, readouts) and reads back to an
+the compiler makes (NeuNorm's auxiliary populations, graded input, readouts, residual blocks) and reads back to an
 equal graph. Layout::
 
     attrs: format = "snnc.graph", format_version, meta (JSON)
@@ -18,13 +18,14 @@ from typing import Any
 import h5py
 import numpy as np
 
-from snnc.compiler.ir import CubaLIF, Dense, Graph, Input, Output, QCubaLIF, QDense
+from snnc.compiler.ir import Conv, CubaLIF, Dense, Graph, Input, Output, QConv, QCubaLIF, QDense
 from snnc.errors import GraphError, InputFileError
 from snnc.models.quant import LOIHI_FIXED_POINT
 
 FORMAT = "snnc.graph"
 FORMAT_VERSION = 1
-NODE_KINDS = {cls.__name__: cls for cls in (Input, Output, Dense, CubaLIF, QDense, QCubaLIF)}
+NODE_KINDS = {cls.__name__: cls for cls in (Input, Output, Dense, Conv, CubaLIF, QDense, QConv, QCubaLIF)}
+_TUPLES = {"shape", "in_shape", "stride", "padding", "dilation"}
 FORMATS = {LOIHI_FIXED_POINT.name: LOIHI_FIXED_POINT}
 _DERIVED = {"semantics"}  # fields rebuilt from the code's constants, not stored
 
@@ -75,7 +76,7 @@ def _node(g: h5py.Group, where: str) -> Any:
                 if str(value) not in FORMATS:
                     raise InputFileError(f"{where}: unknown fixed-point format '{value}'")
                 value = FORMATS[str(value)]
-            elif name == "shape":
+            elif name in _TUPLES:
                 value = tuple(int(v) for v in np.asarray(value).reshape(-1))
             elif isinstance(value, np.generic):
                 value = value.item()

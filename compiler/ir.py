@@ -11,9 +11,17 @@ other docstrings point here). Per timestep ``t``, for integer state in the fixed
     s[t] = v[t] > (vth << 6);  v[t] = 0 where s[t]                      u is not reset
 
 where ``trunc0`` rounds toward zero, ``du_eff = du + 1`` is the effective current decay, and
-``a[t] = W @ s_pre[t-1]``: every Dense connection delays by exactly one step, so layer ``k``
+``a[t] = W @ s_pre[t-1]``: every Dense or Conv connection delays by exactly one step, so layer ``k``
 (1-based) first sees input ``x[1]`` at step ``1 + k``. State starts at zero for every sample.
 The float graph uses the same equations without rounding, wrapping, clipping or shifts.
+
+Layout: every spike vector is flat in PyTorch's (C, H, W) order (``Flatten`` is therefore free); a
+population or input that a convolution reads has a ``shape`` (C, H, W). Convolutions are
+cross-correlations with PyTorch's weight layout (out, in / groups, kh, kw); the Lava runtime flips
+them into Lava's true convolution and (W, H, C) layout (SP/lava/proc/conv/utils.py:186-218).
+A fixed-point Conv delivers ``wrap24(conv(W, s))``: Lava's Conv uses its integer weights as they
+are (no clip, truncation or ``weight_exp``) and wraps its output to 24 bits
+(SP/lava/proc/conv/models.py:34-51, 68-79; conv/utils.py:67-84).
 """
 from __future__ import annotations
 
@@ -76,6 +84,16 @@ class Output:
     name: str
 
 
+def _pair(value: object, what: str, name: str) -> tuple[int, int]:
+    """(h, w) from an int or a pair, as torch's Conv2d takes them."""
+    v = tuple(int(x) for x in np.asarray(value).reshape(-1))
+    if len(v) == 1:
+        v = (v[0], v[0])
+    if len(v) != 2:
+        raise GraphError(f"{name}: {what} must be an int or an (h, w) pair, got {value}")
+    return v  # type: ignore[return-value]
+
+
 class _WeightShape:
     """Sizes of a synapse node from its (out, in) weight matrix."""
 
@@ -102,6 +120,109 @@ class Dense(_WeightShape):
             raise GraphError(f"{self.name}: weight must be 2-D (out, in), got shape {self.weight.shape}")
 
 
+class _ConvShape:
+    """Geometry of a convolution node (PyTorch conventions; ``in_shape`` is (C, H, W))."""
+
+    name: str
+    weight: np.ndarray
+    in_shape: tuple[int, int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+
+    def _check_geometry(self) -> None:
+        object.__setattr__(self, "in_shape", tuple(int(x) for x in np.asarray(self.in_shape).reshape(-1)))
+        for what in ("stride", "padding", "dilation"):
+            object.__setattr__(self, what, _pair(getattr(self, what), what, self.name))
+        object.__setattr__(self, "groups", int(self.groups))
+        if self.weight.ndim != 4:
+            raise GraphError(f"{self.name}: conv weight must be 4-D (out, in/groups, kh, kw), got {self.weight.shape}")
+        if len(self.in_shape) != 3:
+            raise GraphError(f"{self.name}: conv input shape must be (C, H, W), got {self.in_shape}")
+        c_in, g = self.in_shape[0], self.groups
+        if g < 1 or c_in % g or self.weight.shape[0] % g or self.weight.shape[1] * g != c_in:
+            raise GraphError(f"{self.name}: weight {self.weight.shape} with groups={g} does not fit {c_in} input "
+                             f"channels (need in/groups = weight.shape[1] and both channel counts divisible)")
+        if min(self.stride) < 1 or min(self.dilation) < 1 or min(self.padding) < 0:
+            raise GraphError(f"{self.name}: stride and dilation must be >= 1 and padding >= 0")
+        if min(self.out_shape) < 1:
+            raise GraphError(f"{self.name}: kernel {self.kernel} (dilation {self.dilation}) does not fit the "
+                             f"input {self.in_shape} with padding {self.padding}")
+
+    @property
+    def kernel(self) -> tuple[int, int]:
+        return int(self.weight.shape[2]), int(self.weight.shape[3])
+
+    @property
+    def out_shape(self) -> tuple[int, int, int]:
+        hw = [(self.in_shape[1 + i] + 2 * self.padding[i] - self.dilation[i] * (self.kernel[i] - 1) - 1)
+              // self.stride[i] + 1 for i in range(2)]
+        return int(self.weight.shape[0]), hw[0], hw[1]
+
+    @property
+    def in_size(self) -> int:
+        return int(np.prod(self.in_shape))
+
+    @property
+    def out_size(self) -> int:
+        return int(np.prod(self.out_shape))
+
+    def geometry(self) -> dict[str, object]:
+        """Plain-data geometry (for reports and file formats)."""
+        return {"in_shape": list(self.in_shape), "out_shape": list(self.out_shape), "kernel": list(self.kernel),
+                "stride": list(self.stride), "padding": list(self.padding), "dilation": list(self.dilation),
+                "groups": self.groups}
+
+
+@dataclass(frozen=True, eq=False)
+class Conv(_ConvShape):
+    """Float 2-D convolution synapses (cross-correlation, PyTorch layout), weights in threshold units."""
+
+    name: str
+    weight: np.ndarray
+    in_shape: tuple[int, int, int]
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+    def __post_init__(self) -> None:
+        self._check_geometry()
+
+
+@dataclass(frozen=True, eq=False)
+class QConv(_ConvShape):
+    """Fixed-point Conv: integer weights used as they are, output wrapped to 24 bits, one-step delay."""
+
+    name: str
+    weight: np.ndarray
+    in_shape: tuple[int, int, int]
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+    def __post_init__(self) -> None:
+        if not np.issubdtype(self.weight.dtype, np.integer):
+            raise GraphError(f"{self.name}: fixed-point conv weight must be integer, got {self.weight.dtype}")
+        self._check_geometry()
+
+
+def _check_shape(neuron: "CubaLIF | QCubaLIF") -> None:
+    if neuron.shape is not None:
+        shape = tuple(int(x) for x in np.asarray(neuron.shape).reshape(-1))
+        object.__setattr__(neuron, "shape", shape)
+        if int(np.prod(shape)) != neuron.size:
+            raise GraphError(f"{neuron.name}: shape {shape} does not hold {neuron.size} neurons")
+
+
+def dims(node: "Node") -> tuple[int, ...]:
+    """The layout of what a node emits: an Input's or population's shape, flat (size,) if it has none."""
+    shape = getattr(node, "shape", None)
+    return tuple(shape) if shape is not None else (int(node.size),)  # type: ignore[union-attr]
+
+
 @dataclass(frozen=True, eq=False)
 class CubaLIF:
     """Float CUBA-LIF population (equations in this module's docstring).
@@ -118,6 +239,10 @@ class CubaLIF:
     bias: np.ndarray | None = None
     int_scale: float | None = None
     spiking: bool = True     # False: a readout integrator; the chip gets the largest threshold
+    shape: tuple[int, ...] | None = None   # (C, H, W) when a convolution feeds or reads it
+
+    def __post_init__(self) -> None:
+        _check_shape(self)
 
 
 @dataclass(frozen=True, eq=False)
@@ -147,6 +272,10 @@ class QCubaLIF:
     bias_exp: int = 6
     fmt: FixedPointFormat = LOIHI_FIXED_POINT
     semantics: Mapping[str, object] = field(default_factory=lambda: CUBA_SEMANTICS)
+    shape: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        _check_shape(self)
 
     @property
     def lava_du(self) -> int:
@@ -154,10 +283,11 @@ class QCubaLIF:
         return self.du - self.fmt.current_decay_offset
 
 
-Node = Union[Input, Output, Dense, CubaLIF, QDense, QCubaLIF]
-SYNAPSES = (Dense, QDense)
+Node = Union[Input, Output, Dense, Conv, CubaLIF, QDense, QConv, QCubaLIF]
+SYNAPSES = (Dense, QDense, Conv, QConv)
+CONVS = (Conv, QConv)
 NEURONS = (CubaLIF, QCubaLIF)
-Synapse = Union[Dense, QDense]
+Synapse = Union[Dense, QDense, Conv, QConv]
 Neuron = Union[CubaLIF, QCubaLIF]
 
 
@@ -292,6 +422,9 @@ class Graph:
                 size = src.size  # type: ignore[union-attr]
                 if node.in_size != size:
                     raise GraphError(f"type mismatch: {src.name}.output ({size},) -> {name}.input ({node.in_size},)")
+                if isinstance(node, CONVS) and dims(src) != tuple(node.in_shape):
+                    raise GraphError(f"type mismatch: {src.name}.output {dims(src)} -> {name}.input "
+                                     f"{tuple(node.in_shape)} (a convolution needs its source's (C, H, W) shape)")
                 if len(outs) != 1 or not isinstance(self.nodes[outs[0]], NEURONS):
                     raise GraphError(f"synapse '{name}' must feed exactly one neuron population, feeds {outs}")
             elif isinstance(node, NEURONS):
@@ -300,9 +433,12 @@ class Graph:
                     raise GraphError(f"node '{name}' ({type(node).__name__}) follows {what}: expected "
                                      f"{' or '.join(t.__name__ for t in SYNAPSES)}")
                 for p in ins:
-                    if self.nodes[p].out_size != node.size:  # type: ignore[union-attr]
-                        raise GraphError(f"type mismatch: {p}.output ({self.nodes[p].out_size},) -> "  # type: ignore[union-attr]
+                    syn = self.nodes[p]
+                    if syn.out_size != node.size:  # type: ignore[union-attr]
+                        raise GraphError(f"type mismatch: {p}.output ({syn.out_size},) -> "  # type: ignore[union-attr]
                                          f"{name}.input ({node.size},)")
+                    if isinstance(syn, CONVS) and node.shape is not None and tuple(node.shape) != syn.out_shape:
+                        raise GraphError(f"type mismatch: {p}.output {syn.out_shape} -> {name}.input {node.shape}")
             elif isinstance(node, Output):
                 if len(ins) != 1 or not isinstance(self.nodes[ins[0]], NEURONS):
                     last = self.nodes[ins[0]] if ins else None
@@ -313,4 +449,4 @@ class Graph:
 
     @property
     def is_fixed_point(self) -> bool:
-        return all(not isinstance(n, (Dense, CubaLIF)) for n in self.nodes.values())
+        return all(not isinstance(n, (Dense, Conv, CubaLIF)) for n in self.nodes.values())
