@@ -1,19 +1,20 @@
 """hwsim: the fixed-point graph executed with vectorised integer-exact arithmetic over a batch.
 
-It mirrors Lava's ``PyDenseModelBitAcc`` + ``PyLifModelBitAcc`` (the equations are in
-``snnc.compiler.ir``'s docstring) and must agree with them spike for spike.
+It mirrors Lava's ``PyDenseModelBitAcc``, ``PyConvModelFixed`` and ``PyLifModelBitAcc`` (the
+equations are in ``snnc.compiler.ir``'s docstring) and must agree with them spike for spike.
 
 Why it is fast: in a feed-forward graph a population's whole spike train depends only on its
-sources' trains, so the synaptic part is one GEMM per synapse over (batch x time) and only the
-neuron recurrence loops over timesteps, vectorised over (batch x neurons).
+sources' trains, so the synaptic part is one GEMM (or one batched convolution) per synapse over
+(batch x time) and only the neuron recurrence loops over timesteps, vectorised over (batch x neurons).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-from snnc.compiler.ir import Graph, Population, QCubaLIF, QDense
+from snnc.compiler.ir import Graph, Population, QConv, QCubaLIF, QDense
 from snnc.models.quant import FixedPointFormat
 from snnc.errors import GraphError
 
@@ -84,6 +85,46 @@ def synaptic_input(spikes: np.ndarray, weight: np.ndarray, weight_exp: int) -> n
     return shift_signed(acc.astype(np.int64), weight_exp)
 
 
+def wrap24(x: np.ndarray) -> np.ndarray:
+    """Lava's Conv output wrap: ``(x + 2**23) % 2**24 - 2**23`` (SP/lava/proc/conv/utils.py:67-84,
+    applied by PyConvModelFixed.clamp_precision, SP/lava/proc/conv/models.py:68-79)."""
+    return ((x + 2**23) & (2**24 - 1)) - 2**23
+
+
+def conv_input(spikes: np.ndarray, conv: QConv) -> np.ndarray:
+    """Exact ``wrap24(conv(W, s))`` of (..., n_in) spikes or graded values -> int64 (..., n_out).
+
+    Lava's Conv is a true convolution over (W, H, C) with the kernel the runtime flips
+    (SP/lava/proc/conv/utils.py:186-218); that is PyTorch's cross-correlation in (C, H, W), which
+    ``torch.nn.functional.conv2d`` computes. float32 is exact while every sum stays below 2**24
+    (kernel volume x max|w| x max|s|), float64 (exact below 2**53) beyond.
+    """
+    lead = spikes.shape[:-1]
+    top = 1 if spikes.dtype == bool else max(1, int(np.abs(spikes).max(initial=0)))
+    volume = int(np.prod(conv.weight.shape[1:]))
+    dtype = torch.float32 if int(np.abs(conv.weight).max(initial=0)) * volume * top < 2**24 else torch.float64
+    x = torch.from_numpy(np.ascontiguousarray(spikes.reshape(-1, *conv.in_shape))).to(dtype)
+    w = torch.from_numpy(np.ascontiguousarray(conv.weight)).to(dtype)
+    with torch.no_grad():
+        y = torch.nn.functional.conv2d(x, w, stride=conv.stride, padding=conv.padding,
+                                       dilation=conv.dilation, groups=conv.groups)
+    return wrap24(y.to(torch.int64).numpy().reshape(*lead, conv.out_size))
+
+
+def fan_out(conv: QConv) -> np.ndarray:
+    """Synapses each input neuron of ``conv`` really has (kernel taps that land inside the output
+    map): the synaptic ops one of its spikes costs. int64 (n_in,)."""
+    ones = torch.ones(1, *conv.out_shape, dtype=torch.float64)
+    w = torch.ones(conv.out_shape[0], conv.in_shape[0] // conv.groups, *conv.kernel, dtype=torch.float64)
+    with torch.no_grad():
+        y = torch.nn.functional.conv_transpose2d(ones, w, stride=conv.stride, padding=conv.padding,
+                                                 dilation=conv.dilation, groups=conv.groups)
+    full = torch.zeros(1, *conv.in_shape, dtype=torch.float64)
+    h, w_ = min(conv.in_shape[1], y.shape[2]), min(conv.in_shape[2], y.shape[3])
+    full[:, :, :h, :w_] = y[:, :, :h, :w_]
+    return full.reshape(-1).round().to(torch.int64).numpy()
+
+
 class HwSim:
     """Bit-exact batch simulator of a fixed-point graph; build it with :meth:`from_graph`.
 
@@ -115,18 +156,26 @@ class HwSim:
             assert isinstance(neu, QCubaLIF)
             a = np.zeros((batch, steps, neu.size), dtype=np.int64)
             synops = np.zeros(steps, dtype=np.int64)
+            synapses = 0
             for syn, src in pop.inputs:
-                assert isinstance(syn, QDense)
                 delayed = np.zeros_like(trains[src])
-                delayed[:, 1:] = trains[src][:, :-1]  # one-step Dense delay: a[t] = W s[t-1]
-                a += synaptic_input(delayed, lava_weights(syn.weight, neu.fmt), syn.weight_exp)
-                synops += np.count_nonzero(delayed, axis=(0, 2)).astype(np.int64) * syn.out_size
+                delayed[:, 1:] = trains[src][:, :-1]  # one-step delay: a[t] = W s[t-1]
+                if isinstance(syn, QConv):
+                    a += conv_input(delayed, syn)
+                    fan = fan_out(syn)
+                    synops += (delayed.astype(np.int64, copy=False) != 0).sum(axis=0) @ fan
+                    synapses += int(fan.sum())
+                else:
+                    assert isinstance(syn, QDense)
+                    a += synaptic_input(delayed, lava_weights(syn.weight, neu.fmt), syn.weight_exp)
+                    synops += np.count_nonzero(delayed, axis=(0, 2)).astype(np.int64) * syn.out_size
+                    synapses += int(syn.weight.size)
             out, active, v = self._neurons(a, neu)
             spikes[neu.name], final_v[neu.name], trains[neu.name] = out, v, out
             activity.append(LayerActivity(
                 name=neu.name,
                 neurons=neu.size,
-                synapses=sum(int(syn.weight.size) for syn, _ in pop.inputs),
+                synapses=synapses,
                 synops=synops,
                 spikes=out.sum(axis=(0, 2)).astype(np.int64),
                 updates=np.full(steps, batch * neu.size, dtype=np.int64),

@@ -4,9 +4,13 @@
 a bool array (batch, T, n) of its spikes at every step. It is the reference hwsim is checked against,
 so it reproduces hwsim's semantics (``snnc.compiler.ir`` docstring) with stock Lava processes:
 
-    RingBuffer source -> Dense -> LIF -> Dense -> LIF ...   and one RingBuffer sink per LIF
-    (any feed-forward graph: one Dense per synapse node, one LIF per population)
+    RingBuffer source -> Dense|Conv -> LIF -> Dense|Conv -> LIF ...   and one RingBuffer sink per LIF
+    (any feed-forward graph: one Dense or Conv per synapse node, one LIF per population)
 
+* layouts: a population or input with a (C, H, W) shape lives in Lava's (W, H, C) layout (what
+  Lava's Conv takes, SP/lava/proc/conv/process.py:24-60); a Dense reading it goes through
+  ``s_out.flatten()`` with its weight columns permuted to that order (what netx does for a flatten
+  layer, SP/lava/lib/dl/netx/hdf5.py:314-461); results are turned back into torch (C, H, W) order;
 * every sample starts from zero state: between samples ``u``, ``v`` (LIF) and ``a_buff`` (Dense, the
   one-step delay buffer) are set back to 0 with ``Var.set``; the network is compiled once per block
   of samples, not once per sample (build + compile + spawn is ~0.4 s; a fresh network per sample
@@ -42,9 +46,9 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from snnc.compiler.ir import Graph, QCubaLIF, QDense
+from snnc.compiler.ir import Graph, QConv, QCubaLIF, QDense, dims
 from snnc.errors import GraphError, LavaRunError
-from snnc.runtime.lava_compat import ensure_lava_importable
+from snnc.runtime.lava_compat import ensure_lava_importable, patch_reshape_ports
 
 #: Most input values (n_in x samples x T) one compiled network holds; more samples => more blocks
 #: (bounds the memory of the preloaded source and of the sinks; each block costs one ~0.4 s start).
@@ -65,8 +69,9 @@ class PopulationSpec:
     du: int                 # Lava's register value: effective du - 1 (may be -1: no current decay)
     dv: int
     vth: int
-    bias_mant: np.ndarray   # int32 (n,)
+    bias_mant: np.ndarray   # int32 (n,), torch order
     bias_exp: int
+    shape: tuple[int, ...] | None = None   # torch (C, H, W): lives in Lava as (W, H, C)
 
 
 @dataclass(frozen=True)
@@ -76,9 +81,56 @@ class SynapseSpec:
     name: str
     source: str
     dest: str
-    weight: np.ndarray      # int32 (n_out, n_in)
+    weight: np.ndarray      # int32 (n_out, n_in), torch order
     weight_exp: int
     message_bits: int       # 0: binary spikes; > 0: graded input values (SP/lava/proc/dense/models.py:96-107)
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """One Conv process, parameters already in Lava's conventions (SP/lava/proc/conv/process.py:15-60)."""
+
+    name: str
+    source: str
+    dest: str
+    weight: np.ndarray      # int32 (out, kW, kH, in/groups): flipped for Lava's true convolution
+    input_shape: tuple[int, int, int]   # (W, H, C)
+    stride: tuple[int, int]             # (x, y)
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+    message_bits: int
+
+
+def lava_conv_weight(weight: np.ndarray) -> np.ndarray:
+    """PyTorch cross-correlation kernel (out, in/g, kh, kw) -> Lava's convolution kernel (out, kW, kH, in/g).
+
+    Lava convolves (scipy.signal.convolve2d, SP/lava/proc/conv/utils.py:222-299), so the kernel is
+    flipped in both spatial axes; netx does the same (SP/lava/lib/dl/netx/hdf5.py:505-506).
+    """
+    return np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(0, 3, 2, 1))
+
+
+def torch_to_lava_order(shape: tuple[int, ...]) -> np.ndarray:
+    """For a (C, H, W) layout: the torch flat index at each position of Lava's flattened (W, H, C) array."""
+    return np.arange(int(np.prod(shape))).reshape(shape).transpose(2, 1, 0).ravel()
+
+
+def to_lava_layout(x: np.ndarray, shape: tuple[int, ...] | None) -> np.ndarray:
+    """(..., n) torch order -> (..., W, H, C) for a 3-D shape; unchanged for a flat one."""
+    if shape is None or len(shape) != 3:
+        return x
+    lead = x.shape[:-1]
+    nd = len(lead)
+    return x.reshape(*lead, *shape).transpose(*range(nd), nd + 2, nd + 1, nd)
+
+
+def from_lava_layout(x: np.ndarray, shape: tuple[int, ...] | None) -> np.ndarray:
+    """(W, H, C, ...) Lava layout -> (n, ...) torch order; a flat (n, ...) array is unchanged."""
+    if shape is None or len(shape) != 3:
+        return x
+    rest = x.shape[3:]
+    return x.transpose(2, 1, 0, *range(3, x.ndim)).reshape(int(np.prod(shape)), *rest)
 
 
 @dataclass(frozen=True)
@@ -89,8 +141,15 @@ class NetSpec:
     input_size: int
     input_bits: int
     populations: tuple[PopulationSpec, ...]
-    synapses: tuple[SynapseSpec, ...]
+    synapses: tuple[SynapseSpec | ConvSpec, ...]
     read_v: tuple[str, ...]  # populations whose v is read after every sample (readout integrators)
+    input_shape: tuple[int, ...] | None = None   # torch (C, H, W) when the input lives as (W, H, C)
+
+    def layout(self, name: str) -> tuple[int, ...] | None:
+        """The (C, H, W) shape of the input or a population that lives in Lava's 3-D layout, else None."""
+        if name == self.input_name:
+            return self.input_shape
+        return next(p.shape for p in self.populations if p.name == name)
 
 
 @dataclass(frozen=True)
@@ -120,20 +179,32 @@ def net_spec(graph: Graph, read_v: tuple[str, ...] = ()) -> NetSpec:
     if not graph.is_fixed_point:
         raise GraphError("Lava runs fixed-point graphs only: quantize the graph first")
     inp = graph.input
-    pops, syns = [], []
+    pops: list[PopulationSpec] = []
+    syns: list[SynapseSpec | ConvSpec] = []
     for pop in graph.populations():
         neu = pop.neuron
         if not isinstance(neu, QCubaLIF):
             raise GraphError(f"population '{neu.name}' is not a QCubaLIF")
+        convs = [syn for syn, _ in pop.inputs if isinstance(syn, QConv)]
+        shape = neu.shape if neu.shape is not None else (convs[0].out_shape if convs else None)
         pops.append(PopulationSpec(
             name=neu.name, size=neu.size, du=int(neu.lava_du), dv=int(neu.dv), vth=int(neu.vth),
             bias_mant=np.broadcast_to(np.asarray(neu.bias_mant, dtype=np.int32), (neu.size,)).copy(),
-            bias_exp=int(neu.bias_exp)))
+            bias_exp=int(neu.bias_exp), shape=tuple(shape) if shape is not None and len(shape) == 3 else None))
         for syn, src in pop.inputs:
-            assert isinstance(syn, QDense)
-            syns.append(SynapseSpec(syn.name, src, neu.name, np.ascontiguousarray(syn.weight, dtype=np.int32),
-                                    int(syn.weight_exp), inp.bits if src == inp.name else 0))
-    return NetSpec(inp.name, inp.size, inp.bits, tuple(pops), tuple(syns), tuple(read_v))
+            bits = inp.bits if src == inp.name else 0
+            if isinstance(syn, QConv):
+                c, h, w = syn.in_shape
+                syns.append(ConvSpec(syn.name, src, neu.name, lava_conv_weight(syn.weight).astype(np.int32),
+                                     (w, h, c), syn.stride[::-1], syn.padding[::-1], syn.dilation[::-1],
+                                     int(syn.groups), bits))
+            else:
+                assert isinstance(syn, QDense)
+                syns.append(SynapseSpec(syn.name, src, neu.name, np.ascontiguousarray(syn.weight, dtype=np.int32),
+                                        int(syn.weight_exp), bits))
+    in_shape = tuple(dims(inp))
+    return NetSpec(inp.name, inp.size, inp.bits, tuple(pops), tuple(syns), tuple(read_v),
+                   in_shape if len(in_shape) == 3 else None)
 
 
 def run_on_lava(graph: Graph, inputs: np.ndarray, *, timeout_s: float | None = None) -> dict[str, np.ndarray]:
@@ -184,6 +255,7 @@ def lava_api() -> SimpleNamespace:
         try:
             from lava.magma.core.run_conditions import RunSteps
             from lava.magma.core.run_configs import Loihi2SimCfg
+            from lava.proc.conv.process import Conv
             from lava.proc.dense.process import Dense
             from lava.proc.io.sink import RingBuffer as Sink
             from lava.proc.io.source import RingBuffer as Source
@@ -195,7 +267,8 @@ def lava_api() -> SimpleNamespace:
                 f"installed in this environment (pip install --no-deps lava-nc==0.10.0 and its "
                 f"dependencies, see docs/install.md); on Python >= 3.11 snnc patches one known "
                 f"incompatibility at import time, see snnc.runtime.lava_compat.") from None
-        _LAVA = SimpleNamespace(RunSteps=RunSteps, Loihi2SimCfg=Loihi2SimCfg, Dense=Dense, Sink=Sink,
+        patch_reshape_ports()
+        _LAVA = SimpleNamespace(RunSteps=RunSteps, Loihi2SimCfg=Loihi2SimCfg, Dense=Dense, Conv=Conv, Sink=Sink,
                                 Source=Source, LIF=LIF, SignMode=SignMode)
     return _LAVA
 
@@ -300,7 +373,7 @@ class _Network:
     """The Lava processes of one block; the first population's LIF owns the runtime once compiled."""
 
     source: Any
-    denses: list[Any]
+    synapses: list[Any]   # Dense and Conv processes
     lifs: dict[str, Any]
     sinks: dict[str, Any]
 
@@ -406,14 +479,15 @@ def _simulate_block(worker: _Worker, api: SimpleNamespace, spec: NetSpec, x: np.
             owner.run(condition=api.RunSteps(num_steps=steps))
             for name in spec.read_v:  # the readout integrator's v after the last step
                 worker.stage = f"reading v of '{name}' after sample {offset + k}"
-                final_v[name].append(np.asarray(net.lifs[name].v.get()).astype(np.int64))
+                v = np.asarray(net.lifs[name].v.get()).astype(np.int64)
+                final_v[name].append(from_lava_layout(v, spec.layout(name)))
             stats.per_sample_s.append(time.perf_counter() - ts)
         stats.run_s += sum(stats.per_sample_s[-batch:])
         t1 = time.perf_counter()
         spikes = {}
         for name, sink in net.sinks.items():
             worker.stage = f"reading the spikes of layer '{name}'"
-            spikes[name] = _sink_spikes(sink.data.get(), batch, steps)
+            spikes[name] = _sink_spikes(from_lava_layout(np.asarray(sink.data.get()), spec.layout(name)), batch, steps)
         stats.read_s += time.perf_counter() - t1
     finally:
         monitor.stop()
@@ -436,45 +510,70 @@ def _build_network(worker: _Worker, api: SimpleNamespace, spec: NetSpec, x: np.n
     cols = batch * steps
     worker.stage = "building the input source"
     # column k*T + t holds sample k, step t (SP/lava/proc/io/source.py:40-44 sends column (time_step-1) % cols)
-    data = np.ascontiguousarray(x.transpose(2, 0, 1).reshape(n_in, cols), dtype=np.int32)
-    source = api.Source(data=data)
+    flat = np.ascontiguousarray(x.transpose(2, 0, 1).reshape(n_in, cols), dtype=np.int32)
+    source = api.Source(data=np.ascontiguousarray(to_lava_layout(flat.T, spec.input_shape).transpose(
+        *range(1, 4 if spec.input_shape else 2), 0)))
     net = _Network(source, [], {}, {})
     outs = {spec.input_name: source.s_out}
     for pop in spec.populations:
         worker.stage = f"building layer '{pop.name}'"
+        shape = tuple(pop.shape[::-1]) if pop.shape else (pop.size,)
         # du is the register value (effective - 1; -1 = no decay): SP/lava/proc/lif/models.py:145-148
-        lif = api.LIF(shape=(pop.size,), du=pop.du, dv=pop.dv, vth=pop.vth, bias_mant=pop.bias_mant,
-                      bias_exp=np.full(pop.size, pop.bias_exp, dtype=np.int32), name=pop.name)
-        sink = api.Sink(shape=(pop.size,), buffer=cols)
+        lif = api.LIF(shape=shape, du=pop.du, dv=pop.dv, vth=pop.vth,
+                      bias_mant=to_lava_layout(pop.bias_mant, pop.shape).astype(np.int32),
+                      bias_exp=np.full(shape, pop.bias_exp, dtype=np.int32), name=pop.name)
+        sink = api.Sink(shape=shape, buffer=cols)
         lif.s_out.connect(sink.a_in)
         net.lifs[pop.name], net.sinks[pop.name] = lif, sink
         outs[pop.name] = lif.s_out
     for syn in spec.synapses:
         worker.stage = f"building synapse '{syn.name}'"
-        # MIXED forced: determine_sign_mode would make an all-negative matrix INHIBITORY and clip
-        # -256 to -255 (SP/lava/utils/weightutils.py:21-43, 250-295); num_weight_bits=8 keeps even
-        # weights exact (SP/lava/proc/dense/models.py:82-91).
-        dense = api.Dense(weights=syn.weight, weight_exp=syn.weight_exp, num_weight_bits=8,
-                          sign_mode=api.SignMode.MIXED, num_message_bits=syn.message_bits, name=syn.name)
-        outs[syn.source].connect(dense.s_in)
-        dense.a_out.connect(net.lifs[syn.dest].a_in)
-        net.denses.append(dense)
+        proc = _conv(api, syn) if isinstance(syn, ConvSpec) else _dense(api, syn, spec)
+        src_shape, dest_shape = spec.layout(syn.source), spec.layout(syn.dest)
+        port = outs[syn.source]
+        (port.flatten() if src_shape and not isinstance(syn, ConvSpec) else port).connect(proc.s_in)
+        out = proc.a_out
+        (out.reshape(dest_shape[::-1]) if dest_shape and not isinstance(syn, ConvSpec) else out).connect(
+            net.lifs[syn.dest].a_in)
+        net.synapses.append(proc)
     return net
 
 
-def _reset_state(net: _Network) -> None:
-    """Zero every piece of state that carries over between samples (u, v, and Dense's a_buff).
+def _dense(api: SimpleNamespace, syn: SynapseSpec, spec: NetSpec) -> Any:
+    """A Dense process; a 3-D source or destination gets its columns or rows in Lava's (W, H, C) order."""
+    w = syn.weight
+    src_shape, dest_shape = spec.layout(syn.source), spec.layout(syn.dest)
+    if src_shape:
+        w = w[:, torch_to_lava_order(src_shape)]
+    if dest_shape:
+        w = w[torch_to_lava_order(dest_shape), :]
+    # MIXED forced: determine_sign_mode would make an all-negative matrix INHIBITORY and clip
+    # -256 to -255 (SP/lava/utils/weightutils.py:21-43, 250-295); num_weight_bits=8 keeps even
+    # weights exact (SP/lava/proc/dense/models.py:82-91).
+    return api.Dense(weights=np.ascontiguousarray(w), weight_exp=syn.weight_exp, num_weight_bits=8,
+                     sign_mode=api.SignMode.MIXED, num_message_bits=syn.message_bits, name=syn.name)
 
-    a_buff holds W @ s of the previous sample's last step, which Dense would send first in the next
-    step (SP/lava/proc/dense/models.py:93-107). vth is cached after the first step but never changes;
+
+def _conv(api: SimpleNamespace, syn: ConvSpec) -> Any:
+    """A Conv process (fixed_pt: weights used raw, output wrapped to 24 bits, SP/lava/proc/conv/models.py:68-79)."""
+    return api.Conv(weight=syn.weight, input_shape=syn.input_shape, padding=syn.padding, stride=syn.stride,
+                    dilation=syn.dilation, groups=syn.groups, num_message_bits=syn.message_bits, name=syn.name)
+
+
+def _reset_state(net: _Network) -> None:
+    """Zero every piece of state that carries over between samples (u, v, and the synapses' buffers).
+
+    Dense's a_buff (Conv's a_buf) holds W @ s of the previous sample's last step, which it would send
+    first in the next step (SP/lava/proc/dense/models.py:93-107, SP/lava/proc/conv/models.py:34-51). vth is cached after the first step but never changes;
     the bias is recomputed every step (SP/lava/proc/lif/models.py:194-208).
     """
     for lif in net.lifs.values():
         zeros = np.zeros(lif.u.shape)
         lif.u.set(zeros)
         lif.v.set(zeros)
-    for dense in net.denses:
-        dense.a_buff.set(np.zeros(dense.a_buff.shape))
+    for syn in net.synapses:
+        buf = syn.a_buff if hasattr(syn, "a_buff") else syn.a_buf   # Dense: a_buff; Conv: a_buf
+        buf.set(np.zeros(buf.shape))
 
 
 def _sink_spikes(data: np.ndarray, batch: int, steps: int) -> np.ndarray:

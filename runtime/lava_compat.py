@@ -1,4 +1,5 @@
-"""Make lava-nc 0.10.0 importable on Python >= 3.11, without touching anything on disk.
+"""Make lava-nc 0.10.0 importable on Python >= 3.11 (and its reshape ports work on NumPy >= 2.4),
+without touching anything on disk (the second fix: :func:`patch_reshape_ports`).
 
 Why: lava-nc 0.10.0 (the newest release) declares ``Requires-Python <3.11`` and, on 3.11, fails
 at import in exactly one place. ``SP/lava/magma/compiler/var_model.py:219-238`` (SP = the
@@ -29,6 +30,7 @@ module and need no hook of their own.
 """
 from __future__ import annotations
 
+import functools
 import importlib.abc
 import importlib.machinery
 import importlib.util
@@ -37,6 +39,8 @@ import sys
 import threading
 from types import CodeType, ModuleType
 from typing import Sequence
+
+import numpy as np
 
 #: The only module the hook touches.
 TARGET_MODULE = "lava.magma.compiler.var_model"
@@ -129,5 +133,27 @@ def uninstall() -> None:
         sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _VarModelFinder)]
 
 
-__all__ = ["ensure_lava_importable", "patch_var_model_source", "hook_installed", "needs_patch",
+def _reshape_to(data: "np.ndarray", shape: tuple[int, ...]) -> "np.ndarray":
+    return np.reshape(data, shape)
+
+
+def patch_reshape_ports() -> None:
+    """Make Lava's ReshapePort (``OutPort.flatten()`` / ``.reshape()``) work on NumPy >= 2.4.
+
+    lava-nc 0.10.0 builds its transforms as ``ft.partial(np.reshape, newshape=...)``
+    (SP/lava/magma/core/process/ports/ports.py:920, 931); NumPy 2.4 removed the ``newshape``
+    keyword, so every message through such a port raises TypeError inside a Lava process (and the
+    run fails). The replacement passes the shape positionally, which every NumPy accepts, and stays
+    a picklable partial of a module-level function. Idempotent.
+    """
+    from lava.magma.core.process.ports.ports import ReshapePort
+
+    if getattr(ReshapePort, "_snnc_patched", False):
+        return
+    ReshapePort.get_transform_func_fwd = lambda self: functools.partial(_reshape_to, shape=tuple(self.shape))
+    ReshapePort.get_transform_func_bwd = lambda self: functools.partial(_reshape_to, shape=tuple(self.old_shape))
+    ReshapePort._snnc_patched = True
+
+
+__all__ = ["ensure_lava_importable", "patch_reshape_ports", "patch_var_model_source", "hook_installed", "needs_patch",
            "uninstall", "TARGET_MODULE", "EXPECTED_LAVA_VERSION"]
