@@ -24,7 +24,22 @@ class Target:
     stored_weight_bits: int
     cores_per_chip: int
     max_synaptic_sum: int            # |W @ s| bound under which u cannot leave its 24 bits
+    max_chips: int = 1               # chips in the target system (the mapping's chip budget)
+    system: str = ""                 # the board or system those chips are on
+    synapse_word_bits: int = 64      # width of one synaptic-memory word
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def max_cores(self) -> int:
+        """Cores in the whole target system: the budget the mapper checks last."""
+        return self.max_chips * self.cores_per_chip
+
+    def limits(self) -> dict[str, int]:
+        """The numbers the mapper checks, as plain data (for report.json)."""
+        return {k: int(getattr(self, k)) for k in (
+            "neurons_per_core", "input_axons_per_core", "output_axons_per_core", "synapse_words_per_core",
+            "synapse_word_bits", "synapse_block", "synapse_block_header_bits", "stored_weight_bits",
+            "cores_per_chip", "max_chips")}
 
 
 LOIHI = Target(
@@ -40,14 +55,29 @@ LOIHI = Target(
     stored_weight_bits=8,
     cores_per_chip=128,
     max_synaptic_sum=2**18,
+    max_chips=32,
+    system="Nahuku board, 32 Loihi 1 chips",
+    synapse_word_bits=64,
+    # Keys are loihi-limits.md's source keys (status V/S/D as tagged there); see docs/mapping.md.
     sources={
-        "neurons_per_core": "nengo-loihi block.py MAX_COMPARTMENTS; Davies et al. 2018 p.89",
-        "input_axons_per_core": "nengo-loihi block.py MAX_IN_AXONS; Davies et al. 2018 p.89",
-        "output_axons_per_core": "nengo-loihi block.py MAX_OUT_AXONS; Davies et al. 2018 p.89",
-        "synapse_words_per_core": "nengo-loihi block.py MAX_SYNAPSE_BITS = 16384*64",
+        "neurons_per_core": "1024 compartments (V): [NL block.py MAX_COMPARTMENTS]; [D18 p.89 constraint 1]",
+        "input_axons_per_core": "4096 axon_id slots (V): [NL block.py MAX_IN_AXONS]; [D18 p.89 constraint 4]",
+        "output_axons_per_core": "4096 slots, one per (neuron, destination core) (V): [NL block.py MAX_OUT_AXONS]; "
+                                 "[SF arch/loihi.yaml@0d49da8 axon_out comment]; [D18 p.89 constraint 3]",
+        "synapse_words_per_core": "16384 x 64-bit words = 128 KiB (V): [NL block.py MAX_SYNAPSE_BITS = 16384*64]; "
+                                  "[D18 p.89 constraint 2, p.92]",
+        "synapse_word_bits": "64-bit memory words (V): [NL block.py SynapseConfig.bits_per_axon]",
+        "synapse_block": "<= 64 synapses per block (V): [NL block.py SynapseConfig.bits_per_axon, n_synapses=63]",
+        "synapse_block_header_bits": "4 format-index + 6 count bits = 10 per block, each block rounded up to "
+                                     "64-bit words (V): [NL block.py SynapseConfig.bits_per_axon]",
+        "stored_weight_bits": "8-bit weights, no delay/tag bits, dense format has no index bits (V): "
+                              "[NL block.py Synapse._set_weights_indices, SynapseConfig.bits_per_axon]",
         "synapse_block/header": "nengo-loihi block.py SynapseConfig.bits_per_axon (<=64 per block, "
                                 "10-bit header, rounded to 64-bit words)",
-        "cores_per_chip": "Davies et al. 2018; nengo-loihi allocators.py",
+        "cores_per_chip": "128 (V, S): [NL hardware/allocators.py \"Chips cannot have more than 128 cores\"]; "
+                          "[D18 §Chip Overview]",
+        "max_chips": "Nahuku: 8 or 32 chips (V, S): [NL docs/setup/host-board.rst]; [PR] (\"8 to 32\" chips); "
+                     "we budget the 32-chip board",
         "max_synaptic_sum": "SP/lava/proc/lif/models.py:150-171: u + (a << 6) is wrapped once at 24 "
                             "bits, which is a true wrap only while |a << 6| <= 2**24",
     },

@@ -48,8 +48,10 @@ def estimate(result: HwSimResult, mapping: Mapping, cm: CostModel) -> dict[str, 
     e, ts = cm.energy_j, cm.time_s
     batch, steps = result.batch, result.timesteps
     layers, step_time = [], np.zeros(steps)
-    for i, (act, lm) in enumerate(zip(result.activity, mapping.layers)):
-        dest_cores = mapping.layers[i + 1].cores if i + 1 < len(mapping.layers) else 1
+    for act, lm in zip(result.activity, mapping.layers):
+        # a spike is one message per destination core it reaches (the mapping counts them exactly);
+        # the output layer's spikes leave the mesh as one message each
+        dest_cores = lm.fanout_cores if lm.fanout_cores > 0 else 1.0
         inactive = act.updates - act.active_updates
         energy = {
             "synaptic_ops": float(act.synops.sum()) * e["synaptic_op"],

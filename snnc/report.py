@@ -14,6 +14,45 @@ def _si(x: float, unit: str) -> str:
     return f"{x:.3g} {unit}"
 
 
+#: Resource-table columns: (header, key in a layer's "use" of Mapping.to_json()).
+_RESOURCE_COLUMNS = (("neurons/core", "neurons"), ("input axons/core", "input_axons"),
+                     ("output axons/core", "output_axons"), ("synaptic words/core", "synapse_words"))
+
+
+def _use_cell(use: dict[str, Any] | None) -> str:
+    """'max (pct of limit)' for one resource of one layer; '-' where the mapping did not record it."""
+    if not use:
+        return "-"
+    pct = f" ({use['max_fraction']:.0%})" if "max_fraction" in use else ""
+    return f"{use['max']}{pct}"
+
+
+def render_mapping(mapping: dict[str, Any], console: Console) -> None:
+    """The resource table of ``Mapping.to_json()``: per layer the block shape, cores and the most any
+    core of it uses of each per-core resource, with the share of the target's limit."""
+    tgt = mapping.get("target") or {}
+    where = f" onto {tgt['name']} ({tgt.get('system') or 'target system'})" if tgt else ""
+    t = Table(title=f"Mapping{where}: {mapping['cores']} cores on {mapping['chips']} chip(s); "
+                    f"most used per core (% of limit)")
+    for col in ("layer", "block (c,h,w)", "cores", *(c for c, _ in _RESOURCE_COLUMNS)):
+        t.add_column(col, justify="left" if col == "layer" else "right")
+    for layer in mapping["layers"]:
+        use = layer.get("use") or {}
+        block = layer.get("block")
+        t.add_row(layer["name"], "x".join(map(str, block)) if block else "dense", str(layer["cores"]),
+                  *(_use_cell(use.get(k)) for _, k in _RESOURCE_COLUMNS))
+    totals = (mapping.get("totals") or {}).get("use") or {}
+    t.add_row("all cores", "", str(mapping["cores"]), *(_use_cell(totals.get(k)) for _, k in _RESOURCE_COLUMNS))
+    console.print(t)
+    if tgt:
+        limits = tgt.get("limits", {})
+        console.print(f"Per-core limits: {limits.get('neurons_per_core')} neurons, "
+                      f"{limits.get('input_axons_per_core')} input axons, {limits.get('output_axons_per_core')} "
+                      f"output axons, {limits.get('synapse_words_per_core')} synaptic words; "
+                      f"{limits.get('cores_per_chip')} cores per chip, {limits.get('max_chips')} chips "
+                      f"(sources: report.json mapping.target.sources).", highlight=False)
+
+
 def render(report: dict[str, Any], console: Console | None = None) -> None:
     """Print per-layer activity, energy, latency, mapping and verification, with the caveats."""
     con = console or Console()
@@ -35,6 +74,7 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
     con.print(f"Latency: {_si(lat['per_step_s'], 's')} per timestep, {_si(lat['per_inference_s'], 's')} per "
               f"inference of {lat['timesteps']} steps; {report['mapping']['cores']} cores on "
               f"{report['mapping']['chips']} chip(s).")
+    render_mapping(report["mapping"], con)
     if "accuracy" in report:
         a = report["accuracy"]
         con.print(f"Accuracy ({a['engine']}, {a['samples']} test samples): {a['value']:.1%}")
