@@ -11,20 +11,21 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from snnc.compiler.ir import CubaLIF, Dense, Graph, Input, Output, QCubaLIF, QDense
+from snnc.compiler.ir import Conv, CubaLIF, Dense, Graph, Input, QConv, QCubaLIF, QDense
 from snnc.compiler.targets import Target
 from snnc.errors import TargetLimitError
 from snnc.models.quant import bias_to_int, decay_to_int, threshold_to_int, weight_to_int
 
 
-def calibrate_scale(weight: np.ndarray, threshold: float, bias: np.ndarray | None, target: Target) -> float:
+def calibrate_scale(weights: list[np.ndarray], threshold: float, bias: np.ndarray | None, target: Target) -> float:
     """Largest integer-units-per-float-unit scale at which weights, bias and threshold all fit.
 
     Used for float-trained models only; hardware-exact models carry the scale they trained with.
     """
     fp = target.fixed_point
     limits = [fp.vth_max / threshold]
-    pos, neg = float(weight.max(initial=0.0)), float(-weight.min(initial=0.0))
+    pos = max(float(w.max(initial=0.0)) for w in weights)
+    neg = max(float(-w.min(initial=0.0)) for w in weights)
     if pos > 0:
         limits.append(fp.weight_max / pos)
     if neg > 0:
@@ -57,7 +58,7 @@ def quantize(graph: Graph, target: Target) -> Graph:
     for pop in graph.populations():
         lif = pop.neuron
         assert isinstance(lif, CubaLIF)
-        weights = np.concatenate([syn.weight for syn, _ in pop.inputs], axis=1)
+        weights = [syn.weight for syn, _ in pop.inputs]
         scale = lif.int_scale if lif.int_scale is not None else calibrate_scale(
             weights, lif.threshold, lif.bias, target)
         vth = threshold_to_int(lif.threshold, scale)
@@ -71,14 +72,21 @@ def quantize(graph: Graph, target: Target) -> Graph:
                 f"layer '{lif.name}': threshold {lif.threshold} quantizes to {vth} at weight scale {scale:g}; "
                 f"the weights are too large relative to the threshold for {fp.weight_max}-level weights. "
                 f"Raise the threshold or regularise the weights.")
-        w_scaled = weights * scale
-        clipped[lif.name] = int(((w_scaled > fp.weight_max + fp.weight_step / 2) |
-                                 (w_scaled < fp.weight_min - fp.weight_step / 2)).sum())
+        clipped[lif.name] = sum(int(((w * scale > fp.weight_max + fp.weight_step / 2) |
+                                     (w * scale < fp.weight_min - fp.weight_step / 2)).sum()) for w in weights)
         for syn, src in pop.inputs:
-            assert isinstance(syn, Dense)
             source = graph.nodes[src]
             with torch.no_grad():
                 w = weight_to_int(torch.from_numpy(syn.weight).double(), scale, fp).numpy().astype(np.int64)
+            if isinstance(syn, Conv):
+                if isinstance(source, Input) and source.bits:
+                    raise TargetLimitError(
+                        f"layer '{lif.name}' ({syn.name}): a convolution cannot take graded input: Lava's Conv "
+                        f"ignores weight_exp (SP/lava/proc/conv/models.py:34-51). Use binary spike input.")
+                replaced[syn.name] = QConv(syn.name, w, syn.in_shape, syn.stride, syn.padding, syn.dilation,
+                                           syn.groups)
+                continue
+            assert isinstance(syn, Dense)
             if isinstance(source, Input) and graph.meta.get("signed_input"):
                 w = np.maximum(w, -fp.weight_max)
             exp = -source.bits if isinstance(source, Input) else 0
@@ -90,7 +98,7 @@ def quantize(graph: Graph, target: Target) -> Graph:
         dv = _decay(lif.name, "voltage_decay", lif.voltage_decay, target)
         scales[lif.name] = scale
         replaced[lif.name] = QCubaLIF(lif.name, lif.size, du, dv, vth if lif.spiking else fp.vth_max, b,
-                                      fp.bias_exp, fp)
+                                      fp.bias_exp, fp, shape=lif.shape)
     meta = {**graph.meta, "target": target.name, "weight_scales": scales, "weights_clipped": clipped}
     nodes = [replaced.get(n.name, n) for n in graph.ordered()]
     return Graph.build(nodes, list(graph.edges), meta=meta)
@@ -120,15 +128,16 @@ def rule_current_cannot_wrap(graph: Graph, target: Target) -> list[Finding]:
     """
     out = []
     for pop in graph.populations():
-        worst = [0, 0]
+        worst = np.zeros((2, pop.neuron.size), dtype=np.int64)   # largest positive / negative input per neuron
         for syn, src in pop.inputs:
-            assert isinstance(syn, QDense)
             w = syn.weight.astype(np.int64) * _max_input(graph, src)
             for k, part in enumerate((np.clip(w, 0, None), -np.clip(w, None, 0))):
-                total = part.sum(axis=1)
-                worst[k] += int((total << syn.weight_exp if syn.weight_exp >= 0 else total >> -syn.weight_exp)
-                                .max(initial=0))
-        bound = max(worst)
+                if isinstance(syn, QConv):  # per output channel (interior neurons see every tap)
+                    worst[k] += np.repeat(part.reshape(part.shape[0], -1).sum(axis=1), syn.out_size // part.shape[0])
+                else:
+                    total = part.sum(axis=1)
+                    worst[k] += total << syn.weight_exp if syn.weight_exp >= 0 else total >> -syn.weight_exp
+        bound = int(worst.max(initial=0))
         if bound > target.max_synaptic_sum:
             fan_in = sum(syn.in_size for syn, _ in pop.inputs)
             out.append(Finding("current_cannot_wrap", pop.inputs[0][0].name, "warning",
@@ -138,7 +147,7 @@ def rule_current_cannot_wrap(graph: Graph, target: Target) -> list[Finding]:
     return out
 
 
-def _synapses(graph: Graph) -> list[tuple[QDense, str]]:
+def _synapses(graph: Graph) -> list[tuple[QDense | QConv, str]]:
     return [(syn, pop.name) for pop in graph.populations() for syn, _ in pop.inputs]  # type: ignore[misc]
 
 
@@ -146,6 +155,8 @@ def rule_netx_sign_mode(graph: Graph, target: Target) -> list[Finding]:
     """lava-dl netx misquantizes weight matrices with no positive entry (netx/utils.py optimize_weight_bits)."""
     out = []
     for syn, name in _synapses(graph):
+        if isinstance(syn, QConv):
+            continue   # netx's Conv block uses weights as they are (no optimize_weight_bits)
         if syn.weight.max(initial=0) <= 0 and syn.weight.min(initial=0) < 0:
             out.append(Finding("netx_sign_mode", syn.name, "warning",
                                f"layer '{name}' ({syn.name}): all weights are <= 0. snnc's runtime and hwsim are "
@@ -161,10 +172,11 @@ def rule_weights_representable(graph: Graph, target: Target) -> list[Finding]:
         w = syn.weight
         bad = int(((w < fp.weight_min) | (w > fp.weight_max) | (w % fp.weight_step != 0)).sum())
         if bad:
+            what = ("Lava's Conv uses them as they are (so does hwsim), but Loihi's 8-bit synapses cannot hold "
+                    "them" if isinstance(syn, QConv) else "the chip clips and floors them (every engine does the same)")
             out.append(Finding("weights_representable", syn.name, "warning",
                                f"layer '{name}' ({syn.name}): {bad} weights are not even integers in "
-                               f"[{fp.weight_min}, {fp.weight_max}]; the chip clips and floors them (every "
-                               f"engine does the same)."))
+                               f"[{fp.weight_min}, {fp.weight_max}]; {what}."))
     return out
 
 

@@ -44,6 +44,12 @@ class Dataset:
     y: np.ndarray          # (n,) int64
     num_classes: int
     encoding: str = "rate"
+    shape: tuple[int, ...] | None = None   # (C, H, W) of one sample's features, torch flatten order
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """(C, H, W) for image-like data (what convolutional architectures take), else (features,)."""
+        return self.shape if self.shape is not None else (self.input_size,)
 
     @property
     def input_size(self) -> int:
@@ -167,7 +173,7 @@ def _digits(split: str, seed: int, **_: Any) -> Dataset:
     y = d.target.astype(np.int64)
     xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.2, random_state=seed, stratify=y)
     xs, ys = (xtr, ytr) if split == "train" else (xte, yte)
-    return Dataset("digits", xs, ys, 10)
+    return Dataset("digits", xs, ys, 10, shape=(1, 8, 8))
 
 
 MNIST_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -212,10 +218,16 @@ def _mnist(split: str, seed: int, *, data_dir: Path, limit: int | None = None, *
         raise InputFileError(f"{folder / lbl_name}: label {int(labels.max())} is not a digit 0-9.")
     n = len(labels) if limit is None else min(limit, len(labels))
     x = (images[:n].reshape(n, -1) / 255.0).astype(np.float32)
-    return Dataset("mnist", x, labels[:n].astype(np.int64), 10)
+    return Dataset("mnist", x, labels[:n].astype(np.int64), 10, shape=(1, 28, 28))
 
 
 # ---------------------------------------------------------------- events -> spikes (shared by every event dataset)
+
+def frame_shape(sensor_size: tuple[int, int, int]) -> tuple[int, int, int]:
+    """tonic's sensor_size (W, H, P) -> the (P, H, W) layout of one ToFrame frame (our flatten order)."""
+    w, h, p = sensor_size
+    return int(p), int(h), int(w)
+
 
 def frame_transform(sensor_size: tuple[int, int, int], timesteps: int) -> Callable[[np.ndarray], np.ndarray]:
     """tonic's ToFrame(n_time_bins=T): (T, P, H, W) event counts per time bin."""
@@ -306,7 +318,7 @@ def _synthetic(split: str, seed: int, *, timesteps: int, limit: int | None = Non
     recordings, labels = synthetic_events(SYNTH_SIZES[split], seed, split)
     transform = frame_transform(SYNTH_SENSOR, timesteps)
     x = np.stack([events_to_spikes(ev, transform, SYNTH_SENSOR, timesteps) for ev in recordings[:n]])
-    return Dataset("synthetic-events", x, labels[:n], len(SYNTH_CLASSES), "events")
+    return Dataset("synthetic-events", x, labels[:n], len(SYNTH_CLASSES), "events", shape=frame_shape(SYNTH_SENSOR))
 
 
 # ---------------------------------------------------------------- tonic datasets (files already on disk)
@@ -419,7 +431,7 @@ def _tonic(name: str, split: str, seed: int, *, timesteps: int, data_dir: Path,
     for row, i in enumerate(index):
         x[row] = _tonic_spikes(ds, int(i), cls.sensor_size, timesteps)
     y = np.asarray([ds.targets[int(i)] for i in index], dtype=np.int64)
-    return Dataset(name, x, y, spec.num_classes, "events")
+    return Dataset(name, x, y, spec.num_classes, "events", shape=frame_shape(cls.sensor_size))
 
 
 def _sample_order(targets: Sequence[int], split: str, seed: int, own_split: bool) -> np.ndarray:

@@ -1,4 +1,10 @@
-"""A spiking network as a chain of deployable layers, built from (and described by) plain data."""
+"""A spiking network as a chain of deployable layers, built from (and described by) plain data.
+
+Layers are population layers (:class:`CubaDense`, :class:`CubaConv`, :class:`ResidualBlock`, each
+with its own neurons) and transforms without neurons (:class:`SumPool`, :class:`Flatten`,
+:class:`SpikeDropout`). Populations are named in order ``lif1, lif2, ...`` (NeuNorm's auxiliary
+population of ``lifK`` is ``auxK``); the compiler's graph uses the same names.
+"""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -7,12 +13,29 @@ import torch
 from torch import nn
 
 from snnc.errors import UnsupportedLayerError
-from snnc.models.neurons import CubaDense
+from snnc.models.conv import CubaConv, Flatten, ResidualBlock, SpikeDropout, SumPool
+from snnc.models.neurons import CubaDense, CubaNeurons
 from snnc.models.readout import Readout
 from snnc.models.rules import Rule, STBPRect, make_rule
+from snnc.models.zoo import LAYOUTS, build_layers
 
 #: layer ``kind`` in a spec -> constructor. The compiler's frontend has the matching table.
-LAYER_KINDS: dict[str, Callable[..., nn.Module]] = {"cuba_dense": CubaDense}
+LAYER_KINDS: dict[str, Callable[..., nn.Module]] = {
+    "cuba_dense": CubaDense, "cuba_conv": CubaConv, "residual": ResidualBlock, "sum_pool": SumPool,
+    "flatten": Flatten, "dropout": SpikeDropout}
+POPULATION_LAYERS = (CubaDense, CubaConv, ResidualBlock)
+TRANSFORMS = (SumPool, Flatten, SpikeDropout)
+
+
+def layer_populations(layer: nn.Module) -> list[CubaNeurons]:
+    """The neuron populations a layer owns, in order (NeuNorm's auxiliary one first)."""
+    if isinstance(layer, ResidualBlock):
+        return layer.populations()
+    if isinstance(layer, CubaDense):
+        return [layer.aux, layer] if layer.aux is not None else [layer]
+    if isinstance(layer, CubaConv):
+        return [layer]
+    return []
 
 
 def layer_from_spec(index: int, spec: dict[str, Any]) -> nn.Module:
@@ -43,7 +66,11 @@ class SpikingNet(nn.Module):
         self.hardware_exact = bool(hardware_exact)
         self.rule: Rule = rule or STBPRect()
         self.readout = readout or Readout()
+        self._check_chain()
         last = self.layers[-1]
+        if not isinstance(last, POPULATION_LAYERS):
+            raise UnsupportedLayerError(f"the last layer is a {type(last).__name__}; a network ends in a layer "
+                                        f"with neurons (CubaDense or CubaConv)")
         if last.spiking != self.readout.spiking:  # type: ignore[union-attr]
             raise UnsupportedLayerError(
                 f"readout '{self.readout.kind}' needs a {'spiking' if self.readout.spiking else 'non-spiking'} "
@@ -54,23 +81,63 @@ class SpikingNet(nn.Module):
             raise UnsupportedLayerError(f"readout '{self.readout.kind}': {e}") from None
         if self.rule.custom_layer_backward:
             for i, layer in enumerate(self.layers):
-                what = layer.elements()  # type: ignore[operator]
+                what = layer.elements() if hasattr(layer, "elements") else [type(layer).__name__]  # type: ignore[operator]
                 if what:
                     raise UnsupportedLayerError(
                         f"rule '{self.rule.name}' computes its gradient from spike trains and cannot train layer "
                         f"{i} ({', '.join(what)}): use spiking layers with rate or event input (--readout rate "
                         f"or voting, --encoding rate).")
 
+    def _check_chain(self) -> None:
+        """Every layer takes what the previous one emits (sizes, and shapes where a layer needs them)."""
+        kinds = (*POPULATION_LAYERS, *TRANSFORMS)
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, kinds):
+                raise UnsupportedLayerError(
+                    f"layer {i} is a {type(layer).__name__}; supported: "
+                    f"{', '.join(k.__name__ for k in kinds)}")
+        for i, (a, b) in enumerate(zip(self.layers[:-1], self.layers[1:]), start=1):
+            if a.out_features != b.in_features:  # type: ignore[union-attr]
+                raise UnsupportedLayerError(f"layer {i - 1} emits {a.out_features} values but layer {i} "  # type: ignore[union-attr]
+                                            f"({type(b).__name__}) takes {b.in_features}")  # type: ignore[union-attr]
+            want = getattr(b, "in_shape", None)
+            have = getattr(a, "out_shape", None)
+            if want is not None and not isinstance(b, (Flatten, SpikeDropout)) and have is not None \
+                    and tuple(have) != tuple(want):
+                raise UnsupportedLayerError(f"layer {i} ({type(b).__name__}) takes shape {tuple(want)} but layer "
+                                            f"{i - 1} emits {tuple(have)}")
+
+    def named_populations(self) -> list[tuple[str, CubaNeurons]]:
+        """(graph name, layer holding its neuron parameters) for every population, in order."""
+        out: list[tuple[str, CubaNeurons]] = []
+        k = 0
+        for layer in self.layers:
+            for pop in layer_populations(layer):
+                if isinstance(layer, CubaDense) and pop is layer.aux:
+                    out.append((f"aux{k + 1}", pop))
+                else:
+                    k += 1
+                    out.append((f"lif{k}", pop))
+        return out
+
     @property
     def input_size(self) -> int:
         return self.layers[0].in_features  # type: ignore[union-attr]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """(C, H, W) when the first layer is convolutional (or pools), else (features,)."""
+        shape = getattr(self.layers[0], "in_shape", None)
+        return tuple(shape) if shape is not None else (self.input_size,)
 
     @property
     def input_encoding(self) -> str | None:
         """'analog' (encoding layer) or 'signed' when the first layer needs that code; None: the
         dataset's own ('rate' spikes, or 'events')."""
         first = self.layers[0]
-        return "analog" if first.input_bits else "signed" if first.signed_input else None  # type: ignore[union-attr]
+        if not isinstance(first, CubaDense):
+            return None
+        return "analog" if first.input_bits else "signed" if first.signed_input else None
 
     @property
     def num_outputs(self) -> int:
@@ -96,14 +163,18 @@ class SpikingNet(nn.Module):
     def traces(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every population's trace by its graph name (lif1, lif2, ...; NeuNorm's aux1, ...)."""
         out: dict[str, torch.Tensor] = {}
-        for i, layer in enumerate(self.layers, start=1):
+        names = iter(name for name, _ in self.named_populations())
+        for layer in self.layers:
+            if isinstance(layer, TRANSFORMS):
+                x = layer(x)
+                continue
             mask = self.rule.input_mask(x.shape) if self.training else None
             if mask is not None:  # e.g. Lee et al.'s time-shared dropout; never at inference
                 x = x * mask.to(x.device, x.dtype)
-            *aux, x = layer.traces(x, self.rule, self.hardware_exact)  # type: ignore[operator]
-            if aux:
-                out[f"aux{i}"] = aux[0]
-            out[f"lif{i}"] = x
+            got = layer.traces(x, self.rule, self.hardware_exact)  # type: ignore[operator]
+            for trace in got:
+                out[next(names)] = trace
+            x = got[-1]
         return out
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -120,16 +191,32 @@ class SpikingNet(nn.Module):
 READOUT_VOLTAGE_DECAY = 0.01
 
 
+def _architecture(neuron: dict[str, Any]) -> tuple[bool, Rule, dict[str, Any], Readout]:
+    """Pop (hardware_exact, rule) from builder kwargs; the rule's architecture elements, overridden
+    by explicit ``readout`` / ``encoding``; and the readout."""
+    hw = neuron.pop("hardware_exact", True)
+    rule = neuron.pop("rule", None) or STBPRect()
+    neuron.pop("input_shape", None)
+    arch = {**rule.architecture(), **{k: neuron.pop(k) for k in ("readout", "encoding") if k in neuron}}
+    return hw, rule, arch, arch.get("readout") or Readout()
+
+
+def _output_params(neuron: dict[str, Any], arch: dict[str, Any], readout: Readout) -> dict[str, Any]:
+    """The output layer's neuron parameters: a slow-leak integrator for a membrane readout."""
+    params = dict(neuron)
+    if not readout.spiking:
+        params["spiking"] = False   # a slow leak, so v[T] sums the whole window (Lee et al.: lambda 0.99)
+        params["voltage_decay"] = arch.get("readout_voltage_decay", READOUT_VOLTAGE_DECAY)
+    return params
+
+
 def mlp(input_size: int, num_classes: int, hidden: tuple[int, ...] = (128,), **neuron: Any) -> SpikingNet:
     """The ``--arch mlp`` network: input -> hidden CUBA-LIF layers -> output layer.
 
     The rule's architecture elements (``Rule.architecture``) shape it: the readout (and so the output
     layer's size and kind), an encoding first layer, signed input, NeuNorm on the hidden layers' inputs.
     """
-    hw = neuron.pop("hardware_exact", True)
-    rule = neuron.pop("rule", None) or STBPRect()
-    arch = {**rule.architecture(), **{k: neuron.pop(k) for k in ("readout", "encoding") if k in neuron}}
-    readout = arch.get("readout") or Readout()
+    hw, rule, arch, readout = _architecture(neuron)
     encoding = arch.get("encoding", "rate")
     sizes = [input_size, *hidden, readout.neurons(num_classes)]
     layers = []
@@ -141,12 +228,33 @@ def mlp(input_size: int, num_classes: int, hidden: tuple[int, ...] = (128,), **n
             extra["signed_input"] = True
         if i > 0 and arch.get("neunorm_decay") is not None:
             extra["neunorm_decay"] = arch["neunorm_decay"]
-        params = dict(neuron)
-        if i == len(sizes) - 2 and not readout.spiking:
-            extra["spiking"] = False   # a slow leak, so v[T] sums the whole window (Lee et al.: lambda 0.99)
-            params["voltage_decay"] = arch.get("readout_voltage_decay", READOUT_VOLTAGE_DECAY)
+        params = _output_params(neuron, arch, readout) if i == len(sizes) - 2 else dict(neuron)
         layers.append(CubaDense(a, b, **params, **extra))
     return SpikingNet(layers, hardware_exact=hw, rule=rule, readout=readout)
 
 
-ARCHS: dict[str, Callable[..., SpikingNet]] = {"mlp": mlp}
+def conv_arch(name: str) -> Callable[..., SpikingNet]:
+    """The ``--arch NAME`` builder of a model-zoo layout (``snnc.models.zoo.LAYOUTS``)."""
+
+    def build(input_size: int, num_classes: int, hidden: tuple[int, ...] = (), *,
+              input_shape: tuple[int, ...] | None = None, **neuron: Any) -> SpikingNet:
+        shape = tuple(input_shape) if input_shape is not None else (input_size,)
+        hw, rule, arch, readout = _architecture(neuron)
+        unsupported = [what for what, present in (
+            ("NeuNorm", arch.get("neunorm_decay") is not None),
+            (f"'{arch.get('encoding')}' input coding", arch.get("encoding", "rate") != "rate")) if present]
+        if unsupported:
+            raise UnsupportedLayerError(
+                f"--arch {name}: rule '{rule.name}' brings {' and '.join(unsupported)}, which snnc deploys for "
+                f"dense layers only (Lava's Conv has no weight exponent for graded input, and NeuNorm per "
+                f"spatial position is not built yet). Use --arch mlp, or --encoding rate with another rule.")
+        layers = build_layers(LAYOUTS[name], shape, **neuron)
+        layers.append(CubaDense(layers[-1].out_features, readout.neurons(num_classes),  # type: ignore[arg-type]
+                                **_output_params(neuron, arch, readout)))
+        return SpikingNet(layers, hardware_exact=hw, rule=rule, readout=readout)
+
+    build.__doc__ = f"``--arch {name}``: {LAYOUTS[name]} -> output layer (snnc.models.zoo)."
+    return build
+
+
+ARCHS: dict[str, Callable[..., SpikingNet]] = {"mlp": mlp, **{name: conv_arch(name) for name in LAYOUTS}}

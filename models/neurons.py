@@ -80,7 +80,75 @@ def cuba_hw_step(a: torch.Tensor, u: torch.Tensor, v: torch.Tensor, bias: torch.
     return s, u, _reset_and_carry(v, s, rule, unit)
 
 
-class CubaDense(nn.Module):
+class CubaNeurons(nn.Module):
+    """The neuron half of every deployable layer: CUBA-LIF parameters, their chip integers, and the
+    recurrence over time. Subclasses own the synapses and set ``out_features``."""
+
+    out_features: int
+    current_decay: float
+    voltage_decay: float
+    threshold: float
+    weight_scale: float
+    spiking: bool
+
+    def _init_neurons(self, current_decay: float, voltage_decay: float, threshold: float,
+                      weight_scale: float, spiking: bool) -> None:
+        if not threshold > 0:
+            raise ValueError(f"threshold must be > 0, got {threshold}")
+        self.current_decay, self.voltage_decay = float(current_decay), float(voltage_decay)
+        self.threshold, self.weight_scale = float(threshold), float(weight_scale)
+        self.spiking = bool(spiking)
+
+    def _neuron_spec(self) -> dict[str, Any]:
+        return {"current_decay": self.current_decay, "voltage_decay": self.voltage_decay,
+                "threshold": self.threshold, "weight_scale": self.weight_scale}
+
+    @property
+    def fmt(self) -> FixedPointFormat:
+        return LOIHI_FIXED_POINT
+
+    def chip_threshold(self) -> int:
+        """The ``vth`` mantissa on the chip: the largest one for a readout integrator."""
+        return threshold_to_int(self.threshold, self.weight_scale) if self.spiking else self.fmt.vth_max
+
+    @property
+    def state_unit(self) -> float:
+        """One threshold unit in chip state units (v / state_unit is what float mode computes)."""
+        return self.threshold * self.weight_scale * 2 ** self.fmt.vth_shift
+
+    def _neuron_traces(self, a: torch.Tensor, bias: torch.Tensor | float, rule: Rule,
+                       hardware_exact: bool) -> torch.Tensor:
+        """Run the neurons on synaptic input ``a`` (batch, T, out) with per-step ``bias`` (threshold
+        units, or the integer mantissa in hardware-exact mode) -> spikes, or a readout's v."""
+        if hardware_exact:
+            du, dv = decay_to_int(self.current_decay), decay_to_int(self.voltage_decay)
+            vth, unit = self.chip_threshold(), self.state_unit
+            step = lambda at, u, v: cuba_hw_step(at, u, v, bias, du, dv, vth, unit, rule)  # noqa: E731
+        else:
+            threshold = self.threshold if self.spiking else math.inf
+            step = lambda at, u, v: cuba_float_step(  # noqa: E731
+                at, u, v, bias, self.current_decay, self.voltage_decay, threshold, rule)
+        out = self._run(a, step, a.shape[0])
+        if not self.spiking:
+            return out / (self.state_unit if hardware_exact else self.threshold)
+        scale = rule.spike_gradient_scale(out, 1.0 - self.voltage_decay)
+        if scale is not None:  # forward unchanged, gradient of each neuron's spike train scaled
+            out = out.detach() + (out - out.detach()) * scale[:, None, :]
+        return out
+
+    def _run(self, a: torch.Tensor, step: Any, batch: int) -> torch.Tensor:
+        """The neuron recurrence over time for synaptic input ``a`` (batch, T, out) -> spikes, or the
+        membrane potential (state units) for a readout integrator."""
+        u = torch.zeros(batch, self.out_features, dtype=a.dtype, device=a.device)
+        v = torch.zeros_like(u)
+        out = []
+        for t in range(a.shape[1]):
+            st, u, v = step(a[:, t], u, v)
+            out.append(st if self.spiking else v)
+        return torch.stack(out, dim=1)
+
+
+class CubaDense(CubaNeurons):
     """Dense synapses into a population of CUBA-LIF neurons: one deployable layer.
 
     Parameters are in *threshold units* (the float model); ``weight_scale`` is the number of chip
@@ -110,16 +178,13 @@ class CubaDense(nn.Module):
                  weight_scale: float = 64.0, spiking: bool = True, input_bits: int = 0,
                  signed_input: bool = False, neunorm_decay: float | None = None):
         super().__init__()
-        if not threshold > 0:
-            raise ValueError(f"threshold must be > 0, got {threshold}")
+        self._init_neurons(current_decay, voltage_decay, threshold, weight_scale, spiking)
         if not 0 <= int(input_bits) <= 8:
             raise ValueError(f"input_bits must be in [0, 8], got {input_bits}")
         if input_bits and signed_input:
             raise ValueError("an encoding layer (input_bits > 0) takes analog, not signed, input")
         self.in_features, self.out_features = int(in_features), int(out_features)
-        self.current_decay, self.voltage_decay = float(current_decay), float(voltage_decay)
-        self.threshold, self.weight_scale = float(threshold), float(weight_scale)
-        self.spiking, self.input_bits, self.signed_input = bool(spiking), int(input_bits), bool(signed_input)
+        self.input_bits, self.signed_input = int(input_bits), bool(signed_input)
         self.neunorm_decay = None if neunorm_decay is None else float(neunorm_decay)
         self.weight = nn.Parameter(torch.empty(self.out_features, self.in_features))
         nn.init.uniform_(self.weight, -1.0 / in_features**0.5, 1.0 / in_features**0.5)
@@ -140,8 +205,7 @@ class CubaDense(nn.Module):
         """Plain-data description (goes into checkpoints; see :func:`layer_from_spec`)."""
         spec: dict[str, Any] = {
             "kind": "cuba_dense", "in_features": self.in_features, "out_features": self.out_features,
-            "bias": self.bias is not None, "current_decay": self.current_decay,
-            "voltage_decay": self.voltage_decay, "threshold": self.threshold, "weight_scale": self.weight_scale}
+            "bias": self.bias is not None, **self._neuron_spec()}
         extras = {"spiking": (self.spiking, True), "input_bits": (self.input_bits, 0),
                   "signed_input": (self.signed_input, False), "neunorm_decay": (self.neunorm_decay, None)}
         spec.update({k: v for k, (v, default) in extras.items() if v != default})
@@ -152,19 +216,6 @@ class CubaDense(nn.Module):
         found = {"a readout integrator": not self.spiking, "an encoding layer": bool(self.input_bits),
                  "signed input": self.signed_input, "NeuNorm": self.aux is not None}
         return [name for name, present in found.items() if present]
-
-    @property
-    def fmt(self) -> FixedPointFormat:
-        return LOIHI_FIXED_POINT
-
-    def chip_threshold(self) -> int:
-        """The ``vth`` mantissa on the chip: the largest one for a readout integrator."""
-        return threshold_to_int(self.threshold, self.weight_scale) if self.spiking else self.fmt.vth_max
-
-    @property
-    def state_unit(self) -> float:
-        """One threshold unit in chip state units (v / state_unit is what float mode computes)."""
-        return self.threshold * self.weight_scale * 2 ** self.fmt.vth_shift
 
     def integer_params(self) -> dict[str, Any]:
         """The exact integers hardware-exact mode uses (what the compiler must write)."""
@@ -206,7 +257,6 @@ class CubaDense(nn.Module):
     def traces(self, s_in: torch.Tensor, rule: Rule, hardware_exact: bool) -> list[torch.Tensor]:
         """[auxiliary spikes (NeuNorm only), output]: output = spikes (batch, T, out), or for a readout
         integrator its membrane potential in threshold units after every step."""
-        batch = s_in.shape[0]
         x = self._encode(s_in, hardware_exact)
         extra: list[torch.Tensor] = []
         if hardware_exact:
@@ -219,9 +269,6 @@ class CubaDense(nn.Module):
                 extra.append(aux)
             bias: torch.Tensor | float = (bias_to_int(self.bias.double(), self.weight_scale)
                                           if self.bias is not None else 0.0)
-            du, dv = decay_to_int(self.current_decay), decay_to_int(self.voltage_decay)
-            vth, unit = self.chip_threshold(), self.state_unit
-            step = lambda at, u, v: cuba_hw_step(at, u, v, bias, du, dv, vth, unit, rule)  # noqa: E731
         else:
             a = self._synaptic_input(x.to(self.weight.dtype), self.weight, False)
             if self.aux is not None:
@@ -229,31 +276,11 @@ class CubaDense(nn.Module):
                 a = a + delay_one_step(aux.to(a.dtype)) @ self.inhibition().t()
                 extra.append(aux)
             bias = self.bias if self.bias is not None else 0.0
-            threshold = self.threshold if self.spiking else math.inf
-            step = lambda at, u, v: cuba_float_step(  # noqa: E731
-                at, u, v, bias, self.current_decay, self.voltage_decay, threshold, rule)
         if rule.custom_layer_backward and not self.elements():
             with torch.no_grad():  # e.g. HM2-BP: forward without autograd, the rule's own backward
-                spikes = self._run(a.detach(), step, batch)
+                spikes = self._neuron_traces(a.detach(), bias, rule, hardware_exact)
             return [*extra, rule.layer_backward(self, s_in, spikes)]
-        out = self._run(a, step, batch)
-        if not self.spiking:
-            return [*extra, out / (self.state_unit if hardware_exact else self.threshold)]
-        scale = rule.spike_gradient_scale(out, 1.0 - self.voltage_decay)
-        if scale is not None:  # forward unchanged, gradient of each neuron's spike train scaled
-            out = out.detach() + (out - out.detach()) * scale[:, None, :]
-        return [*extra, out]
-
-    def _run(self, a: torch.Tensor, step: Any, batch: int) -> torch.Tensor:
-        """The neuron recurrence over time for synaptic input ``a`` (batch, T, out) -> spikes, or the
-        membrane potential (state units) for a readout integrator."""
-        u = torch.zeros(batch, self.out_features, dtype=a.dtype, device=a.device)
-        v = torch.zeros_like(u)
-        out = []
-        for t in range(a.shape[1]):
-            st, u, v = step(a[:, t], u, v)
-            out.append(st if self.spiking else v)
-        return torch.stack(out, dim=1)
+        return [*extra, self._neuron_traces(a, bias, rule, hardware_exact)]
 
     def forward(self, s_in: torch.Tensor, rule: Rule, hardware_exact: bool) -> torch.Tensor:
         """Input (batch, T, in) -> output (batch, T, out), with the one-step synaptic delay."""

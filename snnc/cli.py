@@ -36,6 +36,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
                 "  snn-train --dataset digits --arch mlp --rule stbp-rect --epochs 5 --out model.pt\n"
                 "  snn-train --dataset digits --arch mlp --rule arctan --loss rate-ce --out model.pt\n"
                 "  snn-train --dataset digits --arch mlp --hidden 64 --float --out float.pt\n"
+                "  snn-train --dataset digits --arch lenet --epochs 2 --out lenet.pt\n"
                 "  snn-train --epochs 10 --out model.pt --resume     # continue a run to epoch 10")
     p.add_argument("--dataset", default="digits",
                    help="training data (default: digits, scikit-learn's 8x8 digits); also mnist, synthetic-events, "
@@ -43,7 +44,9 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--data-dir", type=Path, default=None,
                    help="where datasets live (default: $SNNC_DATA_DIR, else $XDG_CACHE_HOME/snnc/datasets); "
                         "see docs/datasets.md")
-    p.add_argument("--arch", default="mlp", help="architecture (default: mlp)")
+    p.add_argument("--arch", default="mlp", help="architecture (default: mlp; the model zoo's convolutional "
+                                                 "lenet, cifarnet, vgg9, resnet11 take the dataset's input shape, "
+                                                 "docs/models.md)")
     p.add_argument("--rule", default="stbp-rect", help="training rule (default: stbp-rect; see docs/rules.md)")
     p.add_argument("--loss", default=None, help="rate-mse or rate-ce (default: the rule's own)")
     p.add_argument("--hidden", type=int, nargs="*", default=[128], help="hidden layer sizes (default: 128)")
@@ -111,12 +114,13 @@ def train_main(argv: Sequence[str] | None = None) -> int:
             elif args.encoding:
                 arch["encoding"] = args.encoding
             model = ARCHS[args.arch](train_data.input_size, train_data.num_classes, hidden=tuple(args.hidden),
+                                     input_shape=train_data.input_shape,
                                      hardware_exact=args.hardware_exact,
                                      rule=make_rule(args.rule, **({"loss": args.loss} if args.loss else {})),
                                      **arch)
         device = resolve_device(args.device)
         mode = "hardware-exact" if model.hardware_exact else "float"
-        sizes = [model.input_size, *[layer.out_features for layer in model.layers]]
+        sizes = [model.input_shape, *[getattr(pop, "out_shape", pop.out_features) for _, pop in model.named_populations()]]
         code = model.input_encoding or train_data.encoding
         print(f"training {sizes} on {args.dataset} ({len(train_data.y)} samples), rule {model.rule.name} "
               f"({model.rule.loss} loss), {code} input, {model.readout.kind} readout, {mode}, "

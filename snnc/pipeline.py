@@ -14,7 +14,7 @@ from snnc.compiler.artifact import (GRAPH_FILE, MANIFEST_FILE, NETWORK_FILE, REP
                                     manifest, sha256, staged_directory, write_json)
 from snnc.compiler.frontend import graph_from_checkpoint
 from snnc.compiler.graph_file import read_graph, write_graph
-from snnc.compiler.ir import Graph, Input
+from snnc.compiler.ir import Graph, Input, QConv
 from snnc.compiler.mapping import Mapping, map_cores
 from snnc.compiler.netx_hdf5 import netx_limitation, read_netx, write_netx
 from snnc.compiler.passes import check, quantize
@@ -95,10 +95,8 @@ def hardware_exact_model(model: SpikingNet, graph: Graph) -> SpikingNet:
         return model
     hw = copy.deepcopy(model)
     scales = graph.meta["weight_scales"]
-    for i, layer in enumerate(hw.layers, start=1):
-        layer.weight_scale = float(scales[f"lif{i}"])  # type: ignore[union-attr]
-        if layer.aux is not None:  # type: ignore[union-attr]
-            layer.aux.weight_scale = float(scales[f"aux{i}"])  # type: ignore[union-attr]
+    for name, pop in hw.named_populations():
+        pop.weight_scale = float(scales[name])
     hw.hardware_exact = True
     return hw
 
@@ -131,14 +129,12 @@ def run_torch(model: SpikingNet, graph: Graph, inputs: np.ndarray, encoding: str
     model.eval()
     traces = model.traces(from_engine_input(inputs, encoding))
     spikes, final_v = {}, {}
-    for i, layer in enumerate(model.layers, start=1):
-        name = f"lif{i}"
-        if layer.spiking:  # type: ignore[union-attr]
+    for name, pop in model.named_populations():
+        if pop.spiking:
             spikes[name] = traces[name].numpy() > 0.5
         else:  # v in threshold units -> the chip's integer v
-            final_v[name] = np.round(traces[name][:, -1].double().numpy() * layer.state_unit).astype(np.int64)  # type: ignore[union-attr]
+            final_v[name] = np.round(traces[name][:, -1].double().numpy() * pop.state_unit).astype(np.int64)
             spikes[name] = np.zeros(traces[name].shape, dtype=bool)
-    spikes.update({k: v.numpy() > 0.5 for k, v in traces.items() if k.startswith("aux")})
     return observables(graph, spikes, final_v)
 
 
@@ -169,8 +165,7 @@ def build_report(graph: Graph, mapping: Mapping, inputs: np.ndarray, labels: np.
         "activity": activity_summary(result),
         "energy": {k: v for k, v in energy.items() if k != "latency"},
         "latency": energy["latency"],
-        "mapping": {"cores": mapping.cores, "chips": mapping.chips,
-                    "layers": [asdict(m) for m in mapping.layers]},
+        "mapping": mapping.to_json(),
         "quantization": {"weight_scales": graph.meta.get("weight_scales"),
                          "weights_clipped": graph.meta.get("weights_clipped"),
                          "hardware_exact_training": graph.meta.get("hardware_exact")},
@@ -235,10 +230,18 @@ def _check_round_trip(written: Graph, read: Graph, what: str) -> None:
         n1, n2 = p1.neuron, p2.neuron
         same = (len(p1.inputs) == len(p2.inputs) and np.array_equal(n1.bias_mant, n2.bias_mant)  # type: ignore[union-attr]
                 and (n1.du, n1.dv, n1.vth) == (n2.du, n2.dv, n2.vth)  # type: ignore[union-attr]
-                and all(np.array_equal(a.weight, b.weight) and a.weight_exp == b.weight_exp  # type: ignore[union-attr]
-                        for (a, _), (b, _) in zip(p1.inputs, p2.inputs)))
+                and all(_same_synapse(a, b) for (a, _), (b, _) in zip(p1.inputs, p2.inputs)))
         if not same:
             raise GraphError(f"internal error: layer '{n1.name}' did not survive the {what} round trip")
+
+
+def _same_synapse(a: Any, b: Any) -> bool:
+    """Same kind, integers and geometry (Dense: weight_exp; Conv: stride, padding, dilation, groups)."""
+    if type(a) is not type(b) or not np.array_equal(a.weight, b.weight):
+        return False
+    if isinstance(a, QConv):
+        return a.geometry() == b.geometry()
+    return bool(a.weight_exp == b.weight_exp)
 
 
 def run_artifact(path: str | Path, *, backend: str, dataset: str | None, samples: int,
