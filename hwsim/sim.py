@@ -116,12 +116,14 @@ def fan_out(conv: QConv) -> np.ndarray:
     map): the synaptic ops one of its spikes costs. int64 (n_in,)."""
     ones = torch.ones(1, *conv.out_shape, dtype=torch.float64)
     w = torch.ones(conv.out_shape[0], conv.in_shape[0] // conv.groups, *conv.kernel, dtype=torch.float64)
-    with torch.no_grad():
-        y = torch.nn.functional.conv_transpose2d(ones, w, stride=conv.stride, padding=conv.padding,
-                                                 dilation=conv.dilation, groups=conv.groups)
-    full = torch.zeros(1, *conv.in_shape, dtype=torch.float64)
-    h, w_ = min(conv.in_shape[1], y.shape[2]), min(conv.in_shape[2], y.shape[3])
-    full[:, :, :h, :w_] = y[:, :, :h, :w_]
+    with torch.no_grad():   # unpadded transpose: covers padded-input coordinates 0, 1, ...
+        y = torch.nn.functional.conv_transpose2d(ones, w, stride=conv.stride, dilation=conv.dilation,
+                                                 groups=conv.groups)
+    (ph, pw), (_, h, w_) = conv.padding, conv.in_shape
+    full = torch.zeros(1, conv.in_shape[0], h + 2 * ph, w_ + 2 * pw, dtype=torch.float64)
+    hh, ww = min(full.shape[2], y.shape[2]), min(full.shape[3], y.shape[3])
+    full[:, :, :hh, :ww] = y[:, :, :hh, :ww]
+    full = full[:, :, ph:ph + h, pw:pw + w_]
     return full.reshape(-1).round().to(torch.int64).numpy()
 
 

@@ -291,3 +291,26 @@ class ResidualBlock(nn.Module):
         s_a = self.conv_a.traces(s_in, rule, hardware_exact)[-1]
         s_b = self.conv_b.traces(s_a, rule, hardware_exact, extra=[(s_in, self.shortcut, self.shortcut_weight)])[-1]
         return [s_a, s_b]
+
+
+class SpikingPool(CubaConv):
+    """k x k pooling with its own neurons: a depthwise stride-k conv with fixed weights into CUBA-LIF
+    neurons (lava-dl's slayer Pool block has the same shape). Where folding a :class:`SumPool` into the
+    next layer would give that layer more inputs than a core can take, the zoo uses this instead.
+    The fixed weight (``POOL_WEIGHT`` thresholds) makes one input spike enough to fire."""
+
+    POOL_WEIGHT = 1.25
+
+    def __init__(self, in_shape: tuple[int, ...], kernel_size: int = 2, **neuron: Any):
+        c = int(in_shape[0])
+        super().__init__(in_shape, c, int(kernel_size), stride=int(kernel_size), groups=c, bias=False, **neuron)
+        self.weight.requires_grad_(False)
+        with torch.no_grad():
+            self.weight.fill_(self.POOL_WEIGHT)
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "spiking_pool", "in_shape": list(self.in_shape), "kernel_size": self.geom.kernel[0],
+                **self._neuron_spec()}
+
+    def elements(self) -> list[str]:
+        return ["a spiking pool"]

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from snnc.errors import UnsupportedLayerError
-from snnc.models.conv import CubaConv, Flatten, ResidualBlock, SpikeDropout, SumPool
+from snnc.models.conv import CubaConv, Flatten, ResidualBlock, SpikeDropout, SpikingPool, SumPool
 from snnc.models.neurons import CubaDense, CubaNeurons
 from snnc.models.readout import Readout
 from snnc.models.rules import Rule, STBPRect, make_rule
@@ -22,7 +22,7 @@ from snnc.models.zoo import LAYOUTS, build_layers
 #: layer ``kind`` in a spec -> constructor. The compiler's frontend has the matching table.
 LAYER_KINDS: dict[str, Callable[..., nn.Module]] = {
     "cuba_dense": CubaDense, "cuba_conv": CubaConv, "residual": ResidualBlock, "sum_pool": SumPool,
-    "flatten": Flatten, "dropout": SpikeDropout}
+    "flatten": Flatten, "dropout": SpikeDropout, "spiking_pool": SpikingPool}
 POPULATION_LAYERS = (CubaDense, CubaConv, ResidualBlock)
 TRANSFORMS = (SumPool, Flatten, SpikeDropout)
 

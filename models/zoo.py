@@ -1,14 +1,17 @@
 """The papers' convolutional architectures as ``--arch`` names, sized from the dataset's input shape.
 
 A layout is a string of tokens (the papers' notation): ``20C5p2`` (conv, 20 channels, 5x5 kernel,
-padding 2; ``s2`` stride 2), ``P2`` (2x2 sum pooling, folded by the compiler into the next
-synapses), ``R128`` / ``R256s2`` (a residual block, stride on its second conv), ``FC200`` (a dense
-hidden layer), ``D0.2`` (dropout in training). The output layer comes from the readout.
+padding 2; ``s2`` stride 2), ``P2`` (2x2 pooling), ``R128`` / ``R256s2`` (a residual block, stride
+on its second conv), ``FC200`` (a dense hidden layer), ``D0.2`` (dropout in training). The output
+layer comes from the readout.
 
-Widths are the papers' wherever Loihi 1 can hold them; where it cannot (a neuron's fan-in above the
-4096 input axons of its core), the layer is narrowed and the docstring of the layout says so. Two
-adaptations keep every layout compilable for any input shape: a ``P2`` on a map smaller than 2x2 is
-dropped, and the flattened features are pooled 2x2 again until they fit one core's 4096 input axons.
+Pooling costs fan-in: a :class:`SumPool` folded into the next layer makes each of its neurons read
+every spike of the pooled window (a 3x3 conv after a 2x2 pool reads a 6x6 window). So ``P2`` is a
+folded SumPool where the next layer's fan-in stays within a Loihi 1 core's 4096 input axons, and a
+:class:`SpikingPool` (its own neurons) where it would not. Widths are the papers' wherever Loihi 1
+can hold them; where it cannot, the layer is narrowed and the layout's comment says so. A ``P2`` on
+a map smaller than 2x2 is dropped, and before the first dense layer the map is pooled with spiking
+pools until the flattened features fit 4096 input axons.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from typing import Any
 from torch import nn
 
 from snnc.errors import UnsupportedLayerError
-from snnc.models.conv import CubaConv, Flatten, ResidualBlock, SpikeDropout, SumPool
+from snnc.models.conv import CubaConv, Flatten, ResidualBlock, SpikeDropout, SpikingPool, SumPool
 from snnc.models.neurons import CubaDense
 
 #: a Loihi 1 neuron's inputs must all arrive at its core: 4096 input axons (nengo-loihi MAX_IN_AXONS)
@@ -48,7 +51,8 @@ def build_layers(layout: str, input_shape: tuple[int, ...], **neuron: Any) -> li
                                     f"{tuple(input_shape)}. Use --arch mlp, or a dataset of images or events.")
     layers: list[nn.Module] = []
     shape: tuple[int, ...] = tuple(int(x) for x in input_shape)
-    for token in layout.split("-"):
+    tokens = layout.split("-")
+    for i, token in enumerate(tokens):
         m = _TOKEN.match(token)
         if m is None:
             raise ValueError(f"bad layout token '{token}' in '{layout}'")
@@ -61,14 +65,15 @@ def build_layers(layout: str, input_shape: tuple[int, ...], **neuron: Any) -> li
             k = int(g["pool"])
             if min(shape[1:]) < k:
                 continue   # the map is already smaller than the window (small inputs such as 8x8 digits)
-            layer = SumPool(shape, k)
+            folded = _folded_fan_in(shape, k, tokens[i + 1:])
+            layer = SumPool(shape, k) if folded <= MAX_FAN_IN else SpikingPool(shape, k, **neuron)
         elif g["r"]:
             layer = ResidualBlock(shape, int(g["r"]), stride=int(g["rs"] or 1), **neuron)
         elif g["d"]:
             layer = SpikeDropout(shape, float(g["d"]))
         else:
             if len(shape) == 3:
-                layers += _fit_fan_in(shape)
+                layers += _fit_fan_in(layers, shape, neuron)
                 shape = layers[-1].out_shape  # type: ignore[assignment]
             layer = CubaDense(int(shape[0]), int(g["fc"]), **neuron)
             layers.append(layer)
@@ -77,15 +82,40 @@ def build_layers(layout: str, input_shape: tuple[int, ...], **neuron: Any) -> li
         layers.append(layer)
         shape = tuple(layer.out_shape)  # type: ignore[arg-type]
     if len(shape) == 3:
-        layers += _fit_fan_in(shape)
+        layers += _fit_fan_in(layers, shape, neuron)
     return layers
 
 
-def _fit_fan_in(shape: tuple[int, ...]) -> list[nn.Module]:
-    """Sum-pool 2x2 until the flattened features fit one core's input axons, then Flatten."""
+def _folded_fan_in(shape: tuple[int, ...], k: int, rest: list[str]) -> int:
+    """Inputs per neuron of the next synaptic layer if a k x k pool before it is folded into it."""
+    for token in rest:
+        m = _TOKEN.match(token)
+        g = m.groupdict() if m else {}
+        if g.get("c"):
+            kernel = int(g["k"])
+            return shape[0] * (k * (kernel - 1) + k) ** 2
+        if g.get("r"):
+            return shape[0] * (k * 2 + k) ** 2
+        if g.get("fc"):
+            return shape[0] * shape[1] * shape[2]   # every pre-pool feature
+        if g.get("pool"):
+            k *= int(g["pool"])
+    return shape[0] * shape[1] * shape[2]
+
+
+def _fit_fan_in(layers: list[nn.Module], shape: tuple[int, ...], neuron: dict[str, Any]) -> list[nn.Module]:
+    """Before the first dense layer: spiking 2x2 pools until the features its neurons read (every
+    pre-pool feature of a folded pool) fit one core's input axons, then Flatten."""
     out: list[nn.Module] = []
+    if layers and isinstance(layers[-1], SumPool):   # folding it would multiply the dense fan-in by k^2
+        pool = layers.pop()
+        if pool.in_features > MAX_FAN_IN:
+            out.append(SpikingPool(pool.in_shape, pool.kernel, **neuron))
+        else:
+            out.append(pool)
+        shape = pool.out_shape
     while shape[0] * shape[1] * shape[2] > MAX_FAN_IN and min(shape[1:]) >= 2:
-        pool = SumPool(shape, 2)
+        pool = SpikingPool(shape, 2, **neuron)
         out.append(pool)
         shape = pool.out_shape
     out.append(Flatten(shape))
