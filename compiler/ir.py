@@ -176,8 +176,8 @@ class _ConvShape:
 
 
 @dataclass(frozen=True, eq=False)
-class Conv(_ConvShape):
-    """Float 2-D convolution synapses (cross-correlation, PyTorch layout), weights in threshold units."""
+class _ConvNode(_ConvShape):
+    """The fields of both conv nodes (PyTorch cross-correlation layout and geometry)."""
 
     name: str
     weight: np.ndarray
@@ -186,22 +186,19 @@ class Conv(_ConvShape):
     padding: tuple[int, int] = (0, 0)
     dilation: tuple[int, int] = (1, 1)
     groups: int = 1
+
+
+@dataclass(frozen=True, eq=False)
+class Conv(_ConvNode):
+    """Float 2-D convolution synapses (cross-correlation, PyTorch layout), weights in threshold units."""
 
     def __post_init__(self) -> None:
         self._check_geometry()
 
 
 @dataclass(frozen=True, eq=False)
-class QConv(_ConvShape):
+class QConv(_ConvNode):
     """Fixed-point Conv: integer weights used as they are, output wrapped to 24 bits, one-step delay."""
-
-    name: str
-    weight: np.ndarray
-    in_shape: tuple[int, int, int]
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    dilation: tuple[int, int] = (1, 1)
-    groups: int = 1
 
     def __post_init__(self) -> None:
         if not np.issubdtype(self.weight.dtype, np.integer):
