@@ -344,7 +344,8 @@ def read_netx(path: Path) -> Graph:
                                                 f"supported (supported: {SUPPORTED}).")
                 if cur is None:
                     raise InputFileError(f"{where}: the first conv layer needs an input layer with the "
-                                         f"(C, H, W) shape (netx needs it too, hdf5.py:602-608).")
+                                         f"(C, H, W) shape (without it netx needs Network(input_shape=...), "
+                                         f"hdf5.py:602-608; this reader takes the shape from the file only).")
                 if prev == "dense" or len(cur) != 3:
                     raise UnsupportedLayerError(
                         f"{where}: a conv layer reading {'a dense layer' if prev == 'dense' else f'shape {cur}'}: "
