@@ -28,7 +28,11 @@ QCubaLIF encoding. For dense layers it picks ``num_weight_bits``/``weight_exp`` 
 :func:`netx_dense_weights` replays that, and a matrix that does not come through unchanged is refused
 (netx's and Lava's sign modes disagree on all-negative and zero-max matrices).
 Conv weights reach Lava's Conv raw (hdf5.py:505-521; blocks/process.py:451-459; Conv ignores
-weight_exp and num_weight_bits, SP/lava/proc/conv/models.py:68-79).
+weight_exp and num_weight_bits, SP/lava/proc/conv/models.py:68-79). Lava holds a conv's geometry
+in int8 Vars (conv/models.py:25-29): ``groups`` above 127 is written as its largest divisor <= 127
+with a block-diagonal kernel (the same convolution) and the real value in ``snncGroups``, which
+netx ignores and :func:`read_netx` restores; larger kernel/stride/padding/dilation are refused.
+See docs/netx.md.
 """
 from __future__ import annotations
 
@@ -157,12 +161,52 @@ def netx_limitation(graph: Graph) -> str | None:
             return (f"conv layer '{syn.name}' reads a dense layer: netx gives a dense block a flat shape "
                     f"(netx/hdf5.py:345) and builds a conv on the previous block's shape (hdf5.py:600-601), "
                     f"which Lava's Conv requires to be (W, H, C) (SP/lava/proc/conv/process.py:117-122)")
-        geo = [*syn.kernel, *syn.stride, *syn.padding, *syn.dilation, syn.groups]
+        geo = [*syn.kernel, *syn.stride, *syn.padding, *syn.dilation]   # groups: see netx_groups
         if max(geo) > CONV_GEOMETRY_MAX:
-            return (f"conv layer '{syn.name}': kernel/stride/padding/dilation/groups {geo} exceed "
+            return (f"conv layer '{syn.name}': kernel/stride/padding/dilation {geo} exceed "
                     f"{CONV_GEOMETRY_MAX}: Lava's Conv model holds them as int8 (SP/lava/proc/conv/models.py:25-29)")
         prev = "conv"
     return None
+
+
+# ------------------------------------------------------------------------ grouped convs beyond int8
+
+#: Extra key on a conv layer whose ``groups`` we merged (netx reads only the keys it knows,
+#: netx/utils.py:59-74, and ignores this one); :func:`read_netx` restores the original grouping.
+GROUPS_KEY = "snncGroups"
+
+
+def netx_groups(groups: int) -> int:
+    """The grouping written for a conv with ``groups`` groups: the largest divisor of ``groups`` that
+    Lava's int8 ``groups`` Var holds (SP/lava/proc/conv/models.py:29; 128 fails with OverflowError
+    in SP/lava/magma/compiler/builders/py_builder.py:403). E.g. 128 -> 64, 254 -> 127."""
+    return max(d for d in range(1, min(groups, CONV_GEOMETRY_MAX) + 1) if groups % d == 0)
+
+
+def merge_groups(weight: np.ndarray, groups: int, merged: int) -> np.ndarray:
+    """The same convolution with ``merged`` groups (a divisor of ``groups``): each merged group holds
+    ``groups // merged`` original groups, with zero weights between them (block-diagonal kernel)."""
+    out, cin_g = weight.shape[:2]
+    m, out_g = groups // merged, out // groups
+    w = np.zeros((out, cin_g * m, *weight.shape[2:]), dtype=weight.dtype)
+    for o in range(out):
+        j = (o // out_g) % m
+        w[o, j * cin_g:(j + 1) * cin_g] = weight[o]
+    return w
+
+
+def split_groups(weight: np.ndarray, merged: int, groups: int) -> np.ndarray | None:
+    """Inverse of :func:`merge_groups`; None if ``weight`` is not block-diagonal for ``groups``."""
+    out, cin_m = weight.shape[:2]
+    if groups % merged or out % groups or cin_m % (groups // merged):
+        return None
+    m, out_g = groups // merged, out // groups
+    cin_g = cin_m // m
+    w = np.empty((out, cin_g, *weight.shape[2:]), dtype=weight.dtype)
+    for o in range(out):
+        j = (o // out_g) % m
+        w[o] = weight[o, j * cin_g:(j + 1) * cin_g]
+    return w if np.array_equal(merge_groups(w, groups, merged), weight) else None
 
 
 # ------------------------------------------------------------------------ writer
@@ -228,8 +272,13 @@ def write_netx(graph: Graph, path: Path, timesteps: int) -> None:
                 g["stride"] = np.array(syn.stride, dtype=np.int64)
                 g["padding"] = np.array(syn.padding, dtype=np.int64)
                 g["dilation"] = np.array(syn.dilation, dtype=np.int64)
-                g["groups"] = int(syn.groups)      # a scalar: Lava's Conv rejects an array (conv/process.py:124-130)
-                g["weight"] = syn.weight.astype(np.int32)
+                groups = netx_groups(syn.groups)
+                g["groups"] = groups      # a scalar: Lava's Conv rejects an array (conv/process.py:124-130)
+                weight = syn.weight
+                if groups != syn.groups:
+                    g[GROUPS_KEY] = int(syn.groups)
+                    weight = merge_groups(weight, syn.groups, groups)
+                g["weight"] = weight.astype(np.int32)
                 g["bias"] = _conv_bias(neu, syn.out_shape)
                 src_conv = True
             _neuron_group(g, neu)
@@ -290,12 +339,12 @@ def read_netx(path: Path) -> Graph:
     with open_hdf5(path) as f:
         if "layer" not in f:
             raise InputFileError(f"{path}: no 'layer' group: not a lava-dl netx network file.")
-        groups = f["layer"]
+        layer = f["layer"]
         try:
-            keys = sorted(groups.keys(), key=int)
+            keys = sorted(layer.keys(), key=int)
         except ValueError:
             raise InputFileError(f"{path}: layer names must be 0, 1, 2, ... (netx reads layer[i], "
-                                 f"hdf5.py:580-581), got {sorted(groups.keys())}") from None
+                                 f"hdf5.py:580-581), got {sorted(layer.keys())}") from None
         if [int(k) for k in keys] != list(range(len(keys))):
             raise InputFileError(f"{path}: layers must be numbered 0..{len(keys) - 1} without gaps "
                                  f"(netx reads layer[i] for i in range(n), hdf5.py:580-581), got {keys}")
@@ -305,7 +354,7 @@ def read_netx(path: Path) -> Graph:
         flatten = False
         npop = 0
         for k in keys:
-            g, where = groups[k], f"{path} layer {k}"
+            g, where = layer[k], f"{path} layer {k}"
             kind = _text(g, "type") if "type" in g else "?"
             if kind == "input":
                 if prev != "none":
@@ -360,9 +409,24 @@ def read_netx(path: Path) -> Graph:
                 if np.asarray(g["groups"][()]).ndim != 0:
                     raise InputFileError(f"{where}: 'groups' must be a scalar (Lava's Conv rejects an array, "
                                          f"SP/lava/proc/conv/process.py:124-130)")
+                groups = _scalar(g, "groups", where)
+                geo = dict(stride=_pair_of(g, "stride", where), padding=_pair_of(g, "padding", where),
+                           dilation=_pair_of(g, "dilation", where))
+                flat = [*w.shape[2:], *geo["stride"], *geo["padding"], *geo["dilation"], groups]
+                if max(flat) > CONV_GEOMETRY_MAX:
+                    raise UnsupportedLayerError(
+                        f"{where}: conv layer with kernel/stride/padding/dilation/groups {flat} above "
+                        f"{CONV_GEOMETRY_MAX}: netx cannot run it, Lava's Conv model holds them as int8 "
+                        f"(SP/lava/proc/conv/models.py:25-29) (supported: {SUPPORTED}).")
+                if GROUPS_KEY in g:        # we merged groups for Lava's int8 Var: restore them
+                    orig = _scalar(g, GROUPS_KEY, where)
+                    split = split_groups(w, groups, orig) if orig >= 1 else None
+                    if split is None:
+                        raise InputFileError(f"{where}: '{GROUPS_KEY}' {orig} does not match the "
+                                             f"{groups}-group weight {w.shape} (not block-diagonal).")
+                    w, groups = split, orig
                 try:
-                    syn = QConv(f"conv{npop}", w, cur, _pair_of(g, "stride", where), _pair_of(g, "padding", where),
-                                _pair_of(g, "dilation", where), _scalar(g, "groups", where))
+                    syn = QConv(f"conv{npop}", w, cur, groups=groups, **geo)
                 except Exception as e:   # GraphError: geometry does not fit
                     raise InputFileError(f"{where}: {e}") from None
                 out = syn.out_shape
@@ -426,4 +490,5 @@ def read_netx(path: Path) -> Graph:
         raise InputFileError(f"{path}: the layers do not form a valid network: {e}") from None
 
 
-__all__ = ["netx_limitation", "netx_dense_weights", "write_netx", "read_netx", "SUPPORTED"]
+__all__ = ["netx_limitation", "netx_dense_weights", "netx_groups", "merge_groups", "split_groups", "write_netx",
+           "read_netx", "SUPPORTED", "GROUPS_KEY"]

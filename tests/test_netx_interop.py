@@ -115,6 +115,15 @@ def test_conv_chains_round_trip_through_network_net(tmp_path: Path) -> None:
                     assert lay["groups"].shape == ()
                 if kind == "dense":
                     assert (kinds[i - 1] == "flatten") == (kinds[i - 2] == "conv" if i >= 2 else False)
+    # groups beyond Lava's int8 Var: written merged (block-diagonal kernel), read back as they were
+    for groups, per in ((128, 1), (256, 2), (254, 1)):
+        c = QConv("conv1", rng.integers(-9, 10, (groups * per, 1, 2, 2)), (groups, 3, 3), groups=groups)
+        g = Graph.chain([Input("input", (groups, 3, 3)), c, _lif("lif1", c.out_shape, rng), Output("output")])
+        assert netx_limitation(g) is None
+        write_netx(g, tmp_path / "dw.net", 3)
+        assert_same_graph(g, read_netx(tmp_path / "dw.net"))
+        with h5py.File(tmp_path / "dw.net") as f:
+            assert (f["layer/1/groups"][()], f["layer/1/snncGroups"][()]) == ({128: 64, 256: 64, 254: 127}[groups], groups)
     # a dense layer reading a (C, H, W) input directly: no flatten (netx's input port is the dense's, flat)
     g = Graph.chain([Input("input", (2, 3, 4)), QDense("fc1", _dense_weight(rng, 5, 24)), _lif("lif1", (5,), rng),
                      Output("output")])
@@ -185,8 +194,8 @@ def test_netx_limitation_refuses_what_netx_cannot_run(tmp_path: Path) -> None:
                                     c, z(50, (2, 5, 5))), "reads a dense layer"),
         "bias_exp": (_chain(Input("i", (4,)), QDense("d", _dense_weight(rng, 3, 4)),
                             QCubaLIF("l", 3, 0, 0, 10, np.zeros(3, np.int64), bias_exp=7)), "bias_exp 7"),
-        "groups-128": (_chain(Input("i", (128, 2, 2)), QConv("g", np.ones((128, 1, 1, 1), np.int64), (128, 2, 2),
-                                                          groups=128), z(512, (128, 2, 2))), "int8"),
+        "dilation-128": (_chain(Input("i", (1, 129, 1)), QConv("g", np.ones((1, 1, 2, 1), np.int64), (1, 129, 1),
+                                                            dilation=(128, 1)), z(1, (1, 1, 1))), "int8"),
     }
     for name, (g, why) in cases.items():
         reason = netx_limitation(g)
@@ -247,6 +256,13 @@ def test_read_netx_names_file_layer_and_type_of_what_it_cannot_read(tmp_path: Pa
             build(f)
         with pytest.raises(UnsupportedLayerError, match=re.escape(str(path)) + " " + msg):
             read_netx(path)
+    path = tmp_path / "groups128.net"
+    with h5py.File(path, "w") as f:
+        _layer(f, 0, "input", shape=np.array([128, 4, 4]))
+        _cuba(_layer(f, 1, "conv", **{**conv, "shape": np.array([128, 4, 4]), "weight": np.ones((128, 1, 3, 3)),
+                                      "groups": 128}))
+    with pytest.raises(UnsupportedLayerError, match=re.escape(f"{path} layer 1: conv layer with") + ".*int8"):
+        read_netx(path)
     path = tmp_path / "noinput.net"
     with h5py.File(path, "w") as f:
         _cuba(_layer(f, 0, "conv", **conv))
@@ -304,13 +320,36 @@ def test_reads_slayer_export_of_cuba_conv_flatten_dense_blocks(tmp_path: Path) -
 
 # ------------------------------------------------------------------------ slow: netx on Lava
 
-def run_netx(path: Path, x: np.ndarray, in_shape: tuple[int, ...]) -> list[np.ndarray]:
+def patch_lava_conv_int8() -> None:
+    """Lava's Conv model passes its int8 geometry Vars (SP/lava/proc/conv/models.py:25-29, 45-49) into
+    ``conv_scipy``, which mixes them with Python ints (``input_.shape[-1] % groups``, ``input_shape[0] +
+    2 * padding[0]``, SP/lava/proc/conv/utils.py:253-286). Under NumPy 2's promotion rules (NEP 50) that
+    raises ``OverflowError: Python integer 128 out of bounds for int8`` as soon as a channel count or
+    the input width/height reaches 128, inside the Lava process, and the run hangs. This passes them on
+    as int64 (values unchanged). Only the 128-channel case below needs it."""
+    import lava.proc.conv.utils as conv_utils
+
+    if getattr(conv_utils.conv, "_int64_geometry", False):
+        return
+    original = conv_utils.conv
+
+    def conv(input_, weight, kernel_size, stride, padding, dilation, groups):  # type: ignore[no-untyped-def]
+        i64 = lambda v: np.asarray(v, dtype=np.int64)  # noqa: E731
+        return original(input_, weight, i64(kernel_size), i64(stride), i64(padding), i64(dilation), int(groups))
+
+    conv._int64_geometry = True  # type: ignore[attr-defined]
+    conv_utils.conv = conv       # the model calls utils.conv(...); Lava forks its workers after this
+
+
+def run_netx(path: Path, x: np.ndarray, in_shape: tuple[int, ...], patch_conv: bool = False) -> list[np.ndarray]:
     """Load ``path`` with lava-dl's netx, feed x (T, n) (torch flat order) and return every block's
     spikes as (T, n) in torch flat order (netx's ports are (W, H, C))."""
     ensure_lava_importable()
     from snnc.runtime.lava_compat import patch_reshape_ports
 
     patch_reshape_ports()   # netx's flatten is a ReshapePort: NumPy >= 2.4 needs it (else Lava hangs)
+    if patch_conv:
+        patch_lava_conv_int8()
     from lava.lib.dl import netx
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
@@ -364,15 +403,17 @@ def conv_net(rng: np.random.Generator, in_shape, convs, n_out: int) -> Graph:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["brief", "asymmetric"])
+@pytest.mark.parametrize("case", ["brief", "asymmetric", "depthwise128"])
 def test_conv_network_net_runs_in_netx_like_hwsim(case: str, tmp_path: Path) -> None:
     """snnc writes a conv network; lava-dl's netx builds it and Lava fixed_pt runs it spike for spike,
     every layer and every timestep, like hwsim."""
     rng = np.random.default_rng(11)
     if case == "brief":   # (2,10,10) -> conv 3x3 p1 -> (4,10,10) -> conv 3x3 s2 p1 -> (6,5,5) -> flatten -> 10
         g = conv_net(rng, (2, 10, 10), [(4, 3, 1, 1, 1, 1), (6, 3, 2, 1, 1, 1)], 10)
-    else:                 # non-square input, asymmetric kernel/stride/padding/dilation, groups
+    elif case == "asymmetric":   # non-square input, asymmetric kernel/stride/padding/dilation, groups
         g = conv_net(rng, (3, 9, 7), [(4, (3, 2), (2, 1), (1, 0), (1, 2), 1), (6, (2, 3), (1, 2), (0, 1), (2, 1), 2)], 7)
+    else:                 # depthwise with 128 groups: written as 64 merged groups (Lava holds groups as int8)
+        g = conv_net(rng, (128, 4, 4), [(128, 2, 2, 0, 1, 128)], 5)
     assert netx_limitation(g) is None
     write_netx(g, tmp_path / "network.net", 40)
     steps = 40
@@ -381,7 +422,7 @@ def test_conv_network_net_runs_in_netx_like_hwsim(case: str, tmp_path: Path) -> 
     names = [n.name for _, n in g.layers()]
     for name in names:   # the comparison is not vacuous: every layer spikes
         assert expected.spikes[name].sum() > 0, name
-    got = run_netx(tmp_path / "network.net", x[0], g.input.shape)
+    got = run_netx(tmp_path / "network.net", x[0], g.input.shape, patch_conv=case == "depthwise128")
     assert len(got) == len(names)
     for name, spikes in zip(names, got):
         want = expected.spikes[name][0]
