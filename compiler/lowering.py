@@ -4,7 +4,8 @@ Sum pooling of spikes feeding synapses is linear, so ``W * sumpool_k(s)`` is one
 ``s`` directly: a Conv with the kernel repeated over each k x k window (kernel ``k d (K - 1) + k``,
 stride ``k`` times the conv's, padding ``k`` times), or a Dense whose columns repeat over the
 window. Windows do not overlap (stride = kernel), so every fused weight is one trained weight and
-the integers are unchanged. BatchNorm folding lives with the layer (``CubaConv.effective``).
+the integers are unchanged. BatchNorm folding lives with the layer (``CubaConv.effective``). Convs with more groups than Lava's
+int8 ``groups`` Var holds run as fewer merged groups with a block-diagonal kernel (the same conv).
 """
 from __future__ import annotations
 
@@ -48,3 +49,41 @@ def fuse_pool_into_dense(weight: np.ndarray, pooled_shape: tuple[int, ...], k: i
     fused = np.zeros((out, c, h, w), dtype=weight.dtype)
     fused[:, :, :hp * k, :wp * k] = pooled.repeat(k, axis=2).repeat(k, axis=3)
     return fused.reshape(out, c * h * w)
+
+
+#: Lava's Conv process model holds kernel_size, stride, padding, dilation and groups as int8
+#: (SP/lava/proc/conv/models.py:25-29): larger values do not survive.
+CONV_GEOMETRY_MAX = 127
+
+
+def lava_groups(groups: int) -> int:
+    """The grouping Lava can run for a conv with ``groups`` groups: the largest divisor of ``groups`` that
+    Lava's int8 ``groups`` Var holds (SP/lava/proc/conv/models.py:29; 128 fails with OverflowError
+    in SP/lava/magma/compiler/builders/py_builder.py:403). E.g. 128 -> 64, 254 -> 127."""
+    return max(d for d in range(1, min(groups, CONV_GEOMETRY_MAX) + 1) if groups % d == 0)
+
+
+def merge_groups(weight: np.ndarray, groups: int, merged: int) -> np.ndarray:
+    """The same convolution with ``merged`` groups (a divisor of ``groups``): each merged group holds
+    ``groups // merged`` original groups, with zero weights between them (block-diagonal kernel)."""
+    out, cin_g = weight.shape[:2]
+    m, out_g = groups // merged, out // groups
+    w = np.zeros((out, cin_g * m, *weight.shape[2:]), dtype=weight.dtype)
+    for o in range(out):
+        j = (o // out_g) % m
+        w[o, j * cin_g:(j + 1) * cin_g] = weight[o]
+    return w
+
+
+def split_groups(weight: np.ndarray, merged: int, groups: int) -> np.ndarray | None:
+    """Inverse of :func:`merge_groups`; None if ``weight`` is not block-diagonal for ``groups``."""
+    out, cin_m = weight.shape[:2]
+    if groups % merged or out % groups or cin_m % (groups // merged):
+        return None
+    m, out_g = groups // merged, out // groups
+    cin_g = cin_m // m
+    w = np.empty((out, cin_g, *weight.shape[2:]), dtype=weight.dtype)
+    for o in range(out):
+        j = (o // out_g) % m
+        w[o] = weight[o, j * cin_g:(j + 1) * cin_g]
+    return w if np.array_equal(merge_groups(w, groups, merged), weight) else None

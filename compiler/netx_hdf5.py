@@ -42,15 +42,13 @@ import h5py
 import numpy as np
 
 from snnc.compiler.graph_file import open_hdf5
+from snnc.compiler.lowering import CONV_GEOMETRY_MAX, lava_groups, merge_groups, split_groups
 from snnc.compiler.ir import Graph, Input, Output, QConv, QCubaLIF, QDense, dims
 from snnc.errors import InputFileError, UnsupportedLayerError
 from snnc.models.quant import LOIHI_FIXED_POINT, FixedPointFormat
 
 #: What :func:`read_netx` reads (named in every refusal).
 SUPPORTED = "input (without neuron), conv, flatten and dense layers with CUBA/LOIHI neurons"
-#: Lava's Conv process model holds kernel_size, stride, padding, dilation and groups as int8
-#: (SP/lava/proc/conv/models.py:25-29): larger values do not survive.
-CONV_GEOMETRY_MAX = 127
 
 
 # ------------------------------------------------------------------------ what netx runs
@@ -161,7 +159,7 @@ def netx_limitation(graph: Graph) -> str | None:
             return (f"conv layer '{syn.name}' reads a dense layer: netx gives a dense block a flat shape "
                     f"(netx/hdf5.py:345) and builds a conv on the previous block's shape (hdf5.py:600-601), "
                     f"which Lava's Conv requires to be (W, H, C) (SP/lava/proc/conv/process.py:117-122)")
-        geo = [*syn.kernel, *syn.stride, *syn.padding, *syn.dilation]   # groups: see netx_groups
+        geo = [*syn.kernel, *syn.stride, *syn.padding, *syn.dilation]   # groups: see lava_groups
         if max(geo) > CONV_GEOMETRY_MAX:
             return (f"conv layer '{syn.name}': kernel/stride/padding/dilation {geo} exceed "
                     f"{CONV_GEOMETRY_MAX}: Lava's Conv model holds them as int8 (SP/lava/proc/conv/models.py:25-29)")
@@ -174,39 +172,6 @@ def netx_limitation(graph: Graph) -> str | None:
 #: Extra key on a conv layer whose ``groups`` we merged (netx reads only the keys it knows,
 #: netx/utils.py:59-74, and ignores this one); :func:`read_netx` restores the original grouping.
 GROUPS_KEY = "snncGroups"
-
-
-def netx_groups(groups: int) -> int:
-    """The grouping written for a conv with ``groups`` groups: the largest divisor of ``groups`` that
-    Lava's int8 ``groups`` Var holds (SP/lava/proc/conv/models.py:29; 128 fails with OverflowError
-    in SP/lava/magma/compiler/builders/py_builder.py:403). E.g. 128 -> 64, 254 -> 127."""
-    return max(d for d in range(1, min(groups, CONV_GEOMETRY_MAX) + 1) if groups % d == 0)
-
-
-def merge_groups(weight: np.ndarray, groups: int, merged: int) -> np.ndarray:
-    """The same convolution with ``merged`` groups (a divisor of ``groups``): each merged group holds
-    ``groups // merged`` original groups, with zero weights between them (block-diagonal kernel)."""
-    out, cin_g = weight.shape[:2]
-    m, out_g = groups // merged, out // groups
-    w = np.zeros((out, cin_g * m, *weight.shape[2:]), dtype=weight.dtype)
-    for o in range(out):
-        j = (o // out_g) % m
-        w[o, j * cin_g:(j + 1) * cin_g] = weight[o]
-    return w
-
-
-def split_groups(weight: np.ndarray, merged: int, groups: int) -> np.ndarray | None:
-    """Inverse of :func:`merge_groups`; None if ``weight`` is not block-diagonal for ``groups``."""
-    out, cin_m = weight.shape[:2]
-    if groups % merged or out % groups or cin_m % (groups // merged):
-        return None
-    m, out_g = groups // merged, out // groups
-    cin_g = cin_m // m
-    w = np.empty((out, cin_g, *weight.shape[2:]), dtype=weight.dtype)
-    for o in range(out):
-        j = (o // out_g) % m
-        w[o] = weight[o, j * cin_g:(j + 1) * cin_g]
-    return w if np.array_equal(merge_groups(w, groups, merged), weight) else None
 
 
 # ------------------------------------------------------------------------ writer
@@ -272,7 +237,7 @@ def write_netx(graph: Graph, path: Path, timesteps: int) -> None:
                 g["stride"] = np.array(syn.stride, dtype=np.int64)
                 g["padding"] = np.array(syn.padding, dtype=np.int64)
                 g["dilation"] = np.array(syn.dilation, dtype=np.int64)
-                groups = netx_groups(syn.groups)
+                groups = lava_groups(syn.groups)
                 g["groups"] = groups      # a scalar: Lava's Conv rejects an array (conv/process.py:124-130)
                 weight = syn.weight
                 if groups != syn.groups:
@@ -490,5 +455,5 @@ def read_netx(path: Path) -> Graph:
         raise InputFileError(f"{path}: the layers do not form a valid network: {e}") from None
 
 
-__all__ = ["netx_limitation", "netx_dense_weights", "netx_groups", "merge_groups", "split_groups", "write_netx",
+__all__ = ["netx_limitation", "netx_dense_weights", "write_netx",
            "read_netx", "SUPPORTED", "GROUPS_KEY"]

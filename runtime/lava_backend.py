@@ -47,8 +47,9 @@ from typing import Any, NoReturn
 import numpy as np
 
 from snnc.compiler.ir import Graph, QConv, QCubaLIF, QDense, dims
+from snnc.compiler.lowering import lava_groups, merge_groups
 from snnc.errors import GraphError, LavaRunError
-from snnc.runtime.lava_compat import ensure_lava_importable, patch_reshape_ports
+from snnc.runtime.lava_compat import ensure_lava_importable, patch_conv_geometry, patch_reshape_ports
 
 #: Most input values (n_in x samples x T) one compiled network holds; more samples => more blocks
 #: (bounds the memory of the preloaded source and of the sinks; each block costs one ~0.4 s start).
@@ -195,9 +196,11 @@ def net_spec(graph: Graph, read_v: tuple[str, ...] = ()) -> NetSpec:
             bits = inp.bits if src == inp.name else 0
             if isinstance(syn, QConv):
                 c, h, w = syn.in_shape
-                syns.append(ConvSpec(syn.name, src, neu.name, lava_conv_weight(syn.weight).astype(np.int32),
+                groups = lava_groups(syn.groups)   # Lava holds groups in int8: 128 -> 64 merged groups
+                weight = merge_groups(syn.weight, syn.groups, groups) if groups != syn.groups else syn.weight
+                syns.append(ConvSpec(syn.name, src, neu.name, lava_conv_weight(weight).astype(np.int32),
                                      (w, h, c), syn.stride[::-1], syn.padding[::-1], syn.dilation[::-1],
-                                     int(syn.groups), bits))
+                                     groups, bits))
             else:
                 assert isinstance(syn, QDense)
                 syns.append(SynapseSpec(syn.name, src, neu.name, np.ascontiguousarray(syn.weight, dtype=np.int32),
@@ -268,6 +271,7 @@ def lava_api() -> SimpleNamespace:
                 f"dependencies, see docs/install.md); on Python >= 3.11 snnc patches one known "
                 f"incompatibility at import time, see snnc.runtime.lava_compat.") from None
         patch_reshape_ports()
+        patch_conv_geometry()
         _LAVA = SimpleNamespace(RunSteps=RunSteps, Loihi2SimCfg=Loihi2SimCfg, Dense=Dense, Conv=Conv, Sink=Sink,
                                 Source=Source, LIF=LIF, SignMode=SignMode)
     return _LAVA

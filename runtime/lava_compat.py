@@ -155,5 +155,30 @@ def patch_reshape_ports() -> None:
     ReshapePort._snnc_patched = True
 
 
-__all__ = ["ensure_lava_importable", "patch_reshape_ports", "patch_var_model_source", "hook_installed", "needs_patch",
+def patch_conv_geometry() -> None:
+    """Make Lava's fixed-point Conv work with 128 or more channels, or maps 128 or more wide, on NumPy 2.
+
+    Lava's Conv model passes its int8 geometry Vars (SP/lava/proc/conv/models.py:25-29, 45-49) into
+    ``conv_scipy``, which mixes them with Python ints (``input_.shape[-1] % groups``,
+    ``input_shape[0] + 2 * padding[0]``, SP/lava/proc/conv/utils.py:253-286). Under NumPy 2's promotion
+    rules (NEP 50) that raises ``OverflowError: Python integer 128 out of bounds for int8`` inside the
+    Lava process. The wrapper passes the same values on as int64. Idempotent; Lava forks its workers
+    after this runs, so they inherit it.
+    """
+    import lava.proc.conv.utils as conv_utils
+
+    if getattr(conv_utils.conv, "_snnc_int64_geometry", False):
+        return
+    original = conv_utils.conv
+
+    def conv(input_, weight, kernel_size, stride, padding, dilation, groups):  # type: ignore[no-untyped-def]
+        i64 = functools.partial(np.asarray, dtype=np.int64)
+        return original(input_, weight, i64(kernel_size), i64(stride), i64(padding), i64(dilation), int(groups))
+
+    conv._snnc_int64_geometry = True  # type: ignore[attr-defined]
+    conv_utils.conv = conv   # PyConvModelFixed calls utils.conv(...) through the module attribute
+
+
+__all__ = ["ensure_lava_importable", "patch_reshape_ports", "patch_conv_geometry", "patch_var_model_source",
+           "hook_installed", "needs_patch",
            "uninstall", "TARGET_MODULE", "EXPECTED_LAVA_VERSION"]

@@ -230,3 +230,22 @@ def test_trained_conv_network_compiles_runs_on_lava_and_verifies(tmp_path: Path)
     assert sum(layer["spikes"] > 0 for layer in layers.values()) >= 3   # not a silent network
     mapping = res.report["mapping"]
     assert mapping["cores"] >= len(layers) and all(layer["cores"] >= 1 for layer in mapping["layers"])
+
+
+@pytest.mark.slow
+def test_lava_runs_128_channel_and_128_wide_convs() -> None:
+    """Lava's Conv mixes int8 geometry with Python ints (NumPy 2 overflows at 128: the run used to hang);
+    snnc.runtime.lava_compat.patch_conv_geometry fixes it. hwsim and Lava must still agree."""
+    from snnc.runtime.lava_backend import run_on_lava
+
+    rng = np.random.default_rng(5)
+    c1 = QConv("c1", rng.integers(-30, 61, (128, 1, 3, 3)), (1, 4, 130), padding=1)
+    l1 = QCubaLIF("lif1", c1.out_size, 2000, 300, 40, np.zeros(c1.out_size, np.int64), shape=c1.out_shape)
+    c2 = QConv("c2", rng.integers(-30, 61, (128, 1, 3, 3)), c1.out_shape, padding=1, groups=128)
+    l2 = QCubaLIF("lif2", c2.out_size, 1000, 100, 30, np.zeros(c2.out_size, np.int64), shape=c2.out_shape)
+    graph = Graph.chain([Input("input", c1.in_shape), c1, l1, c2, l2, Output("output")])
+    x = rng.random((1, 6, c1.in_size)) < 0.5
+    hw = HwSim.from_graph(graph).run(x)
+    lava = run_on_lava(graph, x, timeout_s=240)
+    for name in ("lif1", "lif2"):
+        assert hw.spikes[name].any() and np.array_equal(hw.spikes[name], lava[name]), name

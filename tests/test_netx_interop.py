@@ -320,36 +320,15 @@ def test_reads_slayer_export_of_cuba_conv_flatten_dense_blocks(tmp_path: Path) -
 
 # ------------------------------------------------------------------------ slow: netx on Lava
 
-def patch_lava_conv_int8() -> None:
-    """Lava's Conv model passes its int8 geometry Vars (SP/lava/proc/conv/models.py:25-29, 45-49) into
-    ``conv_scipy``, which mixes them with Python ints (``input_.shape[-1] % groups``, ``input_shape[0] +
-    2 * padding[0]``, SP/lava/proc/conv/utils.py:253-286). Under NumPy 2's promotion rules (NEP 50) that
-    raises ``OverflowError: Python integer 128 out of bounds for int8`` as soon as a channel count or
-    the input width/height reaches 128, inside the Lava process, and the run hangs. This passes them on
-    as int64 (values unchanged). Only the 128-channel case below needs it."""
-    import lava.proc.conv.utils as conv_utils
-
-    if getattr(conv_utils.conv, "_int64_geometry", False):
-        return
-    original = conv_utils.conv
-
-    def conv(input_, weight, kernel_size, stride, padding, dilation, groups):  # type: ignore[no-untyped-def]
-        i64 = lambda v: np.asarray(v, dtype=np.int64)  # noqa: E731
-        return original(input_, weight, i64(kernel_size), i64(stride), i64(padding), i64(dilation), int(groups))
-
-    conv._int64_geometry = True  # type: ignore[attr-defined]
-    conv_utils.conv = conv       # the model calls utils.conv(...); Lava forks its workers after this
-
-
 def run_netx(path: Path, x: np.ndarray, in_shape: tuple[int, ...], patch_conv: bool = False) -> list[np.ndarray]:
     """Load ``path`` with lava-dl's netx, feed x (T, n) (torch flat order) and return every block's
     spikes as (T, n) in torch flat order (netx's ports are (W, H, C))."""
     ensure_lava_importable()
-    from snnc.runtime.lava_compat import patch_reshape_ports
+    from snnc.runtime.lava_compat import patch_conv_geometry, patch_reshape_ports
 
     patch_reshape_ports()   # netx's flatten is a ReshapePort: NumPy >= 2.4 needs it (else Lava hangs)
     if patch_conv:
-        patch_lava_conv_int8()
+        patch_conv_geometry()   # Lava's Conv with >= 128 channels under NumPy 2
     from lava.lib.dl import netx
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
