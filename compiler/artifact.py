@@ -27,6 +27,7 @@ FORMAT = "snnc.artifact"
 FORMAT_VERSION = 2
 GRAPH_FILE = "graph.h5"
 NETWORK_FILE = "network.net"
+NIR_FILE = "graph.nir"
 MANIFEST_FILE = "manifest.json"
 REPORT_FILE = "report.json"
 

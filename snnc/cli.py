@@ -155,11 +155,14 @@ def torch_load(path: Path) -> dict:
 
 
 def compile_main(argv: Sequence[str] | None = None) -> int:
-    p = _parser("snn-compile", "Compile a trained model into a Loihi artifact directory (netx HDF5 + manifest + "
-                "report), optionally verifying spike for spike against Lava's simulator.",
+    p = _parser("snn-compile", "Compile a trained model into a Loihi artifact directory (graph.h5, graph.nir, "
+                "netx HDF5, manifest, report), optionally verifying spike for spike against Lava's simulator.",
                 "  snn-compile model.pt --target loihi --verify 32\n"
-                "  snn-compile model.pt --target loihi --out build/ --verify 32")
-    p.add_argument("model", type=Path, help="checkpoint written by snn-train or snnc.save()")
+                "  snn-compile model.pt --target loihi --out build/ --verify 32\n"
+                "  snn-compile graph.nir --target loihi --verify 8        # snnTorch, Norse, ... via NIR\n"
+                "  snn-compile network.net --target loihi --verify 8      # lava-dl SLAYER export_hdf5")
+    p.add_argument("model", type=Path, help="snnc checkpoint (snn-train, snnc.save), NIR graph (.nir), lava-dl "
+                   "netx HDF5 (.net), or snnc's graph.onnx / graph.h5; recognised by content")
     p.add_argument("--target", default="loihi", help="target chip (default: loihi)")
     p.add_argument("--out", type=Path, default=None, help="artifact directory (default: MODEL_STEM.TARGET beside the model)")
     p.add_argument("--verify", type=int, default=0, metavar="N",
@@ -167,6 +170,11 @@ def compile_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--timesteps", type=int, default=None, help="override the timesteps recorded in the model")
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow loading a whole pickled module: this EXECUTES code stored in the file")
+    p.add_argument("--nir-convention", choices=("auto", "euler", "norse"), default="auto",
+                   help="how a NIR file's continuous-time parameters are discretised: 'euler' (snnTorch, NIR's "
+                        "Lava script: r = tau/dt), 'norse' (Norse 1.1's exporter); default: detected, see docs/nir.md")
+    p.add_argument("--nir-dt", type=float, default=None,
+                   help="time step of a NIR file in its own units (default: tau/r for 'euler', 1e-3 for 'norse')")
     args = p.parse_args(argv)
 
     def body() -> int:
@@ -175,7 +183,8 @@ def compile_main(argv: Sequence[str] | None = None) -> int:
 
         res = compile_model(args.model, target=args.target, out=args.out, verify=args.verify,
                             trust_pickle=args.trust_pickle, timesteps=args.timesteps,
-                            on_stage=lambda m: print(m, flush=True))
+                            on_stage=lambda m: print(m, flush=True), nir_convention=args.nir_convention,
+                            nir_dt=args.nir_dt)
         render(res.report)
         print(f"artifact: {res.out}")
         return 0

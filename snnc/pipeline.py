@@ -10,19 +10,20 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from snnc.compiler.artifact import (GRAPH_FILE, MANIFEST_FILE, NETWORK_FILE, REPORT_FILE, Artifact, load_artifact,
+from snnc.compiler.artifact import (GRAPH_FILE, MANIFEST_FILE, NETWORK_FILE, NIR_FILE, REPORT_FILE, Artifact, load_artifact,
                                     manifest, sha256, staged_directory, write_json)
-from snnc.compiler.frontend import graph_from_checkpoint
 from snnc.compiler.graph_file import read_graph, write_graph
 from snnc.compiler.ir import Graph, Input, QConv
 from snnc.compiler.mapping import Mapping, map_cores
 from snnc.compiler.netx_hdf5 import netx_limitation, read_netx, write_netx
+from snnc.compiler.nir_io import read_nir, write_nir
 from snnc.compiler.passes import check, quantize
+from snnc.compiler.sources import load_source
 from snnc.compiler.targets import get_target
 from snnc.errors import GraphError, SnncError, VerificationError
 from snnc.hwsim.energy import activity_summary, estimate, load_cost_model
+from snnc.hwsim.reference import run_float
 from snnc.hwsim.sim import HwSim
-from snnc.models.checkpoint import load
 from snnc.models.datasets import batch_spikes, from_engine_input, load_dataset, to_engine_input
 from snnc.models.network import SpikingNet
 from snnc.models.readout import Readout
@@ -182,46 +183,70 @@ def build_report(graph: Graph, mapping: Mapping, inputs: np.ndarray, labels: np.
 
 def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | Path | None = None,
                   verify: int = 0, trust_pickle: bool = False, timesteps: int | None = None,
-                  report_samples: int = 32, on_stage: Callable[[str], None] | None = None) -> CompileResult:
-    """Compile ``model_path`` to an artifact directory; with ``verify`` > 0, check engines agree."""
+                  report_samples: int = 32, on_stage: Callable[[str], None] | None = None,
+                  nir_convention: str = "auto", nir_dt: float | None = None) -> CompileResult:
+    """Compile ``model_path`` (any file :func:`load_source` reads) to an artifact directory; with
+    ``verify`` > 0, check that every engine agrees spike for spike."""
     say = on_stage or (lambda _msg: None)
     model_path = Path(model_path)
     tgt = get_target(target)
-    ckpt = load(model_path, allow_unsafe_pickle=trust_pickle)
-    graph, model = graph_from_checkpoint(ckpt)
-    qgraph = quantize(graph, tgt)
+    src = load_source(model_path, trust_pickle=trust_pickle, nir_convention=nir_convention, nir_dt=nir_dt)
+    for note in src.notes:
+        say(note)
+    model = src.model
+    qgraph = src.graph if src.graph.is_fixed_point else quantize(src.graph, tgt)
     findings = check(qgraph, tgt)
     mapping = map_cores(qgraph, tgt)
-    spec = {**input_spec(ckpt.metadata, timesteps, model.input_encoding), "shape": list(qgraph.input.shape)}
+    encoding = model.input_encoding if model is not None else None
+    spec = {**input_spec(src.metadata, timesteps, encoding), "shape": list(qgraph.input.shape)}
     out_dir = Path(out) if out is not None else model_path.with_name(f"{model_path.stem}.{tgt.name}")
     say(f"compiled {len(mapping.layers)} populations onto {mapping.cores} cores")
     with staged_directory(out_dir) as tmp:
-        write_graph(qgraph, tmp / GRAPH_FILE)
-        _check_round_trip(qgraph, read_graph(tmp / GRAPH_FILE), GRAPH_FILE)
-        files = {GRAPH_FILE: sha256(tmp / GRAPH_FILE)}
-        netx = netx_limitation(qgraph)
-        if netx is None:
-            write_netx(qgraph, tmp / NETWORK_FILE, spec["timesteps"])
-            _check_round_trip(qgraph, read_netx(tmp / NETWORK_FILE), NETWORK_FILE)
-            files[NETWORK_FILE] = sha256(tmp / NETWORK_FILE)
-            netx = f"written: {NETWORK_FILE}"
-        else:
-            netx = f"not written: {netx}"
+        files = _write_graph_files(qgraph, tmp, spec["timesteps"])
+        netx = (f"written: {NETWORK_FILE}" if NETWORK_FILE in files
+                else f"not written: {netx_limitation(qgraph)}")
         verification = None
         code = _code(spec)
         if verify > 0:
-            say(f"verifying {verify} samples on torch, hwsim and Lava")
+            engines = "torch, hwsim and Lava" if model is not None else "hwsim and Lava"
+            say(f"verifying {verify} samples on {engines}")
             inputs, _ = sample_inputs(spec, qgraph.input, verify)
             verification = verify_engines(model, qgraph, inputs, code)
             if not verification.passed:
                 raise VerificationError(verification.describe_failure())
         inputs, labels = sample_inputs(spec, qgraph.input, max(report_samples, verify))
         report = build_report(qgraph, mapping, inputs, labels, verification, findings)
+        if model is None and not src.graph.is_fixed_point:
+            report["quantization"]["float_agreement"] = float_agreement(src.graph, qgraph, inputs)
         write_json(tmp / REPORT_FILE, report)
-        source = {"path": str(model_path), "sha256": sha256(model_path), "metadata": ckpt.metadata}
+        source = {"path": str(model_path), "kind": src.kind, "sha256": sha256(model_path),
+                  "metadata": src.metadata, "notes": src.notes}
         write_json(tmp / MANIFEST_FILE, manifest(qgraph, target=tgt.name, input_spec=spec, files=files,
                                                  source=source, netx=netx))
     return CompileResult(out_dir.resolve(), report)
+
+
+def _write_graph_files(qgraph: Graph, where: Path, timesteps: int) -> dict[str, str]:
+    """graph.h5, graph.nir and (when netx can hold the graph) network.net, each read back and
+    checked equal to what was written; returns their sha256 digests."""
+    write_graph(qgraph, where / GRAPH_FILE)
+    _check_round_trip(qgraph, read_graph(where / GRAPH_FILE), GRAPH_FILE)
+    write_nir(qgraph, where / NIR_FILE)
+    _check_round_trip(qgraph, read_nir(where / NIR_FILE).graph, NIR_FILE)
+    files = {GRAPH_FILE: sha256(where / GRAPH_FILE), NIR_FILE: sha256(where / NIR_FILE)}
+    if netx_limitation(qgraph) is None:
+        write_netx(qgraph, where / NETWORK_FILE, timesteps)
+        _check_round_trip(qgraph, read_netx(where / NETWORK_FILE), NETWORK_FILE)
+        files[NETWORK_FILE] = sha256(where / NETWORK_FILE)
+    return files
+
+
+def float_agreement(float_graph: Graph, qgraph: Graph, inputs: np.ndarray) -> dict[str, float]:
+    """Per population, the fraction of (sample, step, neuron) spikes on which the compiled network
+    equals the float graph it came from: how much quantization changed an imported network."""
+    ref = run_float(float_graph, inputs.astype(np.float64))
+    hw = HwSim.from_graph(qgraph).run(inputs)
+    return {name: float((ref.spikes[name] == hw.spikes[name]).mean()) for name in hw.spikes}
 
 
 def _check_round_trip(written: Graph, read: Graph, what: str) -> None:

@@ -1,0 +1,581 @@
+"""NIR in and out: the field's interchange format, with the discretisation NIR leaves open made explicit.
+
+NIR (neuromorphs/NIR, the ``nir`` package) describes continuous-time neurons; every exporter picks
+its own time step and parameter convention, so reading a NIR graph means naming a discretisation.
+Ours is the one equation in ``snnc.compiler.ir`` (forward Euler, current then voltage, strict
+threshold, reset to 0, one-step synaptic delay). Per neuron node we derive the current decay ``cd``,
+the voltage decay ``vd`` and an input gain ``g`` (folded into the incoming weights):
+
+========================  ==========================  ===================================================
+NIR node                  ``euler`` (snnTorch, NIR)   ``norse`` (Norse 1.1 exporter)
+========================  ==========================  ===================================================
+LIF(tau, r, v_leak)       vd = dt/tau, g = vd r        vd = dt^2/tau, g = vd r
+CubaLIF(tau_syn, tau_mem) cd = dt/tau_syn,             cd = dt^2/tau_syn, vd = dt^2/tau_mem,
+                          vd = dt/tau_mem,             g = w_in vd r (LIFCell: i += x, v reads the new i)
+                          g = cd w_in vd r
+IF(r)                     vd = 0, cd = 1, g = r        same
+LI / CubaLI               as LIF / CubaLIF, non-spiking (a membrane readout)
+========================  ==========================  ===================================================
+
+``euler`` is forward Euler of NIR's ODEs with the input held over the step; snnTorch writes it with
+``dt = 1e-4`` (snntorch/export_nir.py: ``tau = dt/(1-beta)``, ``r = tau/dt``, ``w_in = tau_syn/dt``),
+so ``dt = tau/r``. Norse 1.1 writes ``tau = dt/tau_inv`` (norse/torch/utils/export_nir.py), i.e. its
+per-step decay ``dt*tau_inv`` is ``dt^2/tau`` with Norse's ``dt`` (default 1e-3; Norse issue #411),
+and ``r = w_in = 1``. ``auto`` picks ``norse`` when every neuron has ``r = w_in = 1`` (unless all time
+constants equal snnTorch's dt, snnTorch's ``beta = 0``), else ``euler`` with ``dt = tau/r``.
+
+Timing: snnTorch and Norse deliver a layer's input in the same step; the chip delays every synapse
+one step, so layer ``k`` of the compiled network spikes ``k`` steps after the source library's
+layer ``k``, spike for spike otherwise. A bias (NIR ``v_leak`` or an ``Affine`` bias into a neuron
+without current decay) acts during those ``k`` steps before the first input arrives: it is accepted
+with a warning. What the chip cannot represent is refused by node: an Affine bias into a decaying
+current (Loihi adds bias to v, not to u), heterogeneous time constants or thresholds, ``v_reset != 0``,
+Delay/Threshold/I/Scale nodes, recurrent subgraphs.
+
+Our own files (``graph.nir`` in every artifact) hold the fixed-point graph exactly: the continuous
+parameters are written in the ``euler`` convention with ``dt = 1e-4`` (what snnTorch's and NIR's Lava
+importers assume, so they read the same network in float) and every integer, the discrete semantics
+and the graph's meta ride in node metadata (``snnc``); :func:`read_nir` rebuilds the identical graph.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from snnc.compiler.ir import (CUBA_SEMANTICS, Conv, CubaLIF, Dense, Graph, Input, Node, Output, QConv, QCubaLIF,
+                              QDense, dims)
+from snnc.compiler.lowering import fuse_pool_into_conv, fuse_pool_into_dense
+from snnc.errors import GraphError, InputFileError, SnncError, UnsupportedLayerError
+from snnc.models.quant import LOIHI_FIXED_POINT
+
+FORMAT = "snnc.nir"
+FORMAT_VERSION = 1
+EXPORT_DT = 1e-4          # snnTorch's and nir_to_lava's dt: their readers see the same float network
+NORSE_DT = 1e-3           # Norse's to_nir default
+NO_LEAK_TAU_STEPS = 2**20  # a non-leaking membrane is written as tau = 2**20 dt (rounds to decay 0 of 4096)
+CONVENTIONS = ("auto", "euler", "norse")
+_NEURONS = ("LIF", "CubaLIF", "IF", "LI", "CubaLI")
+_SYNAPSES = ("Affine", "Linear", "Conv2d")
+_IDENTITY = ("Flatten",)
+_POOLS = ("SumPool2d", "AvgPool2d")
+_SUPPORTED = ("Input", "Output", *_SYNAPSES, *_NEURONS, *_IDENTITY, *_POOLS)
+
+
+def _nir() -> Any:
+    try:
+        import nir
+    except ImportError as e:  # pragma: no cover - nir is a dependency
+        raise SnncError(f"the 'nir' package is not installed ({e}); pip install nir") from None
+    return nir
+
+
+# ----------------------------------------------------------------------------------------------- export
+
+def graph_to_nir(graph: Graph) -> Any:
+    """The fixed-point graph as a NIR graph: euler convention at ``EXPORT_DT`` plus exact integers."""
+    nir = _nir()
+    if not graph.is_fixed_point:
+        raise GraphError("NIR export writes compiled (fixed-point) graphs: quantize the graph first")
+    fp = LOIHI_FIXED_POINT
+    nodes: dict[str, Any] = {}
+    for node in graph.ordered():
+        if isinstance(node, Input):
+            nodes[node.name] = nir.Input(input_type={"input": np.array(dims(node))},
+                                         metadata={"snnc": json.dumps({"kind": "Input", "bits": node.bits})})
+        elif isinstance(node, Output):
+            out = graph.output
+            nodes[node.name] = nir.Output(output_type={"output": np.array(dims(out))},
+                                          metadata={"snnc": json.dumps({"kind": "Output"})})
+        elif isinstance(node, QDense):
+            nodes[node.name] = nir.Linear(
+                weight=node.weight.astype(np.float64) * 2.0 ** node.weight_exp,
+                metadata={"snnc": json.dumps({"kind": "QDense", "weight_exp": node.weight_exp})})
+        elif isinstance(node, QConv):
+            nodes[node.name] = nir.Conv2d(
+                input_shape=tuple(node.in_shape[1:]), weight=node.weight.astype(np.float64), stride=node.stride,
+                padding=node.padding, dilation=node.dilation, groups=node.groups,
+                bias=np.zeros(node.weight.shape[0]),
+                metadata={"snnc": json.dumps({"kind": "QConv", "output": "wrap to 24 bits (Lava PyConvModelFixed)",
+                                              "in_shape": list(node.in_shape)})})
+        elif isinstance(node, QCubaLIF):
+            nodes[node.name] = _neuron_to_nir(nir, node, fp.decay_unity)
+        else:  # pragma: no cover - is_fixed_point excludes the rest
+            raise GraphError(f"NIR export: unexpected node {node.name} ({type(node).__name__})")
+    meta = {"snnc": json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, "dt": EXPORT_DT,
+                                "convention": "euler", "meta": dict(graph.meta)}, sort_keys=True, default=str)}
+    return nir.NIRGraph(nodes=nodes, edges=[tuple(e) for e in graph.edges], metadata=meta, type_check=False)
+
+
+def _neuron_to_nir(nir: Any, n: QCubaLIF, unity: int) -> Any:
+    """A CubaLIF (or LIF when the current does not carry over) in the euler convention: gain 1."""
+    cd, vd = n.du / unity, n.dv / unity
+    vd_written = vd if vd > 0 else 1.0 / NO_LEAK_TAU_STEPS
+    shape = dims(n)
+    full = lambda x: np.full(shape, float(x))  # noqa: E731
+    bias = n.bias_mant.astype(np.float64) * 2.0 ** (n.bias_exp - LOIHI_FIXED_POINT.act_shift)
+    tau_mem = EXPORT_DT / vd_written
+    exact = {"kind": "QCubaLIF", "du": n.du, "dv": n.dv, "vth": n.vth, "bias_exp": n.bias_exp,
+             "bias_mant": n.bias_mant.astype(int).tolist(), "fmt": n.fmt.name,
+             "shape": list(n.shape) if n.shape is not None else None, "semantics": dict(CUBA_SEMANTICS)}
+    common = {"v_threshold": full(n.vth), "v_leak": bias.reshape(shape) / vd_written, "v_reset": full(0.0),
+              "metadata": {"snnc": json.dumps(exact)}}
+    if n.du == unity:   # u = input every step: a LIF
+        return nir.LIF(tau=full(tau_mem), r=full(tau_mem / EXPORT_DT), **common)
+    tau_syn = EXPORT_DT / cd if cd > 0 else math.inf
+    return nir.CubaLIF(tau_syn=full(tau_syn), tau_mem=full(tau_mem), r=full(tau_mem / EXPORT_DT),
+                       w_in=full(tau_syn / EXPORT_DT), **common)
+
+
+def write_nir(graph: Graph, path: Path) -> None:
+    """Write ``graph.nir`` with the ``nir`` package's own serialiser."""
+    _nir().write(str(path), graph_to_nir(graph))
+
+
+# ----------------------------------------------------------------------------------------------- import
+
+@dataclass
+class NirImport:
+    """What reading a NIR file produced: the graph (float, or fixed-point for snnc's own files), the
+    discretisation used, and warnings by node (things that change timing but are representable)."""
+
+    graph: Graph
+    convention: str
+    dt: float | None
+    warnings: list[str] = field(default_factory=list)
+
+
+def read_nir(path: Path, *, convention: str = "auto", dt: float | None = None) -> NirImport:
+    """Read a NIR file into an snnc graph; errors name the file, the node and what to do."""
+    path = Path(path)
+    nir = _nir()
+    try:
+        g = nir.read(str(path), type_check=False)
+    except Exception as e:  # nir/h5py raise anything from KeyError to OSError on a foreign file
+        raise InputFileError(f"{path}: not a readable NIR file ({type(e).__name__}: {e}). Write NIR graphs with "
+                             f"nir.write(path, graph) (snnTorch export_to_nir, norse.to_nir, ...).") from None
+    try:
+        return graph_from_nir(g, convention=convention, dt=dt)
+    except SnncError as e:
+        raise type(e)(f"{path}: {e}") from None
+
+
+def _meta(node: Any) -> dict[str, Any]:
+    """The node's ``snnc`` metadata (our own files), {} for anything else."""
+    md = getattr(node, "metadata", None)
+    if isinstance(md, np.ndarray) and md.dtype == object and md.size == 1:   # Norse stores a dict in an array
+        md = md.item()
+    raw = md.get("snnc") if isinstance(md, dict) else None
+    if isinstance(raw, bytes):
+        raw = raw.decode()
+    if isinstance(raw, np.ndarray):
+        raw = raw.item() if raw.size == 1 else None
+        raw = raw.decode() if isinstance(raw, bytes) else raw
+    if not isinstance(raw, str):
+        return {}
+    try:
+        out = json.loads(raw)
+    except json.JSONDecodeError:
+        return {}
+    return out if isinstance(out, dict) else {}
+
+
+def graph_from_nir(g: Any, *, convention: str = "auto", dt: float | None = None) -> NirImport:
+    """A NIR graph -> snnc graph. snnc's own files come back exactly; others are discretised."""
+    if convention not in CONVENTIONS:
+        raise SnncError(f"unknown NIR convention '{convention}' (supported: {', '.join(CONVENTIONS)})")
+    nested = [k for k, n in g.nodes.items() if type(n).__name__ == "NIRGraph"]
+    if nested:
+        raise UnsupportedLayerError(
+            f"node(s) {nested} are nested NIR subgraphs (snnTorch writes RLeaky/RSynaptic that way): recurrent "
+            f"connections are not supported by snnc yet. Export a feed-forward network.")
+    unsupported = {k: type(n).__name__ for k, n in g.nodes.items() if type(n).__name__ not in _SUPPORTED}
+    if unsupported:
+        raise UnsupportedLayerError(
+            "unsupported NIR node(s): " + ", ".join(f"'{k}' ({t})" for k, t in sorted(unsupported.items())) +
+            f". snnc reads {', '.join(_SUPPORTED)}. Delay, Threshold, I and Scale have no Loihi CUBA equivalent "
+            f"here; fold a Scale into the neighbouring weights before export.")
+    top = _meta(g)
+    if top.get("format") == FORMAT:
+        return NirImport(_exact_graph(g, top), "snnc (exact integers)", top.get("dt"))
+    return _Discretiser(g, convention, dt).run()
+
+
+def _exact_graph(g: Any, top: dict[str, Any]) -> Graph:
+    """Rebuild snnc's fixed-point graph from the integers in the node metadata."""
+    nodes: list[Node] = []
+    fmts = {LOIHI_FIXED_POINT.name: LOIHI_FIXED_POINT}
+    for name, node in g.nodes.items():
+        m = _meta(node)
+        kind = m.get("kind")
+        try:
+            if kind == "Input":
+                nodes.append(Input(name, tuple(int(x) for x in node.input_type["input"]), int(m.get("bits", 0))))
+            elif kind == "Output":
+                nodes.append(Output(name))
+            elif kind == "QDense":
+                e = int(m["weight_exp"])
+                w = np.asarray(node.weight, dtype=np.float64) * 2.0 ** -e
+                nodes.append(QDense(name, _integers(w, name), e))
+            elif kind == "QConv":
+                nodes.append(QConv(name, _integers(np.asarray(node.weight, dtype=np.float64), name),
+                                   tuple(m["in_shape"]), tuple(np.atleast_1d(node.stride)),
+                                   tuple(np.atleast_1d(node.padding)), tuple(np.atleast_1d(node.dilation)),
+                                   int(node.groups)))
+            elif kind == "QCubaLIF":
+                shape = tuple(m["shape"]) if m.get("shape") is not None else None
+                bias = np.asarray(m["bias_mant"], dtype=np.int64)
+                nodes.append(QCubaLIF(name, int(bias.size), int(m["du"]), int(m["dv"]), int(m["vth"]), bias,
+                                      int(m["bias_exp"]), fmts[m["fmt"]], shape=shape))
+            else:
+                raise GraphError(f"node '{name}' has no snnc metadata although the graph says it is snnc's own file")
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputFileError(f"node '{name}': damaged snnc metadata ({type(e).__name__}: {e})") from None
+    edges = [(str(a), str(b)) for a, b in g.edges]
+    meta = top.get("meta") if isinstance(top.get("meta"), dict) else {}
+    return Graph.build(nodes, edges, meta)
+
+
+def _integers(w: np.ndarray, name: str) -> np.ndarray:
+    r = np.round(w)
+    if not np.array_equal(r, w):
+        raise InputFileError(f"node '{name}': weights are not the integers snnc wrote (file edited?)")
+    return r.astype(np.int64)
+
+
+def _arr(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def _uniform(name: str, what: str, x: Any) -> float:
+    """One value for the whole population: Loihi's LIF process has one du, dv and vth."""
+    a = _arr(x).reshape(-1)
+    if a.size == 0:
+        raise UnsupportedLayerError(f"node '{name}': {what} is empty")
+    finite = a[np.isfinite(a)]
+    if (np.isinf(a).any() and finite.size) or (finite.size and not np.allclose(finite, finite[0], rtol=1e-6, atol=0)):
+        raise UnsupportedLayerError(
+            f"node '{name}': heterogeneous {what} (from {a.min():g} to {a.max():g}); a Loihi CUBA population has "
+            f"one value per population. Split the layer by value, or train with a shared {what}.")
+    return float(a[0])
+
+
+@dataclass
+class _Pending:
+    """What flows along an edge while the graph is rebuilt: a population (or the input), possibly
+    pooled, or a synapse waiting for its neuron."""
+
+    source: str                              # snnc node name of the population / input
+    shape: tuple[int, ...]                   # layout of what reaches the next node (flat or (C, H, W))
+    pool: int = 1                            # a non-overlapping k x k sum pool still to fold
+    pool_scale: float = 1.0                  # AvgPool2d: 1 / k^2
+    pooled_shape: tuple[int, ...] | None = None
+    synapse: Dense | Conv | None = None      # an Affine/Linear/Conv2d waiting for its neuron
+    bias: np.ndarray | None = None           # its bias (per output)
+
+
+class _Discretiser:
+    """Walks a foreign NIR graph in topological order and builds snnc's float graph."""
+
+    def __init__(self, g: Any, convention: str, dt: float | None):
+        self.g = g
+        self.warnings: list[str] = []
+        self.convention, self.dt = self._choose(convention, dt)
+        self.nodes: list[Node] = []
+        self.edges: list[tuple[str, str]] = []
+        self.flow: dict[str, _Pending] = {}
+        self.readout = "rate"
+        self._depths: dict[str, int] = {}
+
+    # -- convention -----------------------------------------------------------------------------------
+    def _neurons(self) -> list[tuple[str, Any]]:
+        return [(k, n) for k, n in self.g.nodes.items() if type(n).__name__ in ("LIF", "CubaLIF", "LI", "CubaLI")]
+
+    def _choose(self, convention: str, dt: float | None) -> tuple[str, float | None]:
+        neurons = self._neurons()
+        if convention == "auto":
+            unit = all(np.allclose(_arr(n.r), 1.0) and np.allclose(_arr(getattr(n, "w_in", 1.0)), 1.0)
+                       for _, n in neurons)
+            taus = [_arr(getattr(n, "tau", getattr(n, "tau_mem", 1.0))) for _, n in neurons]
+            snntorch_beta0 = bool(taus) and all(np.allclose(t, EXPORT_DT, rtol=1e-6) for t in taus)
+            convention = "norse" if neurons and unit and not snntorch_beta0 else "euler"
+            self.warnings.append(f"NIR convention: '{convention}' chosen automatically ("
+                                 + ("every neuron has r = w_in = 1, as Norse writes" if convention == "norse" else
+                                    "r = tau/dt, as snnTorch and NIR's Lava script write") +
+                                 "); pass --nir-convention to override")
+        if convention == "norse":
+            return convention, float(dt) if dt else NORSE_DT
+        if dt:
+            return convention, float(dt)
+        steps = []   # euler: snnTorch writes r = tau/dt, so each neuron tells dt = tau/r
+        for _, n in neurons:
+            tau, r = _arr(getattr(n, "tau", getattr(n, "tau_mem", np.nan))), _arr(n.r)
+            tau, r = np.broadcast_arrays(tau, r)
+            ok = np.isfinite(tau) & np.isfinite(r) & (r > 0)
+            steps.extend((tau[ok] / r[ok]).tolist())
+        if steps and not np.allclose(steps, steps[0], rtol=1e-5):
+            raise UnsupportedLayerError(
+                f"the neurons imply different time steps tau/r ({min(steps):g} .. {max(steps):g}); give the "
+                f"time step explicitly with --nir-dt.")
+        found = steps
+        return convention, (float(found[0]) if found else EXPORT_DT)
+
+    # -- walk -----------------------------------------------------------------------------------------
+    def run(self) -> NirImport:
+        order = self._topological()
+        preds: dict[str, list[str]] = {k: [] for k in self.g.nodes}
+        for a, b in self.g.edges:
+            preds[str(b)].append(str(a))
+        for name in order:
+            node = self.g.nodes[name]
+            kind = type(node).__name__
+            ins = preds[name]
+            if kind == "Input":
+                self._input(name, node)
+                continue
+            if not ins:
+                raise GraphError(f"node '{name}' ({kind}) has no input edge")
+            if kind in _NEURONS:
+                self._neuron(name, kind, node, [self.flow[p] for p in ins])
+                continue
+            if len(ins) != 1:
+                raise UnsupportedLayerError(
+                    f"node '{name}' ({kind}) has {len(ins)} inputs {ins}: snnc sums inputs only into neurons.")
+            src = self.flow[ins[0]]
+            if kind == "Output":
+                if src.synapse is not None or src.source not in {n.name for n in self.nodes if isinstance(n, CubaLIF)}:
+                    raise UnsupportedLayerError(f"Output '{name}' must follow a neuron node, follows '{ins[0]}'.")
+                self.nodes.append(Output(name))
+                self.edges.append((src.source, name))
+            elif kind in _IDENTITY:
+                self._no_synapse(name, kind, src)
+                self.flow[name] = _Pending(src.source, (int(np.prod(src.shape)),), src.pool, src.pool_scale,
+                                           src.pooled_shape)
+                if src.pool > 1:   # a pooled map flattened: the dense folds it over the pre-pool features
+                    self.flow[name].shape = (int(np.prod(src.pooled_shape)),)  # type: ignore[arg-type]
+            elif kind in _POOLS:
+                self.flow[name] = self._pool(name, kind, node, src)
+            else:
+                self.flow[name] = self._synapse(name, kind, node, src)
+        outs = [n for n in self.nodes if isinstance(n, Output)]
+        if len(outs) != 1:
+            raise UnsupportedLayerError(f"the graph has {len(outs)} Output nodes; snnc compiles exactly one.")
+        meta = {"readout": {"kind": self.readout, "voters": 1},
+                "nir": {"convention": self.convention, "dt": self.dt, "warnings": self.warnings}}
+        try:
+            graph = Graph.build(self.nodes, self.edges, meta)
+        except GraphError as e:
+            raise GraphError(f"the NIR graph does not form a feed-forward spiking network: {e}") from None
+        return NirImport(graph, self.convention, self.dt, self.warnings)
+
+    def _topological(self) -> list[str]:
+        names = [str(k) for k in self.g.nodes]
+        preds = {k: 0 for k in names}
+        succ: dict[str, list[str]] = {k: [] for k in names}
+        for a, b in self.g.edges:
+            a, b = str(a), str(b)
+            if a not in preds or b not in preds:
+                raise GraphError(f"edge ({a}, {b}) names a node that is not in the graph")
+            preds[b] += 1
+            succ[a].append(b)
+        ready = [k for k in names if preds[k] == 0]
+        order = []
+        while ready:
+            k = ready.pop(0)
+            order.append(k)
+            for s in succ[k]:
+                preds[s] -= 1
+                if preds[s] == 0:
+                    ready.append(s)
+        if len(order) != len(names):
+            stuck = sorted(k for k, v in preds.items() if v > 0)
+            raise UnsupportedLayerError(f"the graph has a cycle through {stuck}: recurrent networks are not "
+                                        f"supported by snnc yet.")
+        inputs = [k for k in names if type(self.g.nodes[k]).__name__ == "Input"]
+        if len(inputs) != 1:
+            raise UnsupportedLayerError(f"the graph has {len(inputs)} Input nodes; snnc compiles exactly one.")
+        return order
+
+    def _input(self, name: str, node: Any) -> None:
+        shape = tuple(int(x) for x in np.asarray(next(iter(node.input_type.values()))).reshape(-1))
+        if len(shape) in (2, 4) and shape[0] == 1:   # Norse and nirtorch keep the sample's batch dimension
+            shape = shape[1:]
+            self.warnings.append(f"Input '{name}': leading batch dimension of 1 dropped, shape {shape}")
+        if len(shape) not in (1, 3):
+            raise UnsupportedLayerError(f"Input '{name}' has shape {shape}: snnc takes (features,) or (C, H, W).")
+        self.nodes.append(Input(name, shape))
+        self.flow[name] = _Pending(name, shape)
+
+    def _no_synapse(self, name: str, kind: str, src: _Pending) -> None:
+        if src.synapse is not None:
+            raise UnsupportedLayerError(
+                f"node '{name}' ({kind}) follows a synapse node: snnc needs every Affine/Linear/Conv2d to feed "
+                f"a neuron node directly.")
+
+    def _pool(self, name: str, kind: str, node: Any, src: _Pending) -> _Pending:
+        self._no_synapse(name, kind, src)
+        k = tuple(int(x) for x in np.atleast_1d(_arr(node.kernel_size)).astype(int).reshape(-1))
+        s = tuple(int(x) for x in np.atleast_1d(_arr(node.stride)).astype(int).reshape(-1))
+        p = tuple(int(x) for x in np.atleast_1d(_arr(node.padding)).astype(int).reshape(-1))
+        k, s = (k * 2)[:2], (s * 2)[:2]
+        if len(src.shape) != 3 or src.pool > 1 or k[0] != k[1] or s != k or any(p):
+            raise UnsupportedLayerError(
+                f"node '{name}' ({kind}): snnc folds one square, non-overlapping, unpadded pool (stride = "
+                f"kernel) on a (C, H, W) map into the next synapse; got kernel {k}, stride {s}, padding {p}.")
+        c, h, w = src.shape
+        pooled = (c, h // k[0], w // k[0])
+        scale = 1.0 / (k[0] * k[0]) if kind == "AvgPool2d" else 1.0
+        return _Pending(src.source, pooled, k[0], scale, pooled_shape=pooled)
+
+    def _synapse(self, name: str, kind: str, node: Any, src: _Pending) -> _Pending:
+        self._no_synapse(name, kind, src)
+        w = _arr(node.weight) * src.pool_scale
+        bias = _arr(node.bias) if kind in ("Affine", "Conv2d") and getattr(node, "bias", None) is not None else None
+        source_shape = self._shape_of(src.source)
+        if kind == "Conv2d":
+            if len(src.shape) != 3:
+                raise UnsupportedLayerError(f"Conv2d '{name}' reads a {src.shape} input; it needs (C, H, W).")
+            pad = node.padding
+            if isinstance(pad, (str, bytes)):
+                pad = pad.decode() if isinstance(pad, bytes) else pad
+                if pad == "valid":
+                    pad = (0, 0)
+                elif pad == "same":
+                    kh, kw = w.shape[2:]
+                    if kh % 2 == 0 or kw % 2 == 0:
+                        raise UnsupportedLayerError(f"Conv2d '{name}': padding 'same' with an even kernel is "
+                                                    f"asymmetric; snnc supports symmetric padding.")
+                    dil = tuple(np.atleast_1d(node.dilation).astype(int).tolist() * 2)[:2]
+                    pad = (dil[0] * (kh - 1) // 2, dil[1] * (kw - 1) // 2)
+                else:
+                    raise UnsupportedLayerError(f"Conv2d '{name}': padding '{pad}' is not supported")
+            geom = {"stride": tuple(np.atleast_1d(node.stride).astype(int)), "padding": tuple(np.atleast_1d(pad).astype(int)),
+                    "dilation": tuple(np.atleast_1d(node.dilation).astype(int))}
+            geom = {k: (v * 2)[:2] for k, v in geom.items()}
+            if src.pool > 1:
+                w, geom = fuse_pool_into_conv(w, src.shape, src.pool, geom["stride"], geom["padding"],
+                                              geom["dilation"], source_shape, f"node '{name}'")
+            try:
+                syn: Dense | Conv = Conv(name, w, source_shape, groups=int(node.groups), **geom)
+            except GraphError as e:
+                raise UnsupportedLayerError(str(e)) from None
+            out_shape: tuple[int, ...] = syn.out_shape
+            if bias is not None:
+                bias = np.repeat(bias.reshape(-1), int(np.prod(out_shape[1:])))
+        else:
+            if w.ndim != 2 or w.shape[1] != int(np.prod(src.shape)):
+                raise UnsupportedLayerError(f"{kind} '{name}': weight {w.shape} does not fit its input of "
+                                            f"{int(np.prod(src.shape))} features")
+            if src.pool > 1:
+                w = fuse_pool_into_dense(w, src.pooled_shape, src.pool, source_shape)  # type: ignore[arg-type]
+            syn = Dense(name, w)
+            out_shape = (w.shape[0],)
+        if bias is not None and not np.any(bias):
+            bias = None
+        return _Pending(src.source, out_shape, synapse=syn, bias=bias)
+
+    def _shape_of(self, name: str) -> tuple[int, ...]:
+        node = next(n for n in self.nodes if n.name == name)
+        return dims(node)
+
+    def _decays(self, name: str, kind: str, node: Any) -> tuple[float, float, np.ndarray]:
+        """(cd, vd, per-neuron input gain) of one neuron node under the chosen convention."""
+        dt = float(self.dt or EXPORT_DT)
+        step = dt * dt if self.convention == "norse" else dt
+        r = _arr(node.r) if hasattr(node, "r") else np.array(1.0)
+        if kind == "IF":
+            return 1.0, 0.0, r
+        tau_mem = _arr(node.tau if kind in ("LIF", "LI") else node.tau_mem)
+        vd = _uniform(name, "membrane time constant", step / tau_mem)
+        no_leak = bool(np.isinf(tau_mem).all() and np.isinf(r).all())  # snnTorch beta = 1: tau = r = inf
+        with np.errstate(invalid="ignore"):
+            if kind in ("LIF", "LI"):
+                cd, gain = 1.0, (np.array(1.0) if no_leak else vd * r)   # the limit r/tau = 1/dt
+            else:
+                cd = _uniform(name, "synaptic time constant", step / _arr(node.tau_syn))
+                w_in = _arr(node.w_in)
+                if no_leak:
+                    gain = cd * w_in if self.convention == "euler" else w_in
+                else:
+                    gain = (w_in * vd * r) if self.convention == "norse" else (cd * w_in * vd * r)
+        for what, d in (("current", cd), ("voltage", vd)):
+            if not 0.0 <= d <= 1.0 + 1e-9:
+                raise UnsupportedLayerError(
+                    f"node '{name}' ({kind}): the per-step {what} decay is {d:g} under the '{self.convention}' "
+                    f"convention with dt = {dt:g}: a time constant shorter than the step. Check --nir-dt and "
+                    f"--nir-convention.")
+        return min(cd, 1.0), min(vd, 1.0), gain
+
+    def _neuron(self, name: str, kind: str, node: Any, ins: list[_Pending]) -> None:
+        cd, vd, gain = self._decays(name, kind, node)
+        spiking = kind in ("LIF", "CubaLIF", "IF")
+        if spiking:
+            thr = _uniform(name, "threshold", node.v_threshold)
+            if thr <= 0:
+                raise UnsupportedLayerError(f"node '{name}': threshold {thr:g} <= 0; Loihi thresholds are positive.")
+            reset = getattr(node, "v_reset", None)
+            if reset is not None and np.any(_arr(reset) != 0):
+                raise UnsupportedLayerError(f"node '{name}': v_reset = {_arr(reset).reshape(-1)[0]:g}; Loihi resets "
+                                            f"v to 0. Shift v_leak, v_reset and v_threshold so that v_reset = 0.")
+        else:
+            thr = 1.0
+            self.readout = "membrane"
+        size = None
+        synapses = []
+        for src in ins:
+            if src.synapse is None:
+                raise UnsupportedLayerError(
+                    f"node '{name}' ({kind}) is fed by '{src.source}' without a synapse node in between; snnc needs "
+                    f"Affine/Linear/Conv2d before every neuron node.")
+            synapses.append(src)
+            size = src.synapse.out_size
+        assert size is not None
+        g = np.broadcast_to(gain.reshape(-1) if gain.size > 1 else gain, (size,)).astype(np.float64)
+        bias = np.zeros(size)
+        step_lag = self._depth(ins)
+        for src in synapses:
+            syn = src.synapse
+            assert syn is not None
+            per_channel = g if isinstance(syn, Dense) else g.reshape(syn.out_shape[0], -1)[:, 0]
+            if isinstance(syn, Conv) and not np.allclose(g.reshape(syn.out_shape[0], -1), per_channel[:, None]):
+                raise UnsupportedLayerError(f"node '{name}': input gain r varies within a conv channel")
+            w = syn.weight * per_channel.reshape(-1, *([1] * (syn.weight.ndim - 1)))
+            new = Dense(syn.name, w) if isinstance(syn, Dense) else Conv(
+                syn.name, w, syn.in_shape, syn.stride, syn.padding, syn.dilation, syn.groups)
+            self.nodes.append(new)
+            self.edges.append((src.source, syn.name))
+            self.edges.append((syn.name, name))
+            if src.bias is not None:
+                if cd < 1.0:
+                    raise UnsupportedLayerError(
+                        f"node '{name}' ({kind}): its input node '{syn.name}' has a bias, which enters the decaying "
+                        f"synaptic current; Loihi adds bias to the membrane, not to the current, so this cannot be "
+                        f"represented. Export with bias=False (or use a neuron without synaptic current).")
+                bias += g * src.bias
+        v_leak = getattr(node, "v_leak", None)
+        if v_leak is not None and np.any(_arr(v_leak) != 0):
+            if vd == 0:
+                raise UnsupportedLayerError(f"node '{name}': v_leak != 0 without leak (infinite tau) has no effect "
+                                            f"in NIR's ODE but no finite Loihi bias either; set v_leak = 0.")
+            bias += vd * np.broadcast_to(_arr(v_leak).reshape(-1) if _arr(v_leak).size > 1 else _arr(v_leak), (size,))
+            if self.convention == "norse":
+                self.warnings.append(f"node '{name}': Norse starts v at v_leak, snnc (and Loihi) at 0: the first "
+                                     f"steps differ")
+        if np.any(bias):
+            self.warnings.append(f"node '{name}': a bias (Affine bias or v_leak) acts from step 0, {step_lag} step(s) "
+                                 f"before the first input reaches this layer on the chip (one-step synaptic delay "
+                                 f"per layer): early steps can differ from the source simulation")
+        shape = ins[0].synapse.out_shape if isinstance(ins[0].synapse, Conv) else None  # type: ignore[union-attr]
+        self.nodes.append(CubaLIF(name, size, cd, vd, thr, bias if np.any(bias) else None, None, spiking, shape))
+        self.flow[name] = _Pending(name, shape if shape is not None else (size,))
+        self._depths[name] = step_lag
+
+    def _depth(self, ins: list[_Pending]) -> int:
+        """Synaptic delays between the input and this layer on the chip."""
+        return 1 + max((self._depths.get(s.source, 0) for s in ins), default=0)

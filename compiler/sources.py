@@ -1,0 +1,93 @@
+"""What ``snn-compile`` accepts, recognised by content: snnc checkpoints, NIR graphs, lava-dl netx
+HDF5, snnc's ONNX and snnc's own ``graph.h5``. Each becomes a graph (float, or already fixed point)
+plus what is known about how to feed it; the rest of the pipeline does not care where it came from.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from snnc.compiler.ir import Graph
+from snnc.errors import InputFileError
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+ZIP_MAGIC = b"PK\x03\x04"
+SUPPORTED = ("an snnc checkpoint (.pt, snn-train / snnc.save)", "a NIR graph (.nir, nir.write)",
+             "a lava-dl netx HDF5 file (.net, SLAYER export_hdf5 or snnc)", "snnc's ONNX (graph.onnx)",
+             "snnc's graph.h5")
+
+
+@dataclass
+class Source:
+    """A model file read into a graph. ``model`` is snnc's PyTorch model when the file holds one
+    (it then joins verification as the 'torch' engine); ``metadata`` feeds the input spec."""
+
+    path: Path
+    kind: str                       # checkpoint | nir | netx | onnx | graph
+    graph: Graph
+    model: Any = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)   # how it was read (conventions, warnings by node)
+
+
+def sniff(path: Path) -> str:
+    """The kind of model file ``path`` is, from its bytes (suffixes lie)."""
+    if not path.exists():
+        raise InputFileError(f"{path}: no such file. snn-compile takes {', '.join(SUPPORTED)}.")
+    if path.is_dir():
+        raise InputFileError(f"{path}: is a directory, not a model file. snn-compile takes {', '.join(SUPPORTED)}.")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head.startswith(HDF5_MAGIC):
+        import h5py
+        try:
+            with h5py.File(path, "r") as h:
+                if "layer" in h:
+                    return "netx"
+                if "node" in h:
+                    return "nir"
+                if h.attrs.get("format") == "snnc.graph":
+                    return "graph"
+                found = sorted(h.keys())[:6]
+        except OSError as e:
+            raise InputFileError(f"{path}: a damaged HDF5 file ({e}).") from None
+        raise InputFileError(f"{path}: an HDF5 file with groups {found}, neither NIR (/node), netx (/layer) nor "
+                             f"snnc's graph.h5. snn-compile takes {', '.join(SUPPORTED)}.")
+    if path.suffix.lower() == ".onnx":
+        return "onnx"
+    return "checkpoint"   # torch zip or legacy pickle; the checkpoint loader explains anything else
+
+
+def load_source(path: str | Path, *, trust_pickle: bool = False, nir_convention: str = "auto",
+                nir_dt: float | None = None) -> Source:
+    """Read any supported model file; errors name the file and what to do."""
+    path = Path(path)
+    kind = sniff(path)
+    if kind == "checkpoint":
+        from snnc.compiler.frontend import graph_from_checkpoint
+        from snnc.models.checkpoint import load
+
+        ckpt = load(path, allow_unsafe_pickle=trust_pickle)
+        graph, model = graph_from_checkpoint(ckpt)
+        return Source(path, kind, graph, model, dict(ckpt.metadata))
+    if kind == "nir":
+        from snnc.compiler.nir_io import read_nir
+
+        imp = read_nir(path, convention=nir_convention, dt=nir_dt)
+        return Source(path, kind, imp.graph, None, {}, [f"NIR read with the '{imp.convention}' convention, dt = "
+                                                         f"{imp.dt:g}" if imp.dt else imp.convention, *imp.warnings])
+    if kind == "netx":
+        from snnc.compiler.netx_hdf5 import read_netx
+
+        graph = read_netx(path)
+        steps = graph.meta.get("timesteps")
+        return Source(path, kind, graph, None, {"timesteps": steps} if steps else {})
+    if kind == "onnx":
+        from snnc.compiler.onnx_io import read_onnx
+
+        graph = read_onnx(path)
+        return Source(path, kind, graph, None, {})
+    from snnc.compiler.graph_file import read_graph
+
+    return Source(path, kind, read_graph(path), None, {})
