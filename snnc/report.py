@@ -78,6 +78,12 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
     if "accuracy" in report:
         a = report["accuracy"]
         con.print(f"Accuracy ({a['engine']}, {a['samples']} test samples): {a['value']:.1%}")
+    agree = (report.get("quantization") or {}).get("float_agreement")
+    if agree:
+        worst = min(agree, key=agree.get)
+        con.print(f"Quantization: compiled spikes equal the imported float graph's on "
+                  f"{min(agree.values()):.2%} of (sample, step, neuron) in the worst layer ('{worst}'); "
+                  f"see report.json quantization.float_agreement.", highlight=False)
     v = report["verification"]
     if v.get("samples"):
         status = "[green]PASS[/]" if v["passed"] else "[red]FAIL[/]"
