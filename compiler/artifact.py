@@ -1,6 +1,7 @@
 """The artifact directory: written complete into a temporary sibling, then renamed into place.
 
-Contents: ``graph.h5`` (the fixed-point graph, what every engine runs), ``network.net`` (the same
+Contents: ``graph.h5`` (the fixed-point graph, what every engine runs), ``graph.nir`` and
+``graph.onnx`` (the same graph for other tools, each reading back to it exactly), ``network.net`` (the same
 network as lava-dl netx HDF5, when netx can express it), ``manifest.json`` (versions, target, input
 spec, readout, discrete semantics, file hashes), ``report.json`` (activity, energy, latency,
 verification).
@@ -28,6 +29,7 @@ FORMAT_VERSION = 2
 GRAPH_FILE = "graph.h5"
 NETWORK_FILE = "network.net"
 NIR_FILE = "graph.nir"
+ONNX_FILE = "graph.onnx"
 MANIFEST_FILE = "manifest.json"
 REPORT_FILE = "report.json"
 

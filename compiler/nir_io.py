@@ -106,9 +106,19 @@ def graph_to_nir(graph: Graph) -> Any:
             nodes[node.name] = _neuron_to_nir(nir, node, fp.decay_unity)
         else:  # pragma: no cover - is_fixed_point excludes the rest
             raise GraphError(f"NIR export: unexpected node {node.name} ({type(node).__name__})")
+    edges: list[tuple[str, str]] = []
+    for a, b in graph.edges:   # NIR types a (C, H, W) map into a Linear through an explicit Flatten
+        src = graph.nodes[a]
+        if isinstance(graph.nodes[b], QDense) and len(dims(src)) > 1:  # type: ignore[arg-type]
+            flat = f"{a}.flatten.{b}"
+            nodes[flat] = nir.Flatten(input_type={"input": np.array(dims(src))},  # type: ignore[arg-type]
+                                      start_dim=0, metadata={"snnc": json.dumps({"kind": "Flatten"})})
+            edges += [(a, flat), (flat, b)]
+        else:
+            edges.append((a, b))
     meta = {"snnc": json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, "dt": EXPORT_DT,
                                 "convention": "euler", "meta": dict(graph.meta)}, sort_keys=True, default=str)}
-    return nir.NIRGraph(nodes=nodes, edges=[tuple(e) for e in graph.edges], metadata=meta, type_check=False)
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=False)
 
 
 def _neuron_to_nir(nir: Any, n: QCubaLIF, unity: int) -> Any:
@@ -209,11 +219,14 @@ def _exact_graph(g: Any, top: dict[str, Any]) -> Graph:
     """Rebuild snnc's fixed-point graph from the integers in the node metadata."""
     nodes: list[Node] = []
     fmts = {LOIHI_FIXED_POINT.name: LOIHI_FIXED_POINT}
+    flatten: dict[str, str] = {}   # our Flatten nodes are free in snnc's layout: rewire around them
     for name, node in g.nodes.items():
         m = _meta(node)
         kind = m.get("kind")
         try:
-            if kind == "Input":
+            if kind == "Flatten":
+                flatten[name] = next(str(a) for a, b in g.edges if str(b) == name)
+            elif kind == "Input":
                 nodes.append(Input(name, tuple(int(x) for x in node.input_type["input"]), int(m.get("bits", 0))))
             elif kind == "Output":
                 nodes.append(Output(name))
@@ -235,7 +248,9 @@ def _exact_graph(g: Any, top: dict[str, Any]) -> Graph:
                 raise GraphError(f"node '{name}' has no snnc metadata although the graph says it is snnc's own file")
         except (KeyError, TypeError, ValueError) as e:
             raise InputFileError(f"node '{name}': damaged snnc metadata ({type(e).__name__}: {e})") from None
-    edges = [(str(a), str(b)) for a, b in g.edges]
+        except StopIteration:
+            raise InputFileError(f"node '{name}': a Flatten without input") from None
+    edges = [(flatten.get(str(a), str(a)), str(b)) for a, b in g.edges if str(b) not in flatten]
     meta = top.get("meta") if isinstance(top.get("meta"), dict) else {}
     return Graph.build(nodes, edges, meta)
 

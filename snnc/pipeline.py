@@ -10,13 +10,15 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from snnc.compiler.artifact import (GRAPH_FILE, MANIFEST_FILE, NETWORK_FILE, NIR_FILE, REPORT_FILE, Artifact, load_artifact,
+from snnc.compiler.artifact import (GRAPH_FILE, MANIFEST_FILE, NETWORK_FILE, NIR_FILE, ONNX_FILE,
+                                    REPORT_FILE, Artifact, load_artifact,
                                     manifest, sha256, staged_directory, write_json)
 from snnc.compiler.graph_file import read_graph, write_graph
 from snnc.compiler.ir import Graph, Input, QConv
 from snnc.compiler.mapping import Mapping, map_cores
 from snnc.compiler.netx_hdf5 import netx_limitation, read_netx, write_netx
 from snnc.compiler.nir_io import read_nir, write_nir
+from snnc.compiler.onnx_io import read_onnx, write_onnx
 from snnc.compiler.passes import check, quantize
 from snnc.compiler.sources import load_source
 from snnc.compiler.targets import get_target
@@ -227,13 +229,15 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
 
 
 def _write_graph_files(qgraph: Graph, where: Path, timesteps: int) -> dict[str, str]:
-    """graph.h5, graph.nir and (when netx can hold the graph) network.net, each read back and
-    checked equal to what was written; returns their sha256 digests."""
+    """graph.h5, graph.nir, graph.onnx and (when netx can hold the graph) network.net, each read back
+    and checked equal to what was written; returns their sha256 digests."""
     write_graph(qgraph, where / GRAPH_FILE)
     _check_round_trip(qgraph, read_graph(where / GRAPH_FILE), GRAPH_FILE)
     write_nir(qgraph, where / NIR_FILE)
     _check_round_trip(qgraph, read_nir(where / NIR_FILE).graph, NIR_FILE)
-    files = {GRAPH_FILE: sha256(where / GRAPH_FILE), NIR_FILE: sha256(where / NIR_FILE)}
+    write_onnx(qgraph, where / ONNX_FILE)
+    _check_round_trip(qgraph, read_onnx(where / ONNX_FILE), ONNX_FILE)
+    files = {name: sha256(where / name) for name in (GRAPH_FILE, NIR_FILE, ONNX_FILE)}
     if netx_limitation(qgraph) is None:
         write_netx(qgraph, where / NETWORK_FILE, timesteps)
         _check_round_trip(qgraph, read_netx(where / NETWORK_FILE), NETWORK_FILE)
