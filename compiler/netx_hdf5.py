@@ -32,10 +32,17 @@ weight_exp and num_weight_bits, SP/lava/proc/conv/models.py:68-79). Lava holds a
 in int8 Vars (conv/models.py:25-29): ``groups`` above 127 is written as its largest divisor <= 127
 with a block-diagonal kernel (the same convolution) and the real value in ``snncGroups``, which
 netx ignores and :func:`read_netx` restores; larger kernel/stride/padding/dilation are refused.
-See docs/netx.md.
+
+Reading lava-dl's SLAYER exports (``snn-compile network.net``): :func:`read_netx_file` also returns
+notes on what it read. Fields netx ignores but that change what slayer trained (``gradedSpike``,
+``refDelay``, a norm's ``weight_exp``, conv delays), and what snnc's graph cannot hold (nonzero
+delays, recurrence, graded messages, per-neuron decays), are refused with the file, layer, type and
+what to do; neutral ones (all-zero delays, unknown keys) are read and named in the notes.
+See docs/netx.md ("netx in").
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -173,6 +180,10 @@ def netx_limitation(graph: Graph) -> str | None:
 #: netx/utils.py:59-74, and ignores this one); :func:`read_netx` restores the original grouping.
 GROUPS_KEY = "snncGroups"
 
+#: File attribute :func:`write_netx` sets (netx reads no attributes, netx/utils.py:22-77), so a
+#: reader can tell snnc's files from lava-dl's exports.
+WRITER_ATTR = "writer"
+
 
 # ------------------------------------------------------------------------ writer
 
@@ -202,6 +213,7 @@ def write_netx(graph: Graph, path: Path, timesteps: int) -> None:
     if why is not None:
         raise UnsupportedLayerError(f"{path}: cannot write a netx network: {why}.")
     with h5py.File(path, "w") as f:
+        f.attrs[WRITER_ATTR] = "snnc"
         sim = f.create_group("simulation")
         sim["Ts"] = 1
         sim["tSample"] = int(timesteps)
@@ -252,6 +264,22 @@ def write_netx(graph: Graph, path: Path, timesteps: int) -> None:
 
 # ------------------------------------------------------------------------ reader
 
+#: Keys each layer type may hold: what netx reads (netx/utils.py:45-51; hdf5.py:272-289, 346-461,
+#: 500-525, 596-597) and what slayer's ``export_hdf5`` writes besides to describe it (inFeatures,
+#: outFeatures, inChannels, outChannels, kernelSize: SP/lava/lib/dl/slayer/block/base.py:584-586,
+#: 740-747). Any other key is reported in the notes as ignored: netx does not read it either.
+_LAYER_KEYS = {
+    "input": {"type", "shape"},
+    "flatten": {"type", "shape"},
+    "dense": {"type", "shape", "weight", "bias", "delay", "neuron", "inFeatures", "outFeatures"},
+    "conv": {"type", "shape", "weight", "bias", "delay", "neuron", "stride", "padding", "dilation", "groups",
+             "inChannels", "outChannels", "kernelSize", GROUPS_KEY},
+}
+#: Neuron keys read: the four netx maps for CUBA/LOIHI (hdf5.py:140-163) and what slayer's CUBA neuron
+#: writes besides (SP/lava/lib/dl/slayer/neuron/cuba.py:263-272; ``weight_exp`` of a norm, block/base.py:622-627).
+_NEURON_KEYS = {"type", "iDecay", "vDecay", "vThMant", "messageBits", "refDelay", "gradedSpike", "weight_exp"}
+
+
 def _scalar(g: h5py.Group, key: str, where: str) -> int:
     if key not in g:
         raise InputFileError(f"{where}: missing '{key}'")
@@ -281,26 +309,158 @@ def _pair_of(g: h5py.Group, key: str, where: str) -> tuple[int, int]:
     return (int(v[0]), int(v[-1]))
 
 
-def _neuron(g: h5py.Group, where: str, kind: str) -> tuple[int, int, int]:
-    """(du, dv, vth) of a CUBA/LOIHI neuron group (netx maps exactly these, hdf5.py:144-163)."""
+def _uniform(n: h5py.Group, key: str, where: str, kind: str) -> int:
+    """One neuron parameter that must be the same for the whole layer: an snnc population has one
+    du, dv and vth (compiler/ir.py QCubaLIF). slayer writes an array per neuron or channel when the
+    block was built with ``shared_param=False`` (SP/lava/lib/dl/slayer/neuron/cuba.py:161-199)."""
+    v = _ints(n, key, where).reshape(-1)
+    if v.size == 0:
+        raise InputFileError(f"{where}: neuron '{key}' is empty")
+    if v.min() != v.max():
+        raise UnsupportedLayerError(
+            f"{where}: {kind} layer with per-neuron '{key}' ({v.size} values in [{v.min()}, {v.max()}]; slayer "
+            f"writes these for a block built with shared_param=False) is not supported: an snnc population "
+            f"has one {key} (compiler/ir.py QCubaLIF). Retrain with shared_param=True (supported: {SUPPORTED}).")
+    return int(v[0])
+
+
+def _neuron(g: h5py.Group, where: str, kind: str, notes: list[str]) -> tuple[int, int, int]:
+    """(du, dv, vth) of a CUBA/LOIHI neuron group: netx maps exactly iDecay, vDecay and vThMant (and
+    messageBits) to Lava's LIF (hdf5.py:140-163). Keys netx ignores but that change what slayer
+    trained (gradedSpike, refDelay, weight_exp, per-neuron decays) are refused unless neutral."""
     if "neuron" not in g:
         if kind == "dense":    # netx's default: a non-leaky integrator that never spikes (hdf5.py:348-357)
+            notes.append(f"{where}: dense layer without a neuron group: netx's default non-leaky integrator "
+                         f"(iDecay 0, vDecay 4096, vThMant 1 << 18 - 1 = 1 << 17, hdf5.py:348-357), which never "
+                         f"spikes")
             return 0, 4096, 1 << 17   # netx writes 1 << 18 - 1, which is 1 << 17
         raise InputFileError(f"{where}: a {kind} layer without a 'neuron' group (netx needs one, hdf5.py:501)")
     n = g["neuron"]
     ntype = _text(n, "type") if "type" in n else "?"
+    if ntype == "SDNN":
+        raise UnsupportedLayerError(
+            f"{where}: {kind} layer with 'SDNN' neurons is not supported: sigma-delta neurons send graded "
+            f"messages (netx builds Lava's Sigma/Delta/SigmaDelta for them, hdf5.py:164-189); snnc compiles "
+            f"CUBA-LIF networks with binary spikes only. Train with slayer.block.cuba blocks (supported: {SUPPORTED}).")
     if ntype not in ("CUBA", "LOIHI"):
-        raise UnsupportedLayerError(f"{where}: {kind} layer with '{ntype}' neurons is not supported "
-                                    f"(supported: {SUPPORTED}).")
-    if "messageBits" in n and _scalar(n, "messageBits", where) != 0:
+        raise UnsupportedLayerError(f"{where}: {kind} layer with '{ntype}' neurons is not supported: snnc "
+                                    f"compiles CUBA-LIF neurons only (netx maps CUBA/LOIHI to Lava's LIF, "
+                                    f"hdf5.py:144-163). Train with slayer.block.cuba blocks (supported: {SUPPORTED}).")
+    if "messageBits" in n and _uniform(n, "messageBits", where, kind) != 0:
         raise UnsupportedLayerError(f"{where}: {kind} layer with graded output spikes (messageBits "
-                                    f"{_scalar(n, 'messageBits', where)}) is not supported (supported: {SUPPORTED}).")
-    return _scalar(n, "iDecay", where), _scalar(n, "vDecay", where), _scalar(n, "vThMant", where)
+                                    f"{_scalar(n, 'messageBits', where)}) is not supported: snnc's populations send "
+                                    f"binary spikes (supported: {SUPPORTED}).")
+    if "gradedSpike" in n and _uniform(n, "gradedSpike", where, kind) != 0:
+        raise UnsupportedLayerError(
+            f"{where}: {kind} layer with graded spikes (gradedSpike = True: slayer's graded_spike=True) is not "
+            f"supported: slayer trained it sending a spike's voltage as its value, but netx reads only messageBits "
+            f"(hdf5.py:140-163) and its Lava LIF sends binary spikes, so neither netx nor snnc would run what was "
+            f"trained. Retrain with graded_spike=False (supported: {SUPPORTED}).")
+    if "refDelay" in n and (ref := _uniform(n, "refDelay", where, kind)) != 1:
+        raise UnsupportedLayerError(
+            f"{where}: {kind} layer with refractory delay refDelay = {ref} is not supported: netx never reads "
+            f"refDelay (it builds Lava's LIF, which has no refractory period, hdf5.py:144-163), so the network would "
+            f"not run as specified; only refDelay = 1 (what slayer writes, neuron/cuba.py:250-254) is read "
+            f"(supported: {SUPPORTED}).")
+    if "weight_exp" in n and (wexp := _uniform(n, "weight_exp", where, kind)) != 0:
+        raise UnsupportedLayerError(
+            f"{where}: {kind} layer with a normalisation exponent neuron/weight_exp = {wexp} (slayer's "
+            f"WgtScaleBatchNorm, block/base.py:622-627) is not supported: slayer divides the layer's input by "
+            f"2**{wexp} (neuron/norm.py:166-183), netx ignores the key (hdf5.py:140-163), so netx would not run "
+            f"what was trained. Train with MeanOnlyBatchNorm (exported as a bias) or without norm "
+            f"(supported: {SUPPORTED}).")
+    du = _uniform(n, "iDecay", where, kind)
+    dv = _uniform(n, "vDecay", where, kind)
+    vth = _uniform(n, "vThMant", where, kind)
+    if vth > LOIHI_FIXED_POINT.vth_max:
+        notes.append(f"{where}: vThMant {vth} is above the 17-bit threshold ({LOIHI_FIXED_POINT.vth_max}; slayer's "
+                     f"Affine block writes (1 << 18) - 1, block/base.py:394-398): these neurons never spike "
+                     f"(v holds 24 bits, v > vThMant << 6 never holds), in netx as in snnc")
+    extra = sorted(set(n.keys()) - _NEURON_KEYS)
+    if extra:
+        notes.append(f"{where}: neuron keys {extra} ignored (netx reads only type, iDecay, vDecay, vThMant and "
+                     f"messageBits of a CUBA neuron, hdf5.py:140-163)")
+    return du, dv, vth
+
+
+def _delay(g: h5py.Group, where: str, kind: str, weight_shape: tuple[int, ...], notes: list[str]) -> None:
+    """Accept a ``delay`` dataset only where it is all zero (slayer's ``delay=True`` blocks export
+    ``floor(delay)``, block/base.py:577-578, 614-617; delays start in [0, 1), axon/delay.py:117-121).
+    snnc's graphs have a single one-step synapse delay (compiler/ir.py), so any other delay is refused."""
+    if "delay" not in g:
+        return
+    d = np.asarray(g["delay"][()])
+    if d.dtype.kind not in "iufb" or not np.all(np.isfinite(d)):
+        raise InputFileError(f"{where}: 'delay' is not an array of numbers.")
+    eff = np.trunc(d).astype(np.int64)          # netx: delays=delay.astype(int) (netx/blocks/process.py:175)
+    if kind == "conv":
+        if eff.any():
+            raise UnsupportedLayerError(
+                f"{where}: conv layer with synaptic delays (up to {int(eff.max())} steps; slayer's delay=True) is "
+                f"not supported: netx ignores a conv layer's delay (hdf5.py:527-530), so netx would not run what "
+                f"slayer trained, and snnc's synapses have no delays (compiler/ir.py). Retrain without delay=True "
+                f"(supported: {SUPPORTED}, without 'delay').")
+        notes.append(f"{where}: conv 'delay' is all zero ({d.size} values): the same as no delay (netx ignores "
+                     f"a conv layer's delay, hdf5.py:527-530)")
+        return
+    if eff.any():
+        raise UnsupportedLayerError(
+            f"{where}: dense layer with synaptic delays (up to {int(eff.max())} steps; slayer's delay=True) is not "
+            f"supported: netx runs them with Lava's DelayDense (hdf5.py:425-448, netx/blocks/process.py:163-181); "
+            f"snnc's synapses have a single one-step delay (compiler/ir.py), so hwsim could not reproduce them. "
+            f"(slayer delays the block's output spikes, block/base.py:550-551; netx applies a per-row delay to the "
+            f"block's own input synapses, hdf5.py:436-438.) Retrain without delay=True, or with delays that floor "
+            f"to 0 (supported: {SUPPORTED}, without 'delay').")
+    out, inp = weight_shape
+    if not (d.ndim == 0 or (d.ndim == 1 and d.size in (out, inp)) or d.shape == (out, inp)):
+        raise InputFileError(f"{where}: 'delay' of shape {d.shape} fits neither the layer's {out} outputs nor "
+                             f"its {inp} inputs (netx raises RuntimeError for it, hdf5.py:432-446)")
+    notes.append(f"{where}: dense 'delay' is all zero ({d.size} values; slayer's delay=True block whose delays "
+                 f"floor to 0): read as no delay; netx builds a DelayDense with zero delays for it "
+                 f"(hdf5.py:425-448), which runs like a Dense, one step per synapse")
+
+
+def _extra_keys(g: h5py.Group, kind: str, where: str, notes: list[str]) -> None:
+    extra = sorted(set(g.keys()) - _LAYER_KEYS[kind])
+    if extra:
+        notes.append(f"{where}: {kind} layer keys {extra} ignored (netx does not read them either)")
+
+
+def _origin(f: h5py.File, layer: h5py.Group, keys: list[str]) -> str:
+    """Who wrote the file, as far as the file says: snnc marks its own; slayer's ``export_hdf5`` writes
+    every ``type`` as a fixed 10-byte string (``create_dataset('type', (1,), 'S10', ...)``,
+    SP/lava/lib/dl/slayer/block/base.py:153-155, 204-206, 580-582, 737-739)."""
+    if f.attrs.get(WRITER_ATTR) is not None:
+        w = f.attrs[WRITER_ATTR]
+        return w.decode() if isinstance(w, bytes) else str(w)
+    types = [layer[k]["type"] for k in keys if "type" in layer[k]]
+    if types and all(isinstance(t, h5py.Dataset) and t.dtype == np.dtype("S10") for t in types):
+        return "lava-dl (SLAYER export_hdf5)"
+    return "an unknown writer (not snnc, not SLAYER's export_hdf5)"
+
+
+@dataclass(frozen=True)
+class NetxImport:
+    """A netx file read into a graph, and what was read: ``notes[0]`` summarises the network, the rest
+    name what was accepted with a remark (zero delays, ignored keys, neurons that never spike)."""
+
+    graph: Graph
+    notes: tuple[str, ...]
+    writer: str
+    ts: int | None
+    tsample: int | None
 
 
 def read_netx(path: Path) -> Graph:
     """Read a netx HDF5 file (ours, or lava-dl's slayer ``export_hdf5`` of CUBA Dense/Conv/Flatten
     blocks) back into a fixed-point graph that computes what netx's Lava network computes."""
+    return read_netx_file(path).graph
+
+
+def read_netx_file(path: Path) -> NetxImport:
+    """:func:`read_netx`, with notes on what was read (``snn-compile`` prints them)."""
+    path = Path(path)
+    notes: list[str] = []
     with open_hdf5(path) as f:
         if "layer" not in f:
             raise InputFileError(f"{path}: no 'layer' group: not a lava-dl netx network file.")
@@ -318,6 +478,7 @@ def read_netx(path: Path) -> Graph:
         prev = "none"                          # kind of the netx block before: none, input, conv, dense
         flatten = False
         npop = 0
+        summary: list[str] = []
         for k in keys:
             g, where = layer[k], f"{path} layer {k}"
             kind = _text(g, "type") if "type" in g else "?"
@@ -326,10 +487,19 @@ def read_netx(path: Path) -> Graph:
                     raise UnsupportedLayerError(f"{where}: an input layer after other layers is not "
                                                 f"supported (supported: {SUPPORTED}).")
                 if "neuron" in g:
+                    ntype = _text(g["neuron"], "type") if "type" in g["neuron"] else "?"
+                    if ntype == "SDNN":
+                        raise UnsupportedLayerError(
+                            f"{where}: input layer with 'SDNN' neurons (slayer's sigma_delta.Input) is not "
+                            f"supported: netx makes it a Delta encoder sending graded messages (hdf5.py:170-177); "
+                            f"snnc compiles CUBA-LIF networks with binary spikes only. Train with slayer.block.cuba "
+                            f"blocks (supported: {SUPPORTED}).")
                     raise UnsupportedLayerError(
-                        f"{where}: input layer with neurons (slayer's Input block) is not supported: netx "
-                        f"makes it a separate neuron layer that it never connects to the network input "
-                        f"(netx/blocks/process.py:97-108); export without it (supported: {SUPPORTED}).")
+                        f"{where}: input layer with neurons (slayer's Input block with neuron parameters, "
+                        f"'{ntype}') is not supported: netx makes it a separate neuron layer that it never connects "
+                        f"to the network input (netx/blocks/process.py:97-108); export the network without it, or "
+                        f"with slayer.block.cuba.Input(None, delay_shift=False) (supported: {SUPPORTED}).")
+                _extra_keys(g, kind, where, notes)
                 cur = tuple(int(s) for s in _ints(g, "shape", where).reshape(-1))
                 nodes.append(Input("input", cur))
                 prev = "input"
@@ -338,21 +508,33 @@ def read_netx(path: Path) -> Graph:
                 if prev == "dense":
                     raise UnsupportedLayerError(f"{where}: a flatten layer after a dense layer: netx would "
                                                 f"transpose a flat port (hdf5.py:655-659) (supported: {SUPPORTED}).")
+                _extra_keys(g, kind, where, notes)
                 flatten = True
                 continue
+            if kind == "dense_rec":
+                raise UnsupportedLayerError(
+                    f"{where}: layer type 'dense_rec' is not supported: a recurrent dense layer (slayer's "
+                    f"cuba.Recurrent; netx runs it as a RecurrentDense, hdf5.py:638-650, 401-407, 454-455) feeds its "
+                    f"own spikes back, and snnc's graphs are feed-forward (compiler/ir.py Graph). Train a "
+                    f"feed-forward network (supported: {SUPPORTED}).")
+            if kind in ("pool", "average", "concat", "convT", "unpool"):
+                raise UnsupportedLayerError(
+                    f"{where}: layer type '{kind}' is not supported: netx itself cannot load it (it raises "
+                    f"NotImplementedError, hdf5.py:546-564, 625-633, 679-683). "
+                    + ("Pool with a strided cuba.Conv block instead " if kind == "pool" else "")
+                    + f"(supported: {SUPPORTED}).")
             if kind not in ("dense", "conv"):
                 raise UnsupportedLayerError(f"{where}: layer type '{kind}' is not supported by this reader "
                                             f"(supported: {SUPPORTED}).")
-            if "delay" in g:
-                raise UnsupportedLayerError(f"{where}: {kind} layer with synaptic delays is not supported "
-                                            f"(supported: {SUPPORTED}, without 'delay').")
             if "weight" not in g or isinstance(g["weight"], h5py.Group):
                 raise UnsupportedLayerError(f"{where}: {kind} layer without a real 'weight' array (complex "
                                             f"weight/real, weight/imag) is not supported (supported: {SUPPORTED}).")
             w = _ints(g, "weight", where)
-            du, dv, vth = _neuron(g, where, kind)
+            du, dv, vth = _neuron(g, where, kind, notes)
+            _extra_keys(g, kind, where, notes)
             npop += 1
             if kind == "conv":
+                _delay(g, where, kind, w.shape, notes)
                 if flatten:
                     raise UnsupportedLayerError(f"{where}: a conv layer after a flatten layer is not "
                                                 f"supported (supported: {SUPPORTED}).")
@@ -414,6 +596,8 @@ def read_netx(path: Path) -> Graph:
                                              f"broadcast it (netx/blocks/process.py:53-69)")
                 nodes.append(syn)
                 nodes.append(QCubaLIF(f"lif{npop}", size, du, dv, vth, bias, shape=out))
+                k_h, k_w = syn.kernel
+                summary.append(f"conv {k_h}x{k_w}/{syn.stride[0]},{syn.stride[1]} -> {out}")
                 cur, prev = out, "conv"
                 continue
             # dense
@@ -421,12 +605,13 @@ def read_netx(path: Path) -> Graph:
                 raise UnsupportedLayerError(f"{where}: a dense layer right after a conv layer needs a flatten "
                                             f"layer between them (netx connects the conv block's (W, H, C) "
                                             f"port otherwise, hdf5.py:661-663) (supported: {SUPPORTED}).")
-            flatten = False
+            flattened, flatten = flatten, False
             n_out = int(np.prod(_ints(g, "shape", where))) if "shape" in g else int(w.shape[0])
             if w.ndim == 1:
                 w = w.reshape(n_out, -1)          # as netx does (hdf5.py:396-397)
             if w.ndim != 2 or w.shape[0] != n_out:
                 raise InputFileError(f"{where}: dense weight {w.shape} does not fit shape ({n_out},)")
+            _delay(g, where, kind, w.shape, notes)
             if cur is None:
                 cur = (int(w.shape[1]),)
                 nodes.append(Input("input", cur))
@@ -444,16 +629,32 @@ def read_netx(path: Path) -> Graph:
                 bias = np.broadcast_to(b.reshape(-1), (n_out,)).copy()
             nodes.append(QDense(f"fc{npop}", w, 0))
             nodes.append(QCubaLIF(f"lif{npop}", n_out, du, dv, vth, bias))
+            summary.append(f"{'flatten + ' if flattened else ''}dense {int(w.shape[1])}->{n_out}")
             cur, prev = (n_out,), "dense"
         if npop == 0:
             raise InputFileError(f"{path}: the file has no conv or dense layer.")
         nodes.append(Output("output"))
-        tsample = int(np.asarray(f["simulation/tSample"][()]).reshape(-1)[0]) if "simulation/tSample" in f else None
+        sim = f["simulation"] if "simulation" in f and isinstance(f["simulation"], h5py.Group) else None
+        ts = _scalar(sim, "Ts", f"{path} /simulation") if sim is not None and "Ts" in sim else None
+        tsample = _scalar(sim, "tSample", f"{path} /simulation") if sim is not None and "tSample" in sim else None
+        writer = _origin(f, layer, keys)
     try:
-        return Graph.chain(nodes, meta={"source": str(path), "timesteps": tsample})
+        graph = Graph.chain(nodes, meta={"source": str(path), "timesteps": tsample})
     except Exception as e:
         raise InputFileError(f"{path}: the layers do not form a valid network: {e}") from None
+    neurons = ", ".join(f"{n.name} ({n.du}, {n.dv}, {n.vth})" for _, n in graph.layers())
+    if tsample is None:
+        timing = (f"no /simulation/tSample (lava-dl's export_hdf5 writes none): the sample length comes from "
+                  f"snn-compile --timesteps")
+    else:
+        timing = f"Ts={ts if ts is not None else '-'}, tSample={tsample}"
+        if ts not in (None, 1):
+            notes.append(f"{path}: /simulation/Ts = {ts}: netx does not read /simulation; one Lava step per time bin")
+    head = (f"netx: {npop} layer{'s' if npop > 1 else ''} from {writer}, {timing}; "
+            f"input {graph.input.shape} -> " + " -> ".join(summary)
+            + f"; neurons (iDecay, vDecay, vThMant): {neurons}")
+    return NetxImport(graph, (head, *notes), writer, ts, tsample)
 
 
-__all__ = ["netx_limitation", "netx_dense_weights", "write_netx",
-           "read_netx", "SUPPORTED", "GROUPS_KEY"]
+__all__ = ["netx_limitation", "netx_dense_weights", "write_netx", "read_netx", "read_netx_file", "NetxImport",
+           "SUPPORTED", "GROUPS_KEY", "WRITER_ATTR"]

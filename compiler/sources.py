@@ -78,11 +78,13 @@ def load_source(path: str | Path, *, trust_pickle: bool = False, nir_convention:
         return Source(path, kind, imp.graph, None, {}, [f"NIR read with the '{imp.convention}' convention, dt = "
                                                          f"{imp.dt:g}" if imp.dt else imp.convention, *imp.warnings])
     if kind == "netx":
-        from snnc.compiler.netx_hdf5 import read_netx
+        from snnc.compiler.netx_hdf5 import read_netx_file
 
-        graph = read_netx(path)
-        steps = graph.meta.get("timesteps")
-        return Source(path, kind, graph, None, {"timesteps": steps} if steps else {})
+        imp = read_netx_file(path)      # notes: what was read (layers, writer, Ts/tSample), then remarks
+        meta: dict[str, Any] = {"netx": {"writer": imp.writer, "Ts": imp.ts, "tSample": imp.tsample}}
+        if imp.tsample:
+            meta["timesteps"] = imp.tsample
+        return Source(path, kind, imp.graph, None, meta, list(imp.notes))
     if kind == "onnx":
         from snnc.compiler.onnx_io import read_onnx
 

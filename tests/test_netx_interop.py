@@ -24,6 +24,8 @@ from snnc.hwsim.sim import HwSim
 from snnc.pipeline import compile_model
 from snnc.runtime.lava_compat import ensure_lava_importable
 
+from netx_helpers import run_netx   # shared with tests/test_netx_in.py
+
 
 # ------------------------------------------------------------------------ helpers
 
@@ -320,47 +322,6 @@ def test_reads_slayer_export_of_cuba_conv_flatten_dense_blocks(tmp_path: Path) -
 
 # ------------------------------------------------------------------------ slow: netx on Lava
 
-def run_netx(path: Path, x: np.ndarray, in_shape: tuple[int, ...], patch_conv: bool = False) -> list[np.ndarray]:
-    """Load ``path`` with lava-dl's netx, feed x (T, n) (torch flat order) and return every block's
-    spikes as (T, n) in torch flat order (netx's ports are (W, H, C))."""
-    ensure_lava_importable()
-    from snnc.runtime.lava_compat import patch_conv_geometry, patch_reshape_ports
-
-    patch_reshape_ports()   # netx's flatten is a ReshapePort: NumPy >= 2.4 needs it (else Lava hangs)
-    if patch_conv:
-        patch_conv_geometry()   # Lava's Conv with >= 128 channels under NumPy 2
-    from lava.lib.dl import netx
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc.io.sink import RingBuffer as Sink
-    from lava.proc.io.source import RingBuffer as Source
-
-    steps = x.shape[0]
-    net = netx.hdf5.Network(net_config=str(path))
-    data = x.reshape(steps, *in_shape)
-    data = data.transpose(*range(len(in_shape), 0, -1), 0) if len(net.inp.shape) == 3 else data.reshape(steps, -1).T
-    assert data.shape[:-1] == tuple(net.inp.shape)
-    src = Source(data=data.astype(np.int32))
-    src.s_out.connect(net.inp)
-    sinks = []
-    for block in net.layers:
-        sink = Sink(shape=block.out.shape, buffer=steps)
-        block.out.connect(sink.a_in)
-        sinks.append(sink)
-    try:
-        net.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-        got = [s.data.get() for s in sinks]
-    finally:
-        net.stop()
-    out = []
-    for d in got:
-        d = np.moveaxis(d, -1, 0)                       # (T, W, H, C) or (T, n)
-        if d.ndim == 4:
-            d = d.transpose(0, 3, 2, 1)                 # -> (T, C, H, W)
-        out.append(d.reshape(steps, -1).astype(bool))
-    return out
-
-
 def conv_net(rng: np.random.Generator, in_shape, convs, n_out: int) -> Graph:
     """A chain of conv layers (each spec: out_c, kernel, stride, padding, dilation, groups) and one dense
     layer, with weights and thresholds chosen so that every layer spikes."""
@@ -401,7 +362,7 @@ def test_conv_network_net_runs_in_netx_like_hwsim(case: str, tmp_path: Path) -> 
     names = [n.name for _, n in g.layers()]
     for name in names:   # the comparison is not vacuous: every layer spikes
         assert expected.spikes[name].sum() > 0, name
-    got = run_netx(tmp_path / "network.net", x[0], g.input.shape, patch_conv=case == "depthwise128")
+    got = run_netx(tmp_path / "network.net", x[0], g.input.shape)   # lava_api(): patch_conv_geometry for 128 groups
     assert len(got) == len(names)
     for name, spikes in zip(names, got):
         want = expected.spikes[name][0]
