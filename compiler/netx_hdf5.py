@@ -50,7 +50,7 @@ import numpy as np
 
 from snnc.compiler.graph_file import open_hdf5
 from snnc.compiler.lowering import CONV_GEOMETRY_MAX, lava_groups, merge_groups, split_groups
-from snnc.compiler.ir import Graph, Input, Output, QConv, QCubaLIF, QDense, dims
+from snnc.compiler.ir import Graph, Input, Output, QConv, QCubaLIF, QDense
 from snnc.errors import InputFileError, UnsupportedLayerError
 from snnc.models.quant import LOIHI_FIXED_POINT, FixedPointFormat
 
@@ -644,8 +644,8 @@ def read_netx_file(path: Path) -> NetxImport:
         raise InputFileError(f"{path}: the layers do not form a valid network: {e}") from None
     neurons = ", ".join(f"{n.name} ({n.du}, {n.dv}, {n.vth})" for _, n in graph.layers())
     if tsample is None:
-        timing = (f"no /simulation/tSample (lava-dl's export_hdf5 writes none): the sample length comes from "
-                  f"snn-compile --timesteps")
+        timing = ("no /simulation/tSample (lava-dl's export_hdf5 writes none): the sample length comes from "
+                  "snn-compile --timesteps")
     else:
         timing = f"Ts={ts if ts is not None else '-'}, tSample={tsample}"
         if ts not in (None, 1):

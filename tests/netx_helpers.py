@@ -11,6 +11,22 @@ from pathlib import Path
 import numpy as np
 
 
+def slayer_forward_and_export(blocks: list, x, path: Path):  # type: ignore[no-untyped-def]
+    """SLAYER's own forward of ``x`` through ``blocks`` (no grad), and the blocks written to ``path``
+    the lava-dl way (``layer/<i>`` groups, each block's ``export_hdf5``). Returns the forward's output."""
+    import h5py
+    import torch
+
+    with torch.no_grad():
+        y = x
+        for b in blocks:
+            y = b(y)
+    with h5py.File(path, "w") as f:
+        for i, b in enumerate(blocks):
+            b.export_hdf5(f.create_group(f"layer/{i}"))
+    return y
+
+
 def run_netx(path: Path, x: np.ndarray, in_shape: tuple[int, ...]) -> list[np.ndarray]:
     """Load ``path`` with netx, feed ``x`` and return every block's spikes in torch flat order.
 

@@ -28,7 +28,7 @@ from snnc.hwsim.sim import HwSim
 from snnc.pipeline import compile_model
 from snnc.runtime.lava_compat import ensure_lava_importable
 
-from netx_helpers import run_netx
+from netx_helpers import run_netx, slayer_forward_and_export
 
 #: Time bins per digit (rate code), and the Loihi CUBA parameters of every trained block.
 STEPS = 16
@@ -372,14 +372,8 @@ def test_slayer_zero_delays_run_on_netx_delaydense_like_hwsim(tmp_path: Path) ->
               slayer.block.cuba.Dense(p, 12, 6, weight_scale=4, delay=True)]
     steps = 30
     xt = (torch.rand(3, 20, steps) < 0.4).float()
-    with torch.no_grad():
-        y = xt
-        for b in blocks:
-            y = b(y)
     path = tmp_path / "delay.net"
-    with h5py.File(path, "w") as f:
-        for i, b in enumerate(blocks):
-            b.export_hdf5(f.create_group(f"layer/{i}"))
+    slayer_forward_and_export(blocks, xt, path)
     with h5py.File(path) as f:       # the case under test: delays present, all floor to 0
         assert all("delay" in f[f"layer/{i}"] and not f[f"layer/{i}/delay"][()].any() for i in range(2))
     imp = read_netx_file(path)

@@ -24,7 +24,7 @@ from snnc.hwsim.sim import HwSim
 from snnc.pipeline import compile_model
 from snnc.runtime.lava_compat import ensure_lava_importable
 
-from netx_helpers import run_netx   # shared with tests/test_netx_in.py
+from netx_helpers import run_netx, slayer_forward_and_export   # shared with tests/test_netx_in.py
 
 
 # ------------------------------------------------------------------------ helpers
@@ -387,14 +387,8 @@ def test_slayer_exported_conv_network_runs_in_netx_like_hwsim_reads_it(tmp_path:
               slayer.block.cuba.Dense(p, 4 * 3 * 3, 5, weight_scale=4)]
     steps = 30
     xt = (torch.rand(1, 1, 8, 8, steps) < 0.35).float()
-    with torch.no_grad():
-        y = xt
-        for b in blocks:
-            y = b(y)
     path = tmp_path / "slayer.net"
-    with h5py.File(path, "w") as f:
-        for i, b in enumerate(blocks):
-            b.export_hdf5(f.create_group(f"layer/{i}"))
+    slayer_forward_and_export(blocks, xt, path)
     g = read_netx(path)
     x = xt[0].permute(3, 0, 1, 2).reshape(steps, -1).numpy().astype(bool)
     expected = HwSim.from_graph(g).run(x[None])

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from snnc.compiler.artifact import load_artifact
 from snnc.compiler.ir import Graph, Input, Output, QConv, QCubaLIF, QDense
-from snnc.compiler.nir_io import graph_to_nir, read_nir, write_nir
+from snnc.compiler.nir_io import read_nir, write_nir
 from snnc.errors import InputFileError, UnsupportedLayerError
 from snnc.hwsim.reference import run_float
 from snnc.hwsim.sim import HwSim
