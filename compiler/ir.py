@@ -25,6 +25,7 @@ are (no clip, truncation or ``weight_exp``) and wraps its output to 24 bits
 """
 from __future__ import annotations
 
+import copyreg
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Iterator, Mapping, Union
@@ -49,6 +50,13 @@ CUBA_SEMANTICS: Mapping[str, object] = MappingProxyType({
     "initial_state": "zero at the start of every sample",
     "reference": "lava.proc.lif.models.PyLifModelBitAcc, lava.proc.dense.models.PyDenseModelBitAcc",
 })
+# Graphs travel to worker processes (snnc.hwsim.parallel) by pickle, and a mappingproxy does not
+# pickle by itself: rebuild it from a plain dict.
+def _mappingproxy(d: dict) -> Mapping[str, object]:
+    return MappingProxyType(d)
+
+
+copyreg.pickle(MappingProxyType, lambda m: (_mappingproxy, (dict(m),)))
 
 
 @dataclass(frozen=True, eq=False)

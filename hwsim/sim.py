@@ -1,15 +1,22 @@
-"""hwsim: the fixed-point graph executed with vectorised integer-exact arithmetic over a batch.
+"""hwsim: the fixed-point graph executed with integer-exact arithmetic over a batch of samples.
 
-It mirrors Lava's ``PyDenseModelBitAcc``, ``PyConvModelFixed`` and ``PyLifModelBitAcc`` (the
-equations are in ``snnc.compiler.ir``'s docstring) and must agree with them spike for spike.
+Two engines, the same results bit for bit and count for count (tests/test_hwsim_engines.py), both
+checked spike for spike against Lava's ``PyDenseModelBitAcc``, ``PyConvModelFixed`` and
+``PyLifModelBitAcc`` (the equations are in ``snnc.compiler.ir``'s docstring):
 
-Why it is fast: in a feed-forward graph a population's whole spike train depends only on its
-sources' trains, so the synaptic part is one GEMM (or one batched convolution) per synapse over
-(batch x time) and only the neuron recurrence loops over timesteps, vectorised over (batch x neurons).
+- "torch" (this module): the readable mirror of Lava's models, whole-array torch operations on any
+  device (the GPU path). In a feed-forward graph a population's whole spike train depends only on
+  its sources' trains, so the synaptic part is one GEMM (or one batched convolution) per synapse
+  over (batch x time) and only the neuron recurrence loops over timesteps, vectorised over
+  (batch x neurons).
+- "numba" (``snnc.hwsim.fast``): the CPU engine, exact int8 GEMMs and fused per-sample kernels;
+  several times faster on a CPU (benchmarks/).
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from typing import Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -17,6 +24,9 @@ import torch
 from snnc.compiler.ir import Graph, Population, QConv, QCubaLIF, QDense
 from snnc.models.quant import FixedPointFormat
 from snnc.errors import GraphError
+
+ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
+TORCH_CHUNK = 1024   # samples per chunk of the torch engine: (chunk x T x n) int64 arrays per layer
 
 
 @dataclass(frozen=True)
@@ -48,12 +58,12 @@ class HwSimResult:
         return self.spikes[self.output_name]
 
 
-def rshift_toward_zero(x: np.ndarray, n: int) -> np.ndarray:
+def rshift_toward_zero(x: torch.Tensor, n: int) -> torch.Tensor:
     """``sign(x) * (|x| >> n)``: Lava's decay rounding (SP/lava/proc/lif/models.py:145-171)."""
-    return np.sign(x) * (np.abs(x) >> n)
+    return x.sign() * (x.abs() >> n)
 
 
-def wrap_int32(x: np.ndarray) -> np.ndarray:
+def wrap_int32(x: torch.Tensor) -> torch.Tensor:
     """Two's-complement int32 wrap of int64 values: Lava sums u and v in int32
     (SP/lava/proc/lif/models.py:153-157 ``decayed_curr += activation_in``, 184-186)."""
     return ((x + 2**31) & (2**32 - 1)) - 2**31
@@ -67,48 +77,58 @@ def lava_weights(weight: np.ndarray, fmt: FixedPointFormat) -> np.ndarray:
     return (w // fmt.weight_step) * fmt.weight_step
 
 
-def shift_signed(x: np.ndarray, exp: int) -> np.ndarray:
+def shift_signed(x: ArrayT, exp: int) -> ArrayT:
     """``x << exp`` or arithmetic (floor) ``x >> -exp``, as Lava applies weight_exp and bias_exp."""
     return x << exp if exp >= 0 else x >> -exp
 
 
-def synaptic_input(spikes: np.ndarray, weight: np.ndarray, weight_exp: int) -> np.ndarray:
+def _exact_dtype(bound: int) -> torch.dtype:
+    """float32 sums are exact while every partial sum stays below 2**24, float64 below 2**53."""
+    return torch.float32 if bound < 2**24 else torch.float64
+
+
+def _top(x: torch.Tensor) -> int:
+    """The largest |value| a synapse receives: 1 for spikes, the largest graded value otherwise."""
+    if x.dtype == torch.bool or x.numel() == 0:
+        return 1
+    return max(1, int(x.abs().max()))
+
+
+def _dense(x: torch.Tensor, weight: np.ndarray, weight_exp: int) -> torch.Tensor:
     """Exact ``(W @ s) << weight_exp`` for spikes or graded values (..., n_in) -> int64 (..., n_out).
-
-    A float32 GEMM is exact while every partial sum stays below 2**24 (fan-in x max|w| x max|s|);
-    beyond that float64 (exact below 2**53) is used. SP/lava/proc/dense/models.py:96-107.
-    """
-    top = 1 if spikes.dtype == bool else max(1, int(np.abs(spikes).max(initial=0)))
-    bound = int(np.abs(weight).max(initial=0)) * weight.shape[1] * top
-    dtype = np.float32 if bound < 2**24 else np.float64
-    acc = spikes.astype(dtype, copy=False) @ weight.T.astype(dtype)
-    return shift_signed(acc.astype(np.int64), weight_exp)
+    SP/lava/proc/dense/models.py:96-107."""
+    dtype = _exact_dtype(int(np.abs(weight).max(initial=0)) * weight.shape[1] * _top(x))
+    w = torch.from_numpy(np.ascontiguousarray(weight.T)).to(device=x.device, dtype=dtype)
+    return shift_signed((x.to(dtype) @ w).to(torch.int64), weight_exp)
 
 
-def wrap24(x: np.ndarray) -> np.ndarray:
+def wrap24(x: ArrayT) -> ArrayT:
     """Lava's Conv output wrap: ``(x + 2**23) % 2**24 - 2**23`` (SP/lava/proc/conv/utils.py:67-84,
     applied by PyConvModelFixed.clamp_precision, SP/lava/proc/conv/models.py:68-79)."""
     return ((x + 2**23) & (2**24 - 1)) - 2**23
 
 
-def conv_input(spikes: np.ndarray, conv: QConv) -> np.ndarray:
+def _conv(x: torch.Tensor, conv: QConv) -> torch.Tensor:
     """Exact ``wrap24(conv(W, s))`` of (..., n_in) spikes or graded values -> int64 (..., n_out).
 
     Lava's Conv is a true convolution over (W, H, C) with the kernel the runtime flips
     (SP/lava/proc/conv/utils.py:186-218); that is PyTorch's cross-correlation in (C, H, W), which
-    ``torch.nn.functional.conv2d`` computes. float32 is exact while every sum stays below 2**24
-    (kernel volume x max|w| x max|s|), float64 (exact below 2**53) beyond.
+    ``torch.nn.functional.conv2d`` computes, exactly in the float type ``_exact_dtype`` picks for
+    the bound kernel volume x max|w| x max|s|.
     """
-    lead = spikes.shape[:-1]
-    top = 1 if spikes.dtype == bool else max(1, int(np.abs(spikes).max(initial=0)))
+    lead = x.shape[:-1]
     volume = int(np.prod(conv.weight.shape[1:]))
-    dtype = torch.float32 if int(np.abs(conv.weight).max(initial=0)) * volume * top < 2**24 else torch.float64
-    x = torch.from_numpy(np.ascontiguousarray(spikes.reshape(-1, *conv.in_shape))).to(dtype)
-    w = torch.from_numpy(np.ascontiguousarray(conv.weight)).to(dtype)
+    dtype = _exact_dtype(int(np.abs(conv.weight).max(initial=0)) * volume * _top(x))
+    w = torch.from_numpy(np.ascontiguousarray(conv.weight)).to(device=x.device, dtype=dtype)
     with torch.no_grad():
-        y = torch.nn.functional.conv2d(x, w, stride=conv.stride, padding=conv.padding,
-                                       dilation=conv.dilation, groups=conv.groups)
-    return wrap24(y.to(torch.int64).numpy().reshape(*lead, conv.out_size))
+        y = torch.nn.functional.conv2d(x.reshape(-1, *conv.in_shape).to(dtype), w, stride=conv.stride,
+                                       padding=conv.padding, dilation=conv.dilation, groups=conv.groups)
+    return wrap24(y.to(torch.int64).reshape(*lead, conv.out_size))
+
+
+def conv_input(spikes: np.ndarray, conv: QConv) -> np.ndarray:
+    """:func:`_conv` for numpy arrays (the numba engine's convolutions run on the CPU this way)."""
+    return _conv(torch.from_numpy(np.ascontiguousarray(spikes)), conv).numpy()
 
 
 def fan_out(conv: QConv) -> np.ndarray:
@@ -145,74 +165,129 @@ class HwSim:
             raise GraphError("hwsim runs fixed-point graphs only: quantize the graph first")
         return cls(graph)
 
-    def run(self, inputs: np.ndarray) -> HwSimResult:
-        """Run ``inputs`` (batch, T, n_in); every sample starts from zero state."""
+    def run(self, inputs: np.ndarray, *, engine: str = "auto", device: str | torch.device = "cpu",
+            chunk: int | None = None) -> HwSimResult:
+        """Run ``inputs`` (batch, T, n_in); every sample starts from zero state.
+
+        ``engine``: "numba" (the fast CPU engine), "torch" (this module, on ``device``: "cpu",
+        "cuda", ...), or "auto": numba on the CPU, torch on any other device. Samples run ``chunk``
+        at a time (memory stays bounded whatever the batch); the default suits each engine.
+        """
+        dev = torch.device(device)
+        if engine == "auto":
+            engine = "numba" if dev.type == "cpu" else "torch"
+        if engine == "numba":
+            from snnc.hwsim.fast import DEFAULT_CHUNK, FastEngine
+
+            return FastEngine(self.graph, chunk=chunk or DEFAULT_CHUNK).run(inputs)
+        if engine != "torch":
+            raise ValueError(f"unknown hwsim engine '{engine}': use numba, torch or auto")
         x = self.input.check_values(inputs)
+        step = chunk or TORCH_CHUNK
+        if len(x) <= step:
+            return self._run_torch(x, dev)
+        return merge_results([self._run_torch(x[i:i + step], dev) for i in range(0, len(x), step)])
+
+    def _run_torch(self, x: np.ndarray, dev: torch.device) -> HwSimResult:
         batch, steps = x.shape[:2]
-        trains: dict[str, np.ndarray] = {self.input.name: x}
+        trains: dict[str, torch.Tensor] = {self.input.name: torch.from_numpy(x).to(dev)}
         spikes: dict[str, np.ndarray] = {}
         final_v: dict[str, np.ndarray] = {}
         activity: list[LayerActivity] = []
-        for pop in self.populations:
-            neu = pop.neuron
-            assert isinstance(neu, QCubaLIF)
-            a = np.zeros((batch, steps, neu.size), dtype=np.int64)
-            synops = np.zeros(steps, dtype=np.int64)
-            synapses = 0
-            for syn, src in pop.inputs:
-                delayed = np.zeros_like(trains[src])
-                delayed[:, 1:] = trains[src][:, :-1]  # one-step delay: a[t] = W s[t-1]
-                if isinstance(syn, QConv):
-                    a += conv_input(delayed, syn)
-                    fan = fan_out(syn)
-                    synops += (delayed.astype(np.int64, copy=False) != 0).sum(axis=0) @ fan
-                    synapses += int(fan.sum())
-                else:
-                    assert isinstance(syn, QDense)
-                    a += synaptic_input(delayed, lava_weights(syn.weight, neu.fmt), syn.weight_exp)
-                    synops += np.count_nonzero(delayed, axis=(0, 2)).astype(np.int64) * syn.out_size
-                    synapses += int(syn.weight.size)
-            out, active, v = self._neurons(a, neu)
-            spikes[neu.name], final_v[neu.name], trains[neu.name] = out, v, out
-            activity.append(LayerActivity(
-                name=neu.name,
-                neurons=neu.size,
-                synapses=synapses,
-                synops=synops,
-                spikes=out.sum(axis=(0, 2)).astype(np.int64),
-                updates=np.full(steps, batch * neu.size, dtype=np.int64),
-                active_updates=active,
-            ))
+        with _exact_float_math():
+            for pop in self.populations:
+                neu = pop.neuron
+                assert isinstance(neu, QCubaLIF)
+                a = torch.zeros((batch, steps, neu.size), dtype=torch.int64, device=dev)
+                synops = torch.zeros(steps, dtype=torch.int64, device=dev)
+                synapses = 0
+                for syn, src in pop.inputs:
+                    delayed = torch.zeros_like(trains[src])
+                    delayed[:, 1:] = trains[src][:, :-1]  # one-step delay: a[t] = W s[t-1]
+                    if isinstance(syn, QConv):
+                        a += _conv(delayed, syn)
+                        fan = torch.from_numpy(fan_out(syn)).to(dev)
+                        synops += (delayed != 0).sum(dim=0) @ fan
+                        synapses += int(fan.sum())
+                    else:
+                        assert isinstance(syn, QDense)
+                        a += _dense(delayed, lava_weights(syn.weight, neu.fmt), syn.weight_exp)
+                        synops += (delayed != 0).sum(dim=(0, 2)) * syn.out_size
+                        synapses += int(syn.weight.size)
+                out, active, v = self._neurons(a, neu)
+                trains[neu.name] = out
+                spikes[neu.name], final_v[neu.name] = out.cpu().numpy(), v.cpu().numpy()
+                activity.append(LayerActivity(
+                    name=neu.name,
+                    neurons=neu.size,
+                    synapses=synapses,
+                    synops=synops.cpu().numpy(),
+                    spikes=out.sum(dim=(0, 2)).cpu().numpy(),
+                    updates=np.full(steps, batch * neu.size, dtype=np.int64),
+                    active_updates=active.cpu().numpy(),
+                ))
         return HwSimResult(spikes=spikes, activity=activity, batch=batch, timesteps=steps,
                            final_v=final_v, output_name=self.output_name)
 
     @staticmethod
-    def _neurons(a: np.ndarray, p: QCubaLIF) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """CUBA-LIF recurrence over time for input ``a`` (batch, T, n); SP/lava/proc/lif/models.py:138-216.
-        Returns spikes, active-neuron counts per step, and v after the last step."""
+    def _neurons(a: torch.Tensor, p: QCubaLIF) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """CUBA-LIF recurrence over time for input ``a`` (batch, T, n) int64; SP/lava/proc/lif/models.py:138-216.
+        Returns spikes (bool), active-neuron counts per step, and v after the last step."""
         fmt = p.fmt
         batch, steps, n = a.shape
+        dev = a.device
         top = fmt.state_max                    # 2**23
         wrap = 2 * top                          # 2**24
         vmax = top - 1
         shift = int(np.log2(fmt.decay_unity))   # 12
         keep_u = fmt.decay_unity - p.du         # (4096 - (du + 1)) with du the register value
         keep_v = fmt.decay_unity - p.dv
-        bias = shift_signed(p.bias_mant.astype(np.int64), p.bias_exp)
-        vth = np.int64(p.vth) << fmt.vth_shift  # computed once, l.207-208
-        u = np.zeros((batch, n), dtype=np.int64)
-        v = np.zeros((batch, n), dtype=np.int64)
-        out = np.zeros((batch, steps, n), dtype=bool)
-        active = np.zeros(steps, dtype=np.int64)
+        bias = torch.from_numpy(shift_signed(p.bias_mant.astype(np.int64), p.bias_exp)).to(dev)
+        vth = int(p.vth) << fmt.vth_shift       # computed once, l.207-208
+        u = torch.zeros((batch, n), dtype=torch.int64, device=dev)
+        v = torch.zeros((batch, n), dtype=torch.int64, device=dev)
+        out = torch.zeros((batch, steps, n), dtype=torch.bool, device=dev)
+        active = torch.zeros(steps, dtype=torch.int64, device=dev)
         for t in range(steps):
             at = a[:, t]
-            active[t] = np.count_nonzero((at != 0) | (u != 0) | (v != 0))
+            active[t] = ((at != 0) | (u != 0) | (v != 0)).sum()
             u = wrap_int32(rshift_toward_zero(u * keep_u, shift) + wrap_int32(at << fmt.act_shift))
-            u = np.where(u > top, u - wrap, u)        # l.163-171: wrap once ('>' then '<=')
-            u = np.where(u <= -top, u + wrap, u)
+            u = torch.where(u > top, u - wrap, u)      # l.163-171: wrap once ('>' then '<=')
+            u = torch.where(u <= -top, u + wrap, u)
             v = wrap_int32(rshift_toward_zero(v * keep_v, shift) + u + bias)
-            np.clip(v, -vmax, vmax, out=v)             # l.174-186: v saturates
+            v = v.clamp(-vmax, vmax)                   # l.174-186: v saturates
             s = v > vth                                # strict '>'
-            v[s] = 0                                   # reset v only
+            v = v.masked_fill(s, 0)                    # reset v only
             out[:, t] = s
         return out, active, v
+
+
+def merge_results(parts: list[HwSimResult]) -> HwSimResult:
+    """Results of consecutive batch chunks -> one result (spikes concatenated, counts summed)."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    activity = []
+    for i, layer in enumerate(first.activity):
+        same = [p.activity[i] for p in parts]
+        activity.append(LayerActivity(
+            name=layer.name, neurons=layer.neurons, synapses=layer.synapses,
+            synops=sum(a.synops for a in same), spikes=sum(a.spikes for a in same),
+            updates=sum(a.updates for a in same), active_updates=sum(a.active_updates for a in same)))
+    return HwSimResult(
+        spikes={k: np.concatenate([p.spikes[k] for p in parts]) for k in first.spikes},
+        activity=activity, batch=sum(p.batch for p in parts), timesteps=first.timesteps,
+        final_v={k: np.concatenate([p.final_v[k] for p in parts]) for k in first.final_v},
+        output_name=first.output_name)
+
+
+@contextlib.contextmanager
+def _exact_float_math() -> Iterator[None]:
+    """CUDA's TF32 (on by default for convolutions) rounds float32 products to 10 mantissa bits:
+    the integer sums would no longer be exact. Off while hwsim runs; restored after."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

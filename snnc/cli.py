@@ -203,14 +203,43 @@ def run_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--data-dir", type=Path, default=None,
                    help="where datasets live (default: $SNNC_DATA_DIR, else $XDG_CACHE_HOME/snnc/datasets); "
                         "see docs/datasets.md")
+    p.add_argument("--workers", type=int, default=1,
+                   help="hwsim: split the samples over this many processes (default 1)")
+    p.add_argument("--device", default="cpu",
+                   help="hwsim: cpu (the numba engine) or a torch device such as cuda, cuda:1 (the torch engine)")
+    p.add_argument("--shard", default=None, metavar="K/N",
+                   help="run only the K-th of N equal parts of the samples (K from 0), e.g. one per machine; "
+                        "add the 'correct' and 'samples' of the parts")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
 
     def body() -> int:
         from snnc.pipeline import run_artifact
 
+        shard = None
+        if args.shard is not None:
+            try:
+                k, n = (int(v) for v in args.shard.split("/"))
+                if not 0 <= k < n:
+                    raise ValueError
+            except ValueError:
+                raise SnncError(f"--shard {args.shard}: expected K/N with 0 <= K < N, e.g. 0/4.") from None
+            shard = (k, n)
+        if args.backend == "lava" and (args.workers != 1 or args.device != "cpu"):
+            raise SnncError("--workers and --device apply to --backend hwsim; Lava's simulator runs on the CPU "
+                            "in its own processes.")
+        if args.device != "cpu":
+            import torch
+
+            try:
+                dev = torch.device(args.device)
+                torch.zeros(1, device=dev).cpu()
+            except (RuntimeError, AssertionError, NotImplementedError) as e:
+                why = (str(e).splitlines() or [type(e).__name__])[0]
+                raise SnncError(f"--device {args.device}: not usable here ({why}); "
+                                f"use --device cpu.") from None
         res = run_artifact(args.artifact, backend=args.backend, dataset=args.dataset, samples=args.samples,
-                           data_dir=args.data_dir)
+                           data_dir=args.data_dir, workers=args.workers, device=args.device, shard=shard)
         if args.json:
             print(json.dumps(res))
         else:

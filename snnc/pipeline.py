@@ -1,9 +1,11 @@
 """The end-to-end flow behind the CLI: model -> graph -> fixed point -> artifact -> engines -> report."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,6 +26,7 @@ from snnc.compiler.sources import load_source
 from snnc.compiler.targets import get_target
 from snnc.errors import GraphError, SnncError, VerificationError
 from snnc.hwsim.energy import activity_summary, estimate, load_cost_model
+from snnc.hwsim.parallel import HwSimPool, shard_range, warm_up
 from snnc.hwsim.reference import run_float
 from snnc.hwsim.sim import HwSim
 from snnc.models.datasets import batch_spikes, from_engine_input, load_dataset, to_engine_input
@@ -274,8 +277,14 @@ def _same_synapse(a: Any, b: Any) -> bool:
 
 
 def run_artifact(path: str | Path, *, backend: str, dataset: str | None, samples: int,
-                 data_dir: str | Path | None = None) -> dict[str, Any]:
-    """Run ``samples`` test samples through an artifact on ``backend``; accuracy and throughput."""
+                 data_dir: str | Path | None = None, workers: int = 1, device: str = "cpu",
+                 shard: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Run ``samples`` test samples through an artifact on ``backend``; accuracy and throughput.
+
+    hwsim runs on ``device`` (the numba engine on the CPU, the torch engine elsewhere), split over
+    ``workers`` processes on the CPU. ``shard`` = (k, n) keeps the k-th of n equal parts of the
+    samples, so that n machines can share a test set and add their ``correct`` counts.
+    """
     t0 = time.perf_counter()
     art: Artifact = load_artifact(path)
     spec = dict(art.manifest["input"])
@@ -284,13 +293,27 @@ def run_artifact(path: str | Path, *, backend: str, dataset: str | None, samples
     if data_dir:
         spec["data_dir"] = str(data_dir)
     inputs, labels = sample_inputs(spec, art.graph.input, samples)
-    startup = time.perf_counter() - t0
-    t1 = time.perf_counter()
+    if shard is not None:
+        part = shard_range(len(inputs), *shard)
+        inputs, labels = inputs[part.start:part.stop], None if labels is None else labels[part.start:part.stop]
+    result: dict[str, Any] = {"backend": backend}
     if backend == "hwsim":
-        res = HwSim.from_graph(art.graph).run(inputs)
-        pred = decisions(art.graph, res.spikes, res.final_v)
-        elapsed = time.perf_counter() - t1
+        engine = "numba" if device == "cpu" else "torch"
+        with contextlib.ExitStack() as stack:
+            if device == "cpu":     # start (and warm) the workers before the clock starts
+                run = stack.enter_context(HwSimPool(art.graph, workers=workers, engine=engine)).run
+            else:
+                warm_up(art.graph, engine, device)
+                run = partial(HwSim.from_graph(art.graph).run, engine=engine, device=device)
+            startup = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            res = run(inputs)
+            pred = decisions(art.graph, res.spikes, res.final_v)
+            elapsed = time.perf_counter() - t1
+        result.update(engine=engine, device=device, workers=workers)
     elif backend == "lava":
+        startup = time.perf_counter() - t0
+        t1 = time.perf_counter()
         from snnc.runtime.lava_backend import run_on_lava_full
 
         v_name = readout_v_name(art.graph)
@@ -301,10 +324,13 @@ def run_artifact(path: str | Path, *, backend: str, dataset: str | None, samples
         startup += time.perf_counter() - t1 - elapsed  # building, compiling, spawning and stopping Lava
     else:
         raise SnncError(f"unknown backend '{backend}': use hwsim or lava.")
-    result: dict[str, Any] = {"backend": backend, "samples": int(len(inputs)), "timesteps": art.timesteps,
-                              "samples_per_s": len(inputs) / elapsed if elapsed > 0 else None,
-                              "startup_s": startup, "run_s": elapsed, "accuracy": None}
+    result.update({"samples": int(len(inputs)), "timesteps": art.timesteps,
+                   "samples_per_s": len(inputs) / elapsed if elapsed > 0 else None,
+                   "startup_s": startup, "run_s": elapsed, "accuracy": None, "correct": None})
+    if shard is not None:
+        result["shard"] = f"{shard[0]}/{shard[1]}"
     if labels is not None:
-        result["accuracy"] = float((pred == labels).mean())
+        result["correct"] = int((pred == labels).sum())
+        result["accuracy"] = result["correct"] / max(1, len(labels))
         result["dataset"] = spec["dataset"]
     return result

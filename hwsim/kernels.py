@@ -1,0 +1,160 @@
+"""hwsim's fused CPU kernels (numba): one population's whole run, neuron by neuron in registers.
+
+The torch engine (``snnc.hwsim.sim``) is the readable mirror of Lava's fixed-point models and runs
+each timestep as ~15 whole-array passes over (batch, neurons) int64 arrays. These kernels do
+the same integer arithmetic in one pass per timestep, parallel over samples, and (for dense synapses
+fed by sparse spikes) add only the weight rows of the inputs that spiked: the event-driven path.
+
+Every line of arithmetic mirrors ``HwSim._neurons`` (which quotes SP/lava/proc/lif/models.py
+138-216); the tests check the engines equal on random graphs and against Lava itself.
+"""
+from __future__ import annotations
+
+import os
+
+import numba
+import numpy as np
+
+# numba's default "omp" threading layer and PyTorch's own OpenMP runtime spin against each other on
+# the same cores: the kernels ran 5x slower after a torch GEMM (measured, benchmarks/hwsim_vs_lava.py).
+# The simple "workqueue" layer does not; a user's NUMBA_THREADING_LAYER still wins. (workqueue does
+# not allow two Python threads to call a parallel kernel at once; hwsim never does.)
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
+
+_JIT = dict(nogil=True, cache=True, error_model="numpy")  # exact integer code: no fastmath
+
+
+@numba.njit(inline="always")
+def _rtz(x: np.int64, n: np.int64) -> np.int64:
+    """sign(x) * (|x| >> n): Lava's decay rounding (SP/lava/proc/lif/models.py:145-171)."""
+    q = abs(x) >> n
+    return q if x >= 0 else -q
+
+
+@numba.njit(inline="always")
+def _wrap32(x: np.int64) -> np.int64:
+    """Two's-complement int32 wrap (Lava sums u and v in int32, SP/lava/proc/lif/models.py:153-186)."""
+    return ((x + 2147483648) & 4294967295) - 2147483648
+
+
+@numba.njit(inline="always")
+def _step(acc: np.ndarray, u: np.ndarray, v: np.ndarray, bias: np.ndarray, keep_u: int, keep_v: int,
+          shift: int, act_shift: int, top: int, vmax: int, vth: int, out: np.ndarray) -> int:
+    """One CUBA-LIF timestep of one sample; ``acc`` is the synaptic input a[t]. Returns how many
+    neurons were active (input, u or v non-zero before the update), as ``HwSim._neurons`` counts."""
+    wrap = 2 * top
+    active = 0
+    for j in range(u.shape[0]):
+        a = np.int64(acc[j])
+        uj = u[j]
+        vj = v[j]
+        active += (a != 0) | (uj != 0) | (vj != 0)
+        uj = _wrap32(_rtz(uj * keep_u, shift) + _wrap32(a << act_shift))
+        if uj > top:            # wrap once: '>' then '<=' (SP/lava/proc/lif/models.py:163-171)
+            uj -= wrap
+        if uj <= -top:
+            uj += wrap
+        vj = _wrap32(_rtz(vj * keep_v, shift) + uj + bias[j])
+        vj = min(max(vj, -vmax), vmax)       # v saturates (l.174-186)
+        s = vj > vth                         # strict '>' (l.207-208)
+        out[j] = s
+        u[j] = uj
+        v[j] = 0 if s else vj
+    return active
+
+
+@numba.njit(inline="always")
+def words_view(row: np.ndarray) -> np.ndarray:
+    """A byte row as uint64 words (its length is a multiple of 8)."""
+    return row.view(np.uint64)
+
+
+@numba.njit(parallel=True, **_JIT)
+def lif_layer(pre: np.ndarray, pre_mul: int, pre_exp: int, events: np.ndarray, weight_t: np.ndarray,
+              weight_exp: int, bias: np.ndarray, keep_u: int, keep_v: int, shift: int, act_shift: int,
+              top: int, vmax: int, vth: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Run one population over (batch, T); its synaptic input arrives by two optional paths.
+
+    ``pre`` (batch, T, n), int32 or int64: synaptic sums computed elsewhere (a GEMM or a
+    convolution) *before* the one-step delay; they enter as ``(pre * pre_mul) << pre_exp`` (a
+    negative exponent is a floor shift right), as Lava applies weight_exp to the summed input
+    (SP/lava/proc/dense/models.py:96-107). Shape (0, 0, 0) for none.
+    ``events`` (batch, T, n_in): spikes or graded values of one dense synapse, taken event by event
+    with ``weight_t`` = W.T (n_in, n): only the rows of inputs that are non-zero are added (the
+    event-driven path, which pays when activity is sparse). Shape (0, 0, 0) for none.
+    The delay is applied here: a[t] = W s[t-1], a[0] = 0.
+
+    Returns spikes (batch, T, n) bool, v after the last step (batch, n) int64, and per (batch, T):
+    active neurons, output spikes, non-zero inputs of the event synapse.
+    """
+    has_pre = pre.shape[0] > 0
+    has_ev = events.shape[0] > 0
+    words = events.itemsize == 1 and events.shape[2] % 8 == 0
+    batch = pre.shape[0] if has_pre else events.shape[0]
+    steps = pre.shape[1] if has_pre else events.shape[1]
+    n = bias.shape[0]
+    out = np.zeros((batch, steps, n), dtype=np.bool_)
+    v_final = np.zeros((batch, n), dtype=np.int64)
+    active = np.zeros((batch, steps), dtype=np.int64)
+    nspk = np.zeros((batch, steps), dtype=np.int64)
+    nev = np.zeros((batch, steps), dtype=np.int64)
+    for b in numba.prange(batch):
+        u = np.zeros(n, dtype=np.int64)
+        v = np.zeros(n, dtype=np.int64)
+        acc = np.zeros(n, dtype=weight_t.dtype)
+        a = np.zeros(n, dtype=np.int64)
+        for t in range(steps):
+            a[:] = 0
+            if has_pre and t > 0:
+                row = pre[b, t - 1]
+                if pre_exp >= 0:
+                    for j in range(n):
+                        a[j] = (np.int64(row[j]) * pre_mul) << pre_exp
+                else:
+                    for j in range(n):
+                        a[j] = (np.int64(row[j]) * pre_mul) >> -pre_exp
+            if has_ev and t > 0:
+                acc[:] = 0
+                ev = events[b, t - 1]
+                count = 0
+                for k in range(0, ev.shape[0], 8):
+                    if words and words_view(ev)[k // 8] == 0:
+                        continue        # 8 silent inputs skipped at once (binary spikes)
+                    for i in range(k, min(k + 8, ev.shape[0])):
+                        x = ev[i]
+                        if x != 0:
+                            count += 1
+                            w = weight_t[i]
+                            if x == 1:
+                                for j in range(n):
+                                    acc[j] += w[j]
+                            else:
+                                for j in range(n):
+                                    acc[j] += w[j] * x
+                nev[b, t] = count
+                if weight_exp >= 0:
+                    for j in range(n):
+                        a[j] += np.int64(acc[j]) << weight_exp
+                else:
+                    for j in range(n):
+                        a[j] += np.int64(acc[j]) >> -weight_exp
+            s = out[b, t]
+            active[b, t] = _step(a, u, v, bias, keep_u, keep_v, shift, act_shift, top, vmax, vth, s)
+            nspk[b, t] = np.count_nonzero(s)
+        v_final[b] = v
+    return out, v_final, active, nspk, nev
+
+
+@numba.njit(parallel=True, **_JIT)
+def nonzero_counts(x: np.ndarray) -> np.ndarray:
+    """Non-zero entries per (batch, T) of (batch, T, n): the events a layer's input delivers."""
+    batch, steps, n = x.shape
+    counts = np.zeros((batch, steps), dtype=np.int64)
+    for b in numba.prange(batch):
+        for t in range(steps):
+            c = 0
+            for i in range(n):
+                c += x[b, t, i] != 0
+            counts[b, t] = c
+    return counts

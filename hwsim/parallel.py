@@ -1,0 +1,87 @@
+"""hwsim over many processes: a large test set split into shards, one process per shard.
+
+Samples are independent (every one starts from zero state), so shards need no communication; the
+result is the shards' results concatenated in order, identical to one process's run
+(tests/test_hwsim_engines.py). Each worker gets ``cores // workers`` threads so that workers and
+their thread pools do not oversubscribe the machine. The same split works across machines: run
+``snn-run --shard K/N`` (``shard_range``) on each and add the counts.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+
+from snnc.compiler.ir import Graph
+from snnc.hwsim.sim import HwSim, HwSimResult, merge_results
+
+
+def warm_up(graph: Graph, engine: str = "auto", device: str = "cpu") -> None:
+    """Load the engine's compiled kernels (numba's cache) with a one-sample run, so that timing
+    what follows measures simulation, not start-up."""
+    x = np.zeros((1, 2, graph.input.size), dtype=np.int64 if graph.input.bits else bool)
+    HwSim.from_graph(graph).run(x, engine=engine, device=device)
+
+
+def _init_worker(threads: int, graph: Graph, engine: str) -> None:
+    """Limit the worker's thread pools (numba's and torch's) to its share of the cores; warm it up."""
+    import numba
+    import torch
+
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    torch.set_num_threads(max(1, threads))
+    warm_up(graph, engine)
+
+
+def _run_shard(graph: Graph, inputs: np.ndarray, engine: str) -> HwSimResult:
+    return HwSim.from_graph(graph).run(inputs, engine=engine)
+
+
+class HwSimPool:
+    """hwsim ready to run on the CPU: kernels loaded and, with ``workers`` > 1, that many worker
+    processes started (fresh, "spawn": no thread pool or Lava state inherited) and warmed up.
+    Use as a context manager; :meth:`run` splits a batch into one contiguous shard per worker."""
+
+    def __init__(self, graph: Graph, *, workers: int = 1, engine: str = "numba"):
+        self.graph, self.workers, self.engine = graph, max(1, int(workers)), engine
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> "HwSimPool":
+        if self.workers == 1:
+            warm_up(self.graph, self.engine)
+            return self
+        threads = max(1, (os.cpu_count() or 1) // self.workers)
+        self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
+                                         initializer=_init_worker, initargs=(threads, self.graph, self.engine))
+        for f in [self._pool.submit(int) for _ in range(self.workers)]:   # start every worker now
+            f.result()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def run(self, inputs: np.ndarray) -> HwSimResult:
+        if self._pool is None or len(inputs) < 2:
+            return HwSim.from_graph(self.graph).run(inputs, engine=self.engine)
+        bounds = np.linspace(0, len(inputs), min(self.workers, len(inputs)) + 1).astype(int)
+        futures = [self._pool.submit(_run_shard, self.graph, inputs[a:b], self.engine)
+                   for a, b in zip(bounds[:-1], bounds[1:])]
+        return merge_results([f.result() for f in futures])
+
+
+def run_sharded(graph: Graph, inputs: np.ndarray, *, workers: int, engine: str = "numba") -> HwSimResult:
+    """Run ``inputs`` split over ``workers`` processes; ``workers`` <= 1 runs in this process."""
+    with HwSimPool(graph, workers=workers, engine=engine) as pool:
+        return pool.run(inputs)
+
+
+def shard_range(total: int, shard: int, shards: int) -> range:
+    """The sample indices of shard ``shard`` (0-based) of ``shards`` over ``total`` samples."""
+    if not 0 <= shard < shards:
+        raise ValueError(f"shard {shard} out of range for {shards} shards")
+    bounds = np.linspace(0, total, shards + 1).astype(int)
+    return range(int(bounds[shard]), int(bounds[shard + 1]))
