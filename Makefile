@@ -1,4 +1,5 @@
 # The two commands: `make demo` (train -> compile -> verify on Lava -> report) and `make test`.
+# `make bench` runs benchmarks/ (docs/performance.md), with the libraries it compares against.
 # Both create .venv on first use. lava-nc 0.10.0 / lava-dl 0.6.0 declare Python <3.11 and pin an old
 # torch, so they are installed with --no-deps; their real dependencies are in pyproject.toml.
 PYTHON ?= python3
@@ -9,8 +10,10 @@ STAMP  := $(VENV)/.snnc-installed
 TORCH  := torch==2.15.0 torchvision==0.29.2
 LAVA   := lava-nc==0.10.0 lava-dl==0.6.0
 DEMO   := demo-out
+BENCH  := bench-out
+BENCH_STAMP := $(VENV)/.snnc-bench-installed
 
-.PHONY: demo test test-fast install clean
+.PHONY: demo test test-fast bench install clean
 
 install: $(STAMP)
 
@@ -29,6 +32,13 @@ demo: $(STAMP)
 	$(BIN)/snn-run $(DEMO)/build --backend lava --dataset digits --samples 20
 	$(BIN)/snn-report $(DEMO)/build > /dev/null && echo "snn-report $(DEMO)/build: ok"
 
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[test,bench]"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/run_all.py --out $(BENCH)
+
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
@@ -36,4 +46,4 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
 clean:
-	rm -rf $(VENV) $(DEMO)
+	rm -rf $(VENV) $(DEMO) $(BENCH)
