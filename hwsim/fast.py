@@ -15,16 +15,18 @@ on a CPU because
 """
 from __future__ import annotations
 
+from typing import Collection
+
 import numpy as np
 import torch
 
 from snnc.compiler.ir import Graph, QConv, QCubaLIF, QDense
 from snnc.hwsim import kernels
-from snnc.hwsim.sim import (HwSimResult, LayerActivity, conv_input, fan_out, lava_weights, merge_results,
-                             shift_signed)
+from snnc.hwsim.sim import (HwSimResult, LayerActivity, chunk_size, conv_input, fan_out, lava_weights,
+                             merge_results, shift_signed)
 
 EVENT_DENSITY = 0.02   # fraction of non-zero inputs below which a dense synapse runs event by event
-DEFAULT_CHUNK = 128    # samples per chunk: (chunk x T) GEMM rows keep the int8 GEMM efficient
+DEFAULT_CHUNK = 128    # most samples per chunk: (chunk x T) GEMM rows keep the int8 GEMM efficient
 
 _NONE = np.zeros((0, 0, 0), dtype=np.int64)
 
@@ -78,12 +80,12 @@ def _combine(parts: list[tuple[np.ndarray, int, int]]) -> tuple[np.ndarray, int,
 class FastEngine:
     """Prepared once per graph; :meth:`run` takes any batch."""
 
-    def __init__(self, graph: Graph, *, chunk: int = DEFAULT_CHUNK, event_density: float = EVENT_DENSITY):
+    def __init__(self, graph: Graph, *, chunk: int | None = None, event_density: float = EVENT_DENSITY):
         self.graph = graph
         self.populations = graph.populations()
         self.input = graph.input
         self.output_name = graph.output.name
-        self.chunk = max(1, int(chunk))
+        self.chunk = chunk     # None: chunk_size() for the run's T
         self.event_density = event_density
         graded = (2 ** self.input.bits - 1) if self.input.bits else 1
         self.dense = {syn.name: _Dense(syn, pop.neuron, graded if src == self.input.name else 1)
@@ -91,13 +93,15 @@ class FastEngine:
         self.fans = {syn.name: fan_out(syn) for pop in self.populations for syn, _ in pop.inputs
                      if isinstance(syn, QConv)}
 
-    def run(self, inputs: np.ndarray) -> HwSimResult:
+    def run(self, inputs: np.ndarray, keep: Collection[str] | None = None) -> HwSimResult:
+        """``keep`` as in :meth:`HwSim.run`."""
         x = self.input.check_values(inputs)
-        if len(x) <= self.chunk:
-            return self._run_chunk(x)
-        return merge_results([self._run_chunk(x[i:i + self.chunk]) for i in range(0, len(x), self.chunk)])
+        step = max(1, int(self.chunk)) if self.chunk else chunk_size(self.graph, x.shape[1], DEFAULT_CHUNK)
+        if len(x) <= step:
+            return self._run_chunk(x, keep)
+        return merge_results([self._run_chunk(x[i:i + step], keep) for i in range(0, len(x), step)])
 
-    def _run_chunk(self, x: np.ndarray) -> HwSimResult:
+    def _run_chunk(self, x: np.ndarray, keep: Collection[str] | None) -> HwSimResult:
         batch, steps = x.shape[:2]
         trains: dict[str, np.ndarray] = {self.input.name: x}
         counts: dict[str, np.ndarray] = {}     # non-zero entries per (batch, T) of every train
@@ -140,7 +144,9 @@ class FastEngine:
                 p, mul, exp, events, rows, ev_exp, np.ascontiguousarray(bias, dtype=np.int64),
                 fmt.decay_unity - neu.du, fmt.decay_unity - neu.dv, int(np.log2(fmt.decay_unity)),
                 fmt.act_shift, fmt.state_max, fmt.state_max - 1, int(neu.vth) << fmt.vth_shift)
-            trains[neu.name], spikes[neu.name], final_v[neu.name], counts[neu.name] = out, out, v, nspk
+            trains[neu.name], counts[neu.name] = out, nspk
+            if keep is None or neu.name in keep:
+                spikes[neu.name], final_v[neu.name] = out, v
             activity.append(LayerActivity(
                 name=neu.name, neurons=neu.size, synapses=synapses, synops=synops,
                 spikes=nspk.sum(axis=0), updates=np.full(steps, batch * neu.size, dtype=np.int64),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 from concurrent.futures import ProcessPoolExecutor
+from typing import Collection
 
 import numpy as np
 
@@ -35,8 +36,8 @@ def _init_worker(threads: int, graph: Graph, engine: str) -> None:
     warm_up(graph, engine)
 
 
-def _run_shard(graph: Graph, inputs: np.ndarray, engine: str) -> HwSimResult:
-    return HwSim.from_graph(graph).run(inputs, engine=engine)
+def _run_shard(graph: Graph, inputs: np.ndarray, engine: str, keep: Collection[str] | None) -> HwSimResult:
+    return HwSim.from_graph(graph).run(inputs, engine=engine, keep=keep)
 
 
 class HwSimPool:
@@ -64,11 +65,12 @@ class HwSimPool:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def run(self, inputs: np.ndarray) -> HwSimResult:
+    def run(self, inputs: np.ndarray, keep: Collection[str] | None = None) -> HwSimResult:
+        """``keep`` as in :meth:`HwSim.run` (what travels back from the workers)."""
         if self._pool is None or len(inputs) < 2:
-            return HwSim.from_graph(self.graph).run(inputs, engine=self.engine)
+            return HwSim.from_graph(self.graph).run(inputs, engine=self.engine, keep=keep)
         bounds = np.linspace(0, len(inputs), min(self.workers, len(inputs)) + 1).astype(int)
-        futures = [self._pool.submit(_run_shard, self.graph, inputs[a:b], self.engine)
+        futures = [self._pool.submit(_run_shard, self.graph, inputs[a:b], self.engine, keep)
                    for a, b in zip(bounds[:-1], bounds[1:])]
         return merge_results([f.result() for f in futures])
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Iterator, TypeVar
+from typing import Collection, Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -26,7 +26,16 @@ from snnc.models.quant import FixedPointFormat
 from snnc.errors import GraphError
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
-TORCH_CHUNK = 1024   # samples per chunk of the torch engine: (chunk x T x n) int64 arrays per layer
+CHUNK_BYTES = 256 * 2**20   # per-layer working set of one batch chunk: (chunk x T x widest layer) int64
+
+
+def chunk_size(graph: Graph, steps: int, most: int) -> int:
+    """Samples per chunk: at most ``most``, fewer where the widest population's (chunk x T) int64
+    synaptic input would exceed CHUNK_BYTES (a LeNet conv layer at T=100 is 12 MiB per sample)."""
+    widest = max(p.neuron.size for p in graph.populations())
+    return int(max(1, min(most, CHUNK_BYTES // (8 * max(1, steps) * widest))))
+
+
 
 
 @dataclass(frozen=True)
@@ -166,29 +175,31 @@ class HwSim:
         return cls(graph)
 
     def run(self, inputs: np.ndarray, *, engine: str = "auto", device: str | torch.device = "cpu",
-            chunk: int | None = None) -> HwSimResult:
+            chunk: int | None = None, keep: Collection[str] | None = None) -> HwSimResult:
         """Run ``inputs`` (batch, T, n_in); every sample starts from zero state.
 
         ``engine``: "numba" (the fast CPU engine), "torch" (this module, on ``device``: "cpu",
         "cuda", ...), or "auto": numba on the CPU, torch on any other device. Samples run ``chunk``
         at a time (memory stays bounded whatever the batch); the default suits each engine.
+        ``keep``: the populations whose spikes and final v the result holds (default: all); the
+        activity counts always cover every population. Whole test sets need only the output.
         """
         dev = torch.device(device)
         if engine == "auto":
             engine = "numba" if dev.type == "cpu" else "torch"
         if engine == "numba":
-            from snnc.hwsim.fast import DEFAULT_CHUNK, FastEngine
+            from snnc.hwsim.fast import FastEngine
 
-            return FastEngine(self.graph, chunk=chunk or DEFAULT_CHUNK).run(inputs)
+            return FastEngine(self.graph, chunk=chunk).run(inputs, keep=keep)
         if engine != "torch":
             raise ValueError(f"unknown hwsim engine '{engine}': use numba, torch or auto")
         x = self.input.check_values(inputs)
-        step = chunk or TORCH_CHUNK
+        step = chunk or chunk_size(self.graph, x.shape[1], 1024)
         if len(x) <= step:
-            return self._run_torch(x, dev)
-        return merge_results([self._run_torch(x[i:i + step], dev) for i in range(0, len(x), step)])
+            return self._run_torch(x, dev, keep)
+        return merge_results([self._run_torch(x[i:i + step], dev, keep) for i in range(0, len(x), step)])
 
-    def _run_torch(self, x: np.ndarray, dev: torch.device) -> HwSimResult:
+    def _run_torch(self, x: np.ndarray, dev: torch.device, keep: Collection[str] | None = None) -> HwSimResult:
         batch, steps = x.shape[:2]
         trains: dict[str, torch.Tensor] = {self.input.name: torch.from_numpy(x).to(dev)}
         spikes: dict[str, np.ndarray] = {}
@@ -216,7 +227,8 @@ class HwSim:
                         synapses += int(syn.weight.size)
                 out, active, v = self._neurons(a, neu)
                 trains[neu.name] = out
-                spikes[neu.name], final_v[neu.name] = out.cpu().numpy(), v.cpu().numpy()
+                if keep is None or neu.name in keep:
+                    spikes[neu.name], final_v[neu.name] = out.cpu().numpy(), v.cpu().numpy()
                 activity.append(LayerActivity(
                     name=neu.name,
                     neurons=neu.size,

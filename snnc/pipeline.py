@@ -299,12 +299,13 @@ def run_artifact(path: str | Path, *, backend: str, dataset: str | None, samples
     result: dict[str, Any] = {"backend": backend}
     if backend == "hwsim":
         engine = "numba" if device == "cpu" else "torch"
+        keep = {art.graph.output.name}     # all that decisions() reads: a whole test set fits in memory
         with contextlib.ExitStack() as stack:
             if device == "cpu":     # start (and warm) the workers before the clock starts
-                run = stack.enter_context(HwSimPool(art.graph, workers=workers, engine=engine)).run
+                run = partial(stack.enter_context(HwSimPool(art.graph, workers=workers, engine=engine)).run, keep=keep)
             else:
                 warm_up(art.graph, engine, device)
-                run = partial(HwSim.from_graph(art.graph).run, engine=engine, device=device)
+                run = partial(HwSim.from_graph(art.graph).run, engine=engine, device=device, keep=keep)
             startup = time.perf_counter() - t0
             t1 = time.perf_counter()
             res = run(inputs)

@@ -45,7 +45,17 @@ def assert_same_result(a: HwSimResult, b: HwSimResult) -> None:
 def test_numba_engine_equals_torch_engine(graph: Graph, seed: int, batch: int, steps: int) -> None:
     x = spikes_of(graph, np.random.default_rng(seed), batch, steps)
     sim = HwSim.from_graph(graph)
-    assert_same_result(sim.run(x, engine="numba"), sim.run(x, engine="torch"))
+    full = sim.run(x, engine="numba")
+    assert_same_result(full, sim.run(x, engine="torch"))
+    out = graph.output.name
+    for engine in ("numba", "torch"):   # keep: only the output's spikes and v travel; counts unchanged
+        part = sim.run(x, engine=engine, keep={out}, chunk=2)
+        assert list(part.spikes) == list(part.final_v) == [out]
+        np.testing.assert_array_equal(part.spikes[out], full.spikes[out])
+        np.testing.assert_array_equal(part.final_v[out], full.final_v[out])
+        for a, b in zip(part.activity, full.activity, strict=True):
+            np.testing.assert_array_equal(a.synops, b.synops)
+            np.testing.assert_array_equal(a.active_updates, b.active_updates)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
