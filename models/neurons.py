@@ -18,6 +18,7 @@ from torch import nn
 
 from snnc.models.quant import (LOIHI_FIXED_POINT, FixedPointFormat, bias_to_int, decay_to_int,
                                threshold_to_int, trunc_ste, weight_to_int)
+from snnc.models.recurrence import CubaConstants, cuba_recurrence, float_synapses, integer_synapses
 from snnc.models.rules import Rule
 
 
@@ -119,33 +120,23 @@ class CubaNeurons(nn.Module):
     def _neuron_traces(self, a: torch.Tensor, bias: torch.Tensor | float, rule: Rule,
                        hardware_exact: bool) -> torch.Tensor:
         """Run the neurons on synaptic input ``a`` (batch, T, out) with per-step ``bias`` (threshold
-        units, or the integer mantissa in hardware-exact mode) -> spikes, or a readout's v."""
+        units, or the integer mantissa in hardware-exact mode) -> spikes, or a readout's v.
+
+        The recurrence is :func:`snnc.models.recurrence.cuba_recurrence`: ``cuba_hw_step`` /
+        ``cuba_float_step`` over every step, value for value, as one autograd node."""
         if hardware_exact:
-            du, dv = decay_to_int(self.current_decay), decay_to_int(self.voltage_decay)
-            vth, unit = self.chip_threshold(), self.state_unit
-            step = lambda at, u, v: cuba_hw_step(at, u, v, bias, du, dv, vth, unit, rule)  # noqa: E731
+            c = CubaConstants.hardware_mode(decay_to_int(self.current_decay), decay_to_int(self.voltage_decay),
+                                            self.chip_threshold(), self.state_unit, rule, self.spiking, self.fmt)
         else:
             threshold = self.threshold if self.spiking else math.inf
-            step = lambda at, u, v: cuba_float_step(  # noqa: E731
-                at, u, v, bias, self.current_decay, self.voltage_decay, threshold, rule)
-        out = self._run(a, step, a.shape[0])
+            c = CubaConstants.float_mode(self.current_decay, self.voltage_decay, threshold, rule, self.spiking)
+        out = cuba_recurrence(a, bias, c, rule, self.fmt)
         if not self.spiking:
             return out / (self.state_unit if hardware_exact else self.threshold)
         scale = rule.spike_gradient_scale(out, 1.0 - self.voltage_decay)
         if scale is not None:  # forward unchanged, gradient of each neuron's spike train scaled
             out = out.detach() + (out - out.detach()) * scale[:, None, :]
         return out
-
-    def _run(self, a: torch.Tensor, step: Any, batch: int) -> torch.Tensor:
-        """The neuron recurrence over time for synaptic input ``a`` (batch, T, out) -> spikes, or the
-        membrane potential (state units) for a readout integrator."""
-        u = torch.zeros(batch, self.out_features, dtype=a.dtype, device=a.device)
-        v = torch.zeros_like(u)
-        out = []
-        for t in range(a.shape[1]):
-            st, u, v = step(a[:, t], u, v)
-            out.append(st if self.spiking else v)
-        return torch.stack(out, dim=1)
 
 
 class CubaDense(CubaNeurons):
@@ -248,8 +239,10 @@ class CubaDense(CubaNeurons):
 
     def _synaptic_input(self, x: torch.Tensor, w: torch.Tensor, hardware_exact: bool) -> torch.Tensor:
         """W @ x[t-1] for every t: the chip's integers in hardware-exact mode (graded: floor(./2**bits))."""
-        a = delay_one_step(x) @ w.t()
-        if hardware_exact and self.input_bits:
+        if not hardware_exact:
+            return float_synapses(x, w)
+        a = integer_synapses(x, w)
+        if self.input_bits:
             a = a / 2 ** self.input_bits
             a = a + (torch.floor(a) - a).detach()
         return a
@@ -260,9 +253,8 @@ class CubaDense(CubaNeurons):
         x = self._encode(s_in, hardware_exact)
         extra: list[torch.Tensor] = []
         if hardware_exact:
-            x = x.double()
             w = self._quantized(self.weight)
-            a = self._synaptic_input(x, w, True)
+            a = self._synaptic_input(x, w, True)            # exact from any float input dtype
             if self.aux is not None:
                 aux = self.aux.traces(s_in, rule, True)[-1]
                 a = a + delay_one_step(aux) @ weight_to_int(self.inhibition().double(), self.weight_scale).t()

@@ -1,0 +1,286 @@
+"""The CUBA-LIF recurrence over all timesteps as one autograd node (the training hot path).
+
+``cuba_float_step`` / ``cuba_hw_step`` in :mod:`snnc.models.neurons` define one step; run step by
+step under autograd they record ~40 small ops per timestep and layer and replay them backwards.
+:func:`cuba_recurrence` computes the same forward with a few in-place ops per step (no graph), and
+the same gradient with a hand-written backward: everything that does not depend on the time order
+(surrogate, reset and clamp factors) is computed for all steps at once, leaving two fused ops per
+step in the reverse loop. Hardware-exact mode stays bit-identical (integer-valued float64, every
+rounding, wrap and clip as in ``cuba_hw_step``); wraps and clips that provably cannot trigger for
+the given input (bounded from ``max |a|`` and the decays) are skipped, which changes no value.
+tests/test_recurrence.py checks both against the step functions, forward and backward.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from snnc.models.quant import LOIHI_FIXED_POINT, FixedPointFormat
+from snnc.models.rules import Rule
+
+
+@dataclass(frozen=True)
+class CubaConstants:
+    """One population's recurrence in numbers (all plain floats, so the autograd node is cheap).
+
+    Forward: ``u = D(u, ku) + a_scale a``; ``v = D(v, kv) + u + b_scale b``; ``x = (v - offset) / unit``
+    (float mode: ``v / unit - 1``); spike if ``x > 0``, then ``v := 0``. ``D`` rounds toward zero and
+    the state wraps/clips in hardware mode. ``kv_grad`` is the leak's factor in the gradient (1 when
+    the rule keeps the leak out of it).
+    """
+
+    ku: float
+    kv: float
+    kv_grad: float
+    unit: float
+    offset: float = 0.0
+    a_scale: float = 1.0
+    b_scale: float = 1.0
+    hardware: bool = False
+    spiking: bool = True
+
+    @classmethod
+    def float_mode(cls, current_decay: float, voltage_decay: float, threshold: float, rule: Rule,
+                   spiking: bool) -> "CubaConstants":
+        kv = 1.0 - voltage_decay
+        return cls(1.0 - current_decay, kv, kv if rule.leak_gradient else 1.0, threshold, spiking=spiking)
+
+    @classmethod
+    def hardware_mode(cls, du: int, dv: int, vth: int, unit: float, rule: Rule, spiking: bool,
+                      fmt: FixedPointFormat = LOIHI_FIXED_POINT) -> "CubaConstants":
+        one = float(fmt.decay_unity)
+        kv = (one - dv) / one
+        return cls((one - du) / one, kv, kv if rule.leak_gradient else 1.0, unit,
+                   offset=float(vth * 2 ** fmt.vth_shift), a_scale=float(2 ** fmt.act_shift),
+                   b_scale=float(2 ** fmt.bias_exp), hardware=True, spiking=spiking)
+
+
+def _wrap_int32_(x: torch.Tensor) -> torch.Tensor:
+    """In-place two's-complement int32 wrap (as ``neurons.wrap_int32``)."""
+    return x.sub_(torch.floor((x + 2.0**31) / 2.0**32) * 2.0**32)
+
+
+def _geometric(k: float, steps: int) -> float:
+    """sum_{i<steps} k^i, the most a decaying state can accumulate of a bounded input."""
+    return float(steps) if k >= 1.0 else min(float(steps), 1.0 / (1.0 - k))
+
+
+def _hardware_guards(a_max: float, b_max: float, c: CubaConstants, steps: int,
+                     fmt: FixedPointFormat) -> tuple[bool, bool, bool]:
+    """Which of (int32 wrap, 24-bit wrap of u, clip of v) can trigger. Rounding toward zero, the
+    wraps and the reset never grow |state|, so |u| <= a_max * sum k_u^i and |v| <= (that + b_max) *
+    sum k_v^i; where these bounds stay inside a range, the operation is the identity there."""
+    top = float(fmt.state_max)
+    u_max = a_max * c.a_scale * _geometric(c.ku, steps) * (1 + 1e-9) + 1.0
+    v_max = (u_max + b_max * c.b_scale) * _geometric(c.kv, steps) * (1 + 1e-9) + 1.0
+    need_int32 = u_max + top + b_max * c.b_scale >= 2.0**31
+    return need_int32, u_max >= top, v_max >= top - 1
+
+
+def _forward(a: torch.Tensor, bias: torch.Tensor | float, c: CubaConstants, fmt: FixedPointFormat
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """-> (output (batch, T, n): spikes or v after the reset; v before the reset; spikes (bool);
+    clip mask (hardware mode, only where the clip can trigger))."""
+    batch, steps, n = a.shape
+    vpre = a.new_empty(steps, batch, n)                    # time-major: each step is contiguous
+    spikes = torch.empty(steps, batch, n, dtype=torch.bool, device=a.device)
+    vout = None if c.spiking else a.new_empty(steps, batch, n)
+    u = a.new_zeros(batch, n)
+    v = a.new_zeros(batch, n)
+    zero = a.new_zeros(())                                 # the reset value
+    b = bias * c.b_scale if isinstance(bias, torch.Tensor) else float(bias) * c.b_scale
+    mask = None
+    if c.hardware:
+        top = float(fmt.state_max)
+        a_max = float(a.abs().max()) if a.numel() else 0.0
+        b_max = float(bias.abs().max()) if isinstance(bias, torch.Tensor) and bias.numel() else abs(float(bias))
+        need_int32, need_wrap24, need_clip = _hardware_guards(a_max, b_max, c, steps, fmt)
+        drive = torch.mul(a.transpose(0, 1), c.a_scale, out=a.new_empty(steps, batch, n))  # time-major
+        if need_int32:
+            _wrap_int32_(drive)
+        if need_clip:
+            mask = torch.empty(steps, batch, n, dtype=torch.bool, device=a.device)
+        for t in range(steps):
+            u.mul_(c.ku).trunc_().add_(drive[t])
+            if need_int32:
+                _wrap_int32_(u)
+            if need_wrap24:                               # wrap once: '>' then '<=' as Lava does
+                u.sub_((u > top).to(u.dtype) * (2 * top))
+                u.add_((u <= -top).to(u.dtype) * (2 * top))
+            vt = torch.mul(v, c.kv, out=vpre[t]).trunc_().add_(u).add_(b)
+            if need_int32:
+                _wrap_int32_(vt)
+            if mask is not None:
+                torch.logical_and(vt >= -(top - 1), vt <= top - 1, out=mask[t])
+                vt.clamp_(-(top - 1), top - 1)
+            st = torch.gt(vt, c.offset, out=spikes[t])    # (v - offset) / unit > 0, exactly
+            v = torch.where(st, zero, vt, out=v if vout is None else vout[t])
+    else:
+        at = a.transpose(0, 1).contiguous()                # time-major: each step is contiguous
+        exact_leak = c.kv_grad == c.kv
+        for t in range(steps):
+            u.mul_(c.ku).add_(at[t])
+            vt = vpre[t]
+            if exact_leak:
+                torch.mul(v, c.kv, out=vt)
+            else:                                          # x + (x k - x): the value neurons._decay gives
+                torch.add(v, torch.mul(v, c.kv).sub_(v), out=vt)
+            vt.add_(u).add_(b)
+            st = torch.gt(vt / c.unit - 1.0, 0.0, out=spikes[t])
+            v = torch.where(st, zero, vt, out=v if vout is None else vout[t])
+    out = spikes.to(a.dtype) if vout is None else vout
+    return out.transpose(0, 1).contiguous(), vpre, spikes, mask
+
+
+class _CubaRecurrence(torch.autograd.Function):
+    """Forward: :func:`_forward`. Backward: the chain rule of the step functions, vectorised over
+    time where it can be (see the module docstring)."""
+
+    @staticmethod
+    def forward(ctx: Any, a: torch.Tensor, bias: torch.Tensor | float, c: CubaConstants, rule: Rule,
+                fmt: FixedPointFormat) -> torch.Tensor:  # type: ignore[override]
+        out, vpre, spikes, mask = _forward(a, bias, c, fmt)
+        ctx.save_for_backward(vpre, spikes, *(() if mask is None else (mask,)))
+        ctx.c, ctx.rule = c, rule
+        ctx.bias_shape = bias.shape if isinstance(bias, torch.Tensor) else None
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        vpre, spikes, *rest = ctx.saved_tensors
+        mask = rest[0] if rest else None
+        c, rule = ctx.c, ctx.rule
+        g_out = grad_out.transpose(0, 1).to(vpre.dtype).contiguous()  # (T, batch, n)
+        x = (vpre - c.offset) / c.unit if c.hardware else vpre / c.unit - 1.0
+        h = rule.surrogate(x)                                        # ds/dx at every step
+        s = spikes.to(vpre.dtype)
+        # dv/dvpre through v = vpre (1 - s) + term(s) unit, s = H(x), dx/dvpre = 1 / unit:
+        dv_ds = -vpre / c.unit if rule.reset_gradient else torch.zeros_like(vpre)
+        term_grad = _temporal_term_grad(rule, s)
+        if term_grad is not None:
+            dv_ds = dv_ds + term_grad
+        through_v = (1.0 - s).addcmul_(h, dv_ds)     # Gvpre = Gv * through_v (+ grad of output spikes)
+        if mask is not None:
+            through_v.mul_(mask)
+        steps = vpre.shape[0]
+        g_vc = torch.empty_like(vpre)                # grad of v before the clip (= of u, b at this step)
+        g_u = torch.empty_like(vpre)
+        if c.spiking:
+            direct = g_out * h / c.unit
+            if mask is not None:
+                direct.mul_(mask)
+            carry = through_v.mul_(c.kv_grad)        # Gvc[t] = Gvc[t+1] kv_grad through_v[t] + direct[t]
+            g_vc[-1] = direct[-1]
+            for t in range(steps - 2, -1, -1):
+                torch.addcmul(direct[t], g_vc[t + 1], carry[t], out=g_vc[t])
+        else:                                        # Gvc[t] = (Gvc[t+1] kv_grad + g_out[t]) through_v[t]
+            g_vc[-1] = g_out[-1] * through_v[-1]
+            for t in range(steps - 2, -1, -1):
+                torch.add(g_out[t], g_vc[t + 1], alpha=c.kv_grad, out=g_vc[t]).mul_(through_v[t])
+        g_u[-1] = g_vc[-1]                           # Gu[t] = Gvc[t] + ku Gu[t+1]
+        for t in range(steps - 2, -1, -1):
+            torch.add(g_vc[t], g_u[t + 1], alpha=c.ku, out=g_u[t])
+        grad_a = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_a = (g_u * c.a_scale).transpose(0, 1)
+        if ctx.needs_input_grad[1] and ctx.bias_shape is not None:
+            grad_b = (g_vc.sum(dim=0) * c.b_scale).sum_to_size(ctx.bias_shape)
+        return grad_a, grad_b, None, None, None
+
+
+def _temporal_term_grad(rule: Rule, s: torch.Tensor) -> torch.Tensor | None:
+    """d temporal_term(s) / ds, elementwise (the term is a forward-zero function of s alone)."""
+    s_req = s.detach().requires_grad_(True)
+    with torch.enable_grad():
+        term = rule.temporal_term(s_req)
+        if term is None:
+            return None
+        (grad,) = torch.autograd.grad(term, s_req, torch.ones_like(term), allow_unused=True)
+    return grad if grad is not None else torch.zeros_like(s)
+
+
+def cuba_recurrence(a: torch.Tensor, bias: torch.Tensor | float, c: CubaConstants, rule: Rule,
+                    fmt: FixedPointFormat = LOIHI_FIXED_POINT) -> torch.Tensor:
+    """Run CUBA-LIF neurons over synaptic input ``a`` (batch, T, n) -> spikes, or for a non-spiking
+    population v after every step (state units), with the rule's surrogate gradient."""
+    if torch.is_grad_enabled() and (a.requires_grad or (isinstance(bias, torch.Tensor) and bias.requires_grad)):
+        return _CubaRecurrence.apply(a, bias, c, rule, fmt)
+    with torch.no_grad():
+        return _forward(a, bias, c, fmt)[0]
+
+
+class _ExactIntegerMatmul(torch.autograd.Function):
+    """``delay(x) @ w.T`` for integer-valued ``x`` and ``w`` (see :func:`_delayed_integer_matmul`);
+    float64 backward as autograd computes it, so gradients are unchanged."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x, w)
+        return _delayed_integer_matmul(x, w)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:  # type: ignore[override]
+        x, w = ctx.saved_tensors
+        g = grad[:, 1:]                                           # step t reads x[t - 1]
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.nn.functional.pad(g @ w.to(g.dtype), (0, 0, 0, 1)).to(x.dtype)
+        if ctx.needs_input_grad[1]:
+            xs = x[:, :-1].to(g.dtype)
+            grad_w = (g.reshape(-1, g.shape[-1]).t() @ xs.reshape(-1, xs.shape[-1])).to(w.dtype)
+        return grad_x, grad_w
+
+
+def _as_int8(t: torch.Tensor) -> torch.Tensor | None:
+    """``t`` as int8 if every value is an integer in [-128, 127] (checked by a round trip), else None."""
+    t8 = t.to(torch.int8)
+    return t8 if torch.equal(t8.to(t.dtype), t) else None
+
+
+def _delayed_integer_matmul(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """(batch, T, in) x (out, in) -> float64 (batch, T, out), step t = x[t - 1] @ w.T, step 0 = 0.
+
+    The sums are integers, so every exact method gives the same bits; the fastest that applies is
+    used: int8 GEMM with int32 accumulation (CPU; spikes and signed spikes times Loihi's even 8-bit
+    weights, halved), float32 where every partial sum stays below 2**24, else float64.
+    """
+    xs = x[:, :-1]
+    batch, steps, n_in = xs.shape
+    a: torch.Tensor | None = None
+    if xs.device.type == "cpu" and xs.numel() and n_in * 128 * 128 < 2**31:
+        w8 = _as_int8(w / 2)
+        x8 = _as_int8(xs) if w8 is not None else None
+        if x8 is not None and w8 is not None:
+            a = torch._int_mm(x8.reshape(-1, n_in), w8.t().contiguous()).to(torch.float64).mul_(2.0)
+    if a is None:
+        if exact_float32(xs, w):
+            a = (xs.to(torch.float32) @ w.to(torch.float32).t()).to(torch.float64)
+        else:
+            a = xs.to(torch.float64) @ w.to(torch.float64).t()
+    a = a.reshape(batch, steps, w.shape[0])
+    return torch.nn.functional.pad(a, (0, 0, 1, 0))
+
+
+def exact_float32(x: torch.Tensor, w: torch.Tensor) -> bool:
+    """Whether float32 computes ``x @ w.T`` exactly: both integer-valued, and every product and
+    partial sum of magnitude below 2**24."""
+    if x.numel() == 0 or w.numel() == 0:
+        return True
+    bound = float(x.abs().max()) * float(w.abs().max()) * x.shape[-1]
+    return bound < 2.0**24 and bool((x == x.trunc()).all()) and bool((w == w.trunc()).all())
+
+
+def integer_synapses(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Hardware-exact dense synapses: float64 ``delay(x) @ w.T`` for integer-valued spikes (or graded
+    values) and integer weights, exact in any summation order, as fast as the values allow."""
+    if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad):
+        return _ExactIntegerMatmul.apply(x, w)
+    return _delayed_integer_matmul(x, w)
+
+
+def float_synapses(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Float dense synapses ``delay(x) @ w.T``: the GEMM skips the last step, which no one reads."""
+    return torch.nn.functional.pad(x[:, :-1] @ w.t(), (0, 0, 1, 0))
+
