@@ -1,4 +1,7 @@
-"""The training loop behind ``snn-train``: seeded input spikes (``batch_spikes``), the rule's loss, Adam."""
+"""The training loop behind ``snn-train``: seeded input spikes (``batch_spikes``), the rule's loss, Adam.
+
+Under ``torchrun`` it trains data-parallel with DistributedDataParallel (``snnc.models.distributed``).
+"""
 from __future__ import annotations
 
 import random
@@ -9,6 +12,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from snnc.models import distributed
 from snnc.models.datasets import Dataset, batch_spikes
 from snnc.models.network import SpikingNet
 
@@ -78,6 +82,21 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def train_step(model: SpikingNet, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+               net: torch.nn.Module | None = None, loss_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step on a batch -> (loss, scores), both detached.
+
+    ``net`` is what runs the forward (a DistributedDataParallel wrapper of ``model``, which then
+    averages the gradients); ``loss_weight`` scales the loss that is differentiated (a rank's share).
+    """
+    scores = model.scores((net or model)(x)[-1])
+    loss = model.rule.objective(scores, y)
+    opt.zero_grad()
+    (loss * loss_weight if loss_weight != 1.0 else loss).backward()
+    opt.step()
+    return loss.detach(), scores.detach()
+
+
 def train(model: SpikingNet, train_data: Dataset, *, epochs: int, timesteps: int, batch_size: int = 64,
           lr: float = 5e-3, seed: int = 0, test_data: Dataset | None = None, max_steps: int | None = None,
           device: str | torch.device = "cpu", resume: TrainState | None = None,
@@ -87,10 +106,36 @@ def train(model: SpikingNet, train_data: Dataset, *, epochs: int, timesteps: int
     Input spikes are drawn on the CPU from one seeded generator, so a run resumed from the state of
     epoch k gives bit-identical weights to an uninterrupted run (on the same device).
     ``max_steps`` caps optimiser steps per epoch (smoke tests).
+
+    Started by torchrun (WORLD_SIZE > 1), every rank draws the same global batches and trains on its
+    slice of each under DistributedDataParallel; epoch statistics are summed over the ranks, and only
+    rank 0 evaluates and calls ``on_epoch``. The returned logs are rank 0's (other ranks: without
+    test accuracy).
     """
-    seed_everything(seed)
+    ctx = distributed.from_environment()
     dev = torch.device(device)
+    joined = False
+    if ctx is not None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        dev, joined = distributed.setup(ctx, dev)
+    try:
+        return _train(model, train_data, epochs=epochs, timesteps=timesteps, batch_size=batch_size, lr=lr,
+                      seed=seed, test_data=test_data, max_steps=max_steps, dev=dev, resume=resume,
+                      on_epoch=on_epoch, ctx=ctx)
+    finally:
+        distributed.teardown(joined)
+
+
+def _train(model: SpikingNet, train_data: Dataset, *, epochs: int, timesteps: int, batch_size: int, lr: float,
+           seed: int, test_data: Dataset | None, max_steps: int | None, dev: torch.device,
+           resume: TrainState | None, on_epoch: Callable[[EpochLog, TrainState], None] | None,
+           ctx: distributed.DistributedContext | None) -> list[EpochLog]:
+    seed_everything(seed)
     model.to(dev)
+    net: torch.nn.Module = model
+    if ctx is not None:   # same initial weights on every rank: DDP broadcasts rank 0's at construction
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev] if dev.type == "cuda" else None)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
     first = 1
@@ -103,28 +148,33 @@ def train(model: SpikingNet, train_data: Dataset, *, epochs: int, timesteps: int
         first = resume.epoch + 1
         logs = [EpochLog(**log) for log in resume.logs]
     y_all = torch.from_numpy(train_data.y)
+    main = ctx is None or ctx.is_main
     for epoch in range(first, epochs + 1):
-        model.train()
+        net.train()
         order = torch.randperm(len(y_all), generator=g)
         t0, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
         for step, i in enumerate(range(0, len(order), batch_size)):
             if max_steps is not None and step >= max_steps:
                 break
             idx = order[i:i + batch_size]
-            x, y = batch_spikes(train_data, idx, timesteps, g, model.input_encoding).to(dev), y_all[idx].to(dev)
-            scores = model.scores(model(x)[-1])
-            loss = model.rule.objective(scores, y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            seen += len(idx)
-            loss_sum += float(loss.detach()) * len(idx)
-            correct += int((predict(scores.detach()) == y).sum())
+            x = batch_spikes(train_data, idx, timesteps, g, model.input_encoding)   # the whole global batch
+            y, weight = y_all[idx], 1.0
+            if ctx is not None:
+                part, weight = distributed.shard(len(idx), ctx)
+                x, y = x[part], y[part]
+            loss, scores = train_step(model, opt, x.to(dev), y.to(dev), net, weight)
+            if weight > 0:
+                seen += len(y)
+                loss_sum += float(loss) * len(y)
+                correct += int((predict(scores) == y.to(dev)).sum())
         elapsed = time.perf_counter() - t0
-        test_acc = evaluate(model, test_data, timesteps) if test_data is not None else None
+        if ctx is not None:
+            total = distributed.all_sum([seen, loss_sum, correct], dev)
+            seen, loss_sum, correct = int(total[0]), total[1], int(total[2])
+        test_acc = evaluate(model, test_data, timesteps) if test_data is not None and main else None
         log = EpochLog(epoch, loss_sum / max(seen, 1), correct / max(seen, 1), test_acc, seen / elapsed)
         logs.append(log)
-        if on_epoch:
+        if on_epoch and main:
             on_epoch(log, TrainState(epoch, opt.state_dict(), g.get_state(), [asdict(x) for x in logs],
                                      torch.get_rng_state()))
     return logs
