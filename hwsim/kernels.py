@@ -158,3 +158,71 @@ def nonzero_counts(x: np.ndarray) -> np.ndarray:
                 c += x[b, t, i] != 0
             counts[b, t] = c
     return counts
+
+
+@numba.njit(parallel=True, **_JIT)
+def conv_events(x: np.ndarray, w_t: np.ndarray, in_shape: tuple[int, int, int], out_shape: tuple[int, int, int],
+                stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int], groups: int
+                ) -> np.ndarray:
+    """Exact conv2d (PyTorch's cross-correlation, (C, H, W) flattened) of (batch, T, n_in) spikes or
+    graded values, event by event: each non-zero input adds its kernel taps to the outputs it reaches.
+
+    ``w_t`` is the weight as (C_in / groups, kh, kw, C_out), int32 where every sum fits (else int64),
+    so that one tap adds to all of a group's output channels contiguously. Output (batch, T,
+    C_out * Ho * Wo) of ``w_t``'s type, *not* wrapped to 24 bits (the caller wraps, as Lava wraps the summed output: SP/lava/proc/conv/models.py:68-79).
+    For input with few non-zeros this does density x the work of the dense convolution.
+    """
+    batch, steps, _ = x.shape
+    c_in, h, w = in_shape
+    c_out, ho, wo = out_shape
+    cin_g, kh, kw = w_t.shape[0], w_t.shape[1], w_t.shape[2]
+    cout_g = c_out // groups
+    sy, sx = stride
+    dy, dx = dilation
+    out = np.zeros((batch, steps, c_out * ho * wo), dtype=w_t.dtype)
+    for b in numba.prange(batch):
+        acc = np.zeros((ho, wo, c_out), dtype=w_t.dtype)
+        for t in range(steps):
+            row = x[b, t]
+            acc[:] = 0
+            for i in range(row.shape[0]):
+                if row[i] == 0:
+                    continue
+                val = row[i]
+                c = i // (h * w)
+                py = (i // w) % h + padding[0]          # coordinates in the padded input
+                px = i % w + padding[1]
+                g = c // cin_g
+                cg = c - g * cin_g
+                o0 = g * cout_g
+                # output oy receives tap ky where py = oy * sy + ky * dy; with dilation 1 only every
+                # sy-th ky can (ky = py mod sy, then steps of sy)
+                ky_first, ky_step = (py % sy, sy) if dy == 1 else (0, 1)
+                kx_first, kx_step = (px % sx, sx) if dx == 1 else (0, 1)
+                for ky in range(ky_first, kh, ky_step):
+                    num_y = py - ky * dy
+                    if num_y < 0:
+                        break
+                    if num_y % sy != 0 or num_y // sy >= ho:
+                        continue
+                    oy = num_y // sy
+                    for kx in range(kx_first, kw, kx_step):
+                        num_x = px - kx * dx
+                        if num_x < 0:
+                            break
+                        if num_x % sx != 0 or num_x // sx >= wo:
+                            continue
+                        tap = w_t[cg, ky, kx]
+                        dst = acc[oy, num_x // sx]
+                        if val == 1:
+                            for o in range(o0, o0 + cout_g):
+                                dst[o] += tap[o]
+                        else:
+                            for o in range(o0, o0 + cout_g):
+                                dst[o] += tap[o] * val
+            dst_row = out[b, t]
+            for o in range(c_out):           # (Ho, Wo, C) -> the (C, H, W) flattening of the graph
+                for oy in range(ho):
+                    for ox in range(wo):
+                        dst_row[(o * ho + oy) * wo + ox] = acc[oy, ox, o]
+    return out

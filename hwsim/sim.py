@@ -117,27 +117,37 @@ def wrap24(x: ArrayT) -> ArrayT:
     return ((x + 2**23) & (2**24 - 1)) - 2**23
 
 
-def _conv(x: torch.Tensor, conv: QConv) -> torch.Tensor:
-    """Exact ``wrap24(conv(W, s))`` of (..., n_in) spikes or graded values -> int64 (..., n_out).
+def conv_bound(conv: QConv, top: int) -> int:
+    """The largest |sum| a convolution can produce: kernel volume x max|w| x max|input|. Below
+    2**23 Lava's 24-bit wrap is the identity."""
+    return int(np.abs(conv.weight).max(initial=0)) * int(np.prod(conv.weight.shape[1:])) * top
+
+
+def _conv(x: torch.Tensor, conv: QConv, dtype_out: torch.dtype = torch.int64) -> torch.Tensor:
+    """Exact ``wrap24(conv(W, s))`` of (..., n_in) spikes or graded values -> (..., n_out) integers.
 
     Lava's Conv is a true convolution over (W, H, C) with the kernel the runtime flips
     (SP/lava/proc/conv/utils.py:186-218); that is PyTorch's cross-correlation in (C, H, W), which
     ``torch.nn.functional.conv2d`` computes, exactly in the float type ``_exact_dtype`` picks for
-    the bound kernel volume x max|w| x max|s|.
+    the bound kernel volume x max|w| x max|s|. Below 2**23 the wrap is skipped (the identity) and
+    ``dtype_out`` (int32 halves the memory traffic) is returned; above, int64 wrapped.
     """
     lead = x.shape[:-1]
-    volume = int(np.prod(conv.weight.shape[1:]))
-    dtype = _exact_dtype(int(np.abs(conv.weight).max(initial=0)) * volume * _top(x))
-    w = torch.from_numpy(np.ascontiguousarray(conv.weight)).to(device=x.device, dtype=dtype)
+    bound = conv_bound(conv, _top(x))
+    cl = torch.channels_last    # oneDNN's faster layout on CPUs (LeNet's convs: 1.6x, measured)
+    w = torch.from_numpy(np.ascontiguousarray(conv.weight)).to(device=x.device, dtype=_exact_dtype(bound))
     with torch.no_grad():
-        y = torch.nn.functional.conv2d(x.reshape(-1, *conv.in_shape).to(dtype), w, stride=conv.stride,
-                                       padding=conv.padding, dilation=conv.dilation, groups=conv.groups)
+        y = torch.nn.functional.conv2d(x.reshape(-1, *conv.in_shape).to(w.dtype).contiguous(memory_format=cl),
+                                       w.contiguous(memory_format=cl), stride=conv.stride, padding=conv.padding,
+                                       dilation=conv.dilation, groups=conv.groups)
+    if bound < 2**23:
+        return y.to(dtype_out).reshape(*lead, conv.out_size)
     return wrap24(y.to(torch.int64).reshape(*lead, conv.out_size))
 
 
 def conv_input(spikes: np.ndarray, conv: QConv) -> np.ndarray:
-    """:func:`_conv` for numpy arrays (the numba engine's convolutions run on the CPU this way)."""
-    return _conv(torch.from_numpy(np.ascontiguousarray(spikes)), conv).numpy()
+    """:func:`_conv` for numpy arrays (the numba engine's dense convolutions): int32 below the wrap."""
+    return _conv(torch.from_numpy(np.ascontiguousarray(spikes)), conv, torch.int32).numpy()
 
 
 def fan_out(conv: QConv) -> np.ndarray:

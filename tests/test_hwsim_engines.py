@@ -60,13 +60,13 @@ def test_numba_engine_equals_torch_engine(graph: Graph, seed: int, batch: int, s
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(fixed_point_graphs(), st.integers(0, 2**32 - 1), st.floats(0.0, 1.0))
-def test_event_path_gemm_path_and_chunks_agree(graph: Graph, seed: int, density: float) -> None:
+def test_event_paths_gemm_paths_and_chunks_agree(graph: Graph, seed: int, density: float) -> None:
     rng = np.random.default_rng(seed)
     x = spikes_of(graph, rng, 5, 9)
     if x.dtype == bool:   # from all-silent to dense activity
         x = rng.random(x.shape) < density
-    events = FastEngine(graph, event_density=1.1).run(x)    # every dense synapse it can, event by event
-    gemm = FastEngine(graph, event_density=0.0).run(x)      # every one as a GEMM
+    events = FastEngine(graph, event_density=1.1, conv_event_density=1.1).run(x)   # every synapse it can, by events
+    gemm = FastEngine(graph, event_density=0.0, conv_event_density=0.0).run(x)     # every one as a GEMM / conv
     chunked = FastEngine(graph, chunk=2).run(x)             # 3 chunks, merged
     assert_same_result(events, gemm)
     assert_same_result(events, chunked)
