@@ -109,11 +109,13 @@ def mnist_like(data_dir: Path, test_size: int = 10_000, seed: int = 0) -> Path:
     return data_dir
 
 
-#: the benchmark networks: snn-train arguments (trained briefly at T=20) and the T they are compiled for
+#: the benchmark networks: snn-train arguments (trained briefly at T=20; compiled for T=100) and how
+#: many test samples each engine runs (Lava needs ~70 s per LeNet sample here; hwsim ~0.1 s)
 NETWORKS: dict[str, dict[str, Any]] = {
-    "mlp": {"train": ["--arch", "mlp", "--hidden", "256", "--epochs", "3"], "title": "MLP 784-256-10"},
+    "mlp": {"train": ["--arch", "mlp", "--hidden", "256", "--epochs", "3"], "title": "MLP 784-256-10",
+            "hwsim_samples": 10_000, "lava_samples": 16},
     "lenet": {"train": ["--arch", "lenet", "--epochs", "1", "--max-steps", "6"],
-              "title": "LeNet 20C5-P2-50C5-P2-200-10"},
+              "title": "LeNet 20C5-P2-50C5-P2-200-10", "hwsim_samples": 500, "lava_samples": 1},
 }
 
 

@@ -131,9 +131,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("bench-out"))
     p.add_argument("--nets", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
-    p.add_argument("--hwsim-samples", type=int, default=10_000)
-    p.add_argument("--lava-samples", type=int, nargs="+", default=[16, 2],
-                   help="Lava samples per network (in --nets order; the last repeats)")
+    p.add_argument("--hwsim-samples", type=int, default=None, help="default: per network (common.NETWORKS)")
+    p.add_argument("--lava-samples", type=int, default=None, help="default: per network (common.NETWORKS)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--lava-check", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--samples", type=int, default=8, help=argparse.SUPPRESS)
@@ -145,9 +144,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     data_dir = mnist_like(args.out.resolve() / "data")
     results = []
-    for i, name in enumerate(args.nets):
-        n_lava = args.lava_samples[min(i, len(args.lava_samples) - 1)]
-        results.append(bench(name, args.out.resolve(), data_dir, args.hwsim_samples, n_lava))
+    for name in args.nets:
+        net = NETWORKS[name]
+        results.append(bench(name, args.out.resolve(), data_dir, args.hwsim_samples or net["hwsim_samples"],
+                             args.lava_samples or net["lava_samples"]))
     report = {"benchmark": "hwsim_vs_lava", "machine": machine(), "results": results}
     if args.json:
         print(json.dumps(report))

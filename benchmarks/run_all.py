@@ -58,7 +58,7 @@ def main() -> None:
     args = p.parse_args()
     out = str(args.out)
     args.out.mkdir(parents=True, exist_ok=True)
-    quick_lava = ["--hwsim-samples", "500", "--lava-samples", "2", "1"] if args.quick else []
+    quick_lava = ["--hwsim-samples", "200", "--lava-samples", "1"] if args.quick else []
     results = {
         "hwsim_vs_lava": child("hwsim_vs_lava.py", "--out", out, *quick_lava),
         "hwsim_scaling": child("hwsim_scaling.py", "--out", out, *(["--quick"] if args.quick else [])),
