@@ -84,9 +84,9 @@ def _forward(a: torch.Tensor, bias: torch.Tensor | float, c: CubaConstants, fmt:
     """-> (output (batch, T, n): spikes or v after the reset; v before the reset; spikes (bool);
     clip mask (hardware mode, only where the clip can trigger))."""
     batch, steps, n = a.shape
-    vpre = a.new_empty(steps, batch, n)                    # time-major: each step is contiguous
-    spikes = torch.empty(steps, batch, n, dtype=torch.bool, device=a.device)
-    vout = None if c.spiking else a.new_empty(steps, batch, n)
+    vpre = a.new_empty(batch, steps, n)                    # step t: the strided view [:, t]
+    spikes = torch.empty(batch, steps, n, dtype=torch.bool, device=a.device)
+    vout = None if c.spiking else a.new_empty(batch, steps, n)
     u = a.new_zeros(batch, n)
     v = a.new_zeros(batch, n)
     zero = a.new_zeros(())                                 # the reset value
@@ -97,41 +97,40 @@ def _forward(a: torch.Tensor, bias: torch.Tensor | float, c: CubaConstants, fmt:
         a_max = float(a.abs().max()) if a.numel() else 0.0
         b_max = float(bias.abs().max()) if isinstance(bias, torch.Tensor) and bias.numel() else abs(float(bias))
         need_int32, need_wrap24, need_clip = _hardware_guards(a_max, b_max, c, steps, fmt)
-        drive = torch.mul(a.transpose(0, 1), c.a_scale, out=a.new_empty(steps, batch, n))  # time-major
+        drive = a * c.a_scale
         if need_int32:
             _wrap_int32_(drive)
         if need_clip:
-            mask = torch.empty(steps, batch, n, dtype=torch.bool, device=a.device)
+            mask = torch.empty(batch, steps, n, dtype=torch.bool, device=a.device)
         for t in range(steps):
-            u.mul_(c.ku).trunc_().add_(drive[t])
+            u.mul_(c.ku).trunc_().add_(drive[:, t])
             if need_int32:
                 _wrap_int32_(u)
             if need_wrap24:                               # wrap once: '>' then '<=' as Lava does
                 u.sub_((u > top).to(u.dtype) * (2 * top))
                 u.add_((u <= -top).to(u.dtype) * (2 * top))
-            vt = torch.mul(v, c.kv, out=vpre[t]).trunc_().add_(u).add_(b)
+            vt = torch.mul(v, c.kv, out=vpre[:, t]).trunc_().add_(u).add_(b)
             if need_int32:
                 _wrap_int32_(vt)
             if mask is not None:
-                torch.logical_and(vt >= -(top - 1), vt <= top - 1, out=mask[t])
+                torch.logical_and(vt >= -(top - 1), vt <= top - 1, out=mask[:, t])
                 vt.clamp_(-(top - 1), top - 1)
-            st = torch.gt(vt, c.offset, out=spikes[t])    # (v - offset) / unit > 0, exactly
-            v = torch.where(st, zero, vt, out=v if vout is None else vout[t])
+            st = torch.gt(vt, c.offset, out=spikes[:, t])  # (v - offset) / unit > 0, exactly
+            v = torch.where(st, zero, vt, out=v if vout is None else vout[:, t])
     else:
-        at = a.transpose(0, 1).contiguous()                # time-major: each step is contiguous
         exact_leak = c.kv_grad == c.kv
         for t in range(steps):
-            u.mul_(c.ku).add_(at[t])
-            vt = vpre[t]
+            u.mul_(c.ku).add_(a[:, t])
+            vt = vpre[:, t]
             if exact_leak:
                 torch.mul(v, c.kv, out=vt)
             else:                                          # x + (x k - x): the value neurons._decay gives
                 torch.add(v, torch.mul(v, c.kv).sub_(v), out=vt)
             vt.add_(u).add_(b)
-            st = torch.gt(vt / c.unit - 1.0, 0.0, out=spikes[t])
-            v = torch.where(st, zero, vt, out=v if vout is None else vout[t])
+            st = torch.gt(vt / c.unit - 1.0, 0.0, out=spikes[:, t])
+            v = torch.where(st, zero, vt, out=v if vout is None else vout[:, t])
     out = spikes.to(a.dtype) if vout is None else vout
-    return out.transpose(0, 1).contiguous(), vpre, spikes, mask
+    return out, vpre, spikes, mask
 
 
 class _CubaRecurrence(torch.autograd.Function):
@@ -152,42 +151,66 @@ class _CubaRecurrence(torch.autograd.Function):
         vpre, spikes, *rest = ctx.saved_tensors
         mask = rest[0] if rest else None
         c, rule = ctx.c, ctx.rule
-        g_out = grad_out.transpose(0, 1).to(vpre.dtype).contiguous()  # (T, batch, n)
-        x = (vpre - c.offset) / c.unit if c.hardware else vpre / c.unit - 1.0
-        h = rule.surrogate(x)                                        # ds/dx at every step
-        s = spikes.to(vpre.dtype)
-        # dv/dvpre through v = vpre (1 - s) + term(s) unit, s = H(x), dx/dvpre = 1 / unit:
-        dv_ds = -vpre / c.unit if rule.reset_gradient else torch.zeros_like(vpre)
-        term_grad = _temporal_term_grad(rule, s)
-        if term_grad is not None:
-            dv_ds = dv_ds + term_grad
-        through_v = (1.0 - s).addcmul_(h, dv_ds)     # Gvpre = Gv * through_v (+ grad of output spikes)
-        if mask is not None:
-            through_v.mul_(mask)
-        steps = vpre.shape[0]
-        g_vc = torch.empty_like(vpre)                # grad of v before the clip (= of u, b at this step)
-        g_u = torch.empty_like(vpre)
-        if c.spiking:
-            direct = g_out * h / c.unit
-            if mask is not None:
-                direct.mul_(mask)
-            carry = through_v.mul_(c.kv_grad)        # Gvc[t] = Gvc[t+1] kv_grad through_v[t] + direct[t]
-            g_vc[-1] = direct[-1]
-            for t in range(steps - 2, -1, -1):
-                torch.addcmul(direct[t], g_vc[t + 1], carry[t], out=g_vc[t])
-        else:                                        # Gvc[t] = (Gvc[t+1] kv_grad + g_out[t]) through_v[t]
-            g_vc[-1] = g_out[-1] * through_v[-1]
-            for t in range(steps - 2, -1, -1):
-                torch.add(g_out[t], g_vc[t + 1], alpha=c.kv_grad, out=g_vc[t]).mul_(through_v[t])
-        g_u[-1] = g_vc[-1]                           # Gu[t] = Gvc[t] + ku Gu[t+1]
-        for t in range(steps - 2, -1, -1):
-            torch.add(g_vc[t], g_u[t + 1], alpha=c.ku, out=g_u[t])
+        batch, steps, n = vpre.shape
+        g_out = grad_out.to(vpre.dtype)
+        g_u = torch.empty_like(vpre)                 # grad of u[t] (a's grad up to a_scale)
+        want_b = ctx.needs_input_grad[1] and ctx.bias_shape is not None
+        g_b = vpre.new_zeros(batch, n) if want_b else None
+        g_vc = [vpre.new_zeros(batch, n), vpre.new_empty(batch, n)]   # grad of v before the clip: t+1, t
+        g_u_next = vpre.new_zeros(batch, n)
+        width = max(1, _CHUNK_ELEMENTS // max(1, batch * n))
+        for stop in range(steps, 0, -width):         # time chunks, last first: coefficients stay in cache
+            start = max(0, stop - width)
+            through, direct = _chunk_coefficients(vpre[:, start:stop], spikes[:, start:stop],
+                                                  None if mask is None else mask[:, start:stop],
+                                                  g_out[:, start:stop], c, rule)
+            for t in range(stop - 1, start - 1, -1):
+                k = t - start
+                if c.spiking:                        # Gvc[t] = Gvc[t+1] kv_grad through[t] + direct[t]
+                    torch.addcmul(direct[:, k], g_vc[0], through[:, k], out=g_vc[1])
+                else:                                # Gvc[t] = (Gvc[t+1] kv_grad + g_out[t]) through[t]
+                    torch.add(g_out[:, t], g_vc[0], alpha=c.kv_grad, out=g_vc[1]).mul_(through[:, k])
+                g_u_next = torch.add(g_vc[1], g_u_next, alpha=c.ku, out=g_u[:, t])   # Gu[t] = Gvc[t] + ku Gu[t+1]
+                if g_b is not None:
+                    g_b.add_(g_vc[1])
+                g_vc.reverse()
         grad_a = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_a = (g_u * c.a_scale).transpose(0, 1)
-        if ctx.needs_input_grad[1] and ctx.bias_shape is not None:
-            grad_b = (g_vc.sum(dim=0) * c.b_scale).sum_to_size(ctx.bias_shape)
+            grad_a = g_u.mul_(c.a_scale) if c.a_scale != 1.0 else g_u
+        if g_b is not None:
+            grad_b = g_b.mul_(c.b_scale).sum_to_size(ctx.bias_shape)
         return grad_a, grad_b, None, None, None
+
+
+#: elements per time chunk of the backward's coefficients (1 MiB of float64)
+_CHUNK_ELEMENTS = 2**17
+
+
+def _chunk_coefficients(vpre: torch.Tensor, spikes: torch.Tensor, mask: torch.Tensor | None,
+                        g_out: torch.Tensor, c: CubaConstants, rule: Rule
+                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """For steps of one chunk: ``through`` = dGvc[t] / dGvc[t+1] (spiking: times kv_grad) and, for
+    spiking output, ``direct`` = what the output spikes' gradient adds to Gvc[t].
+
+    v = vpre (1 - s) + term(s) unit with s = H(x), ds/dx = h (the surrogate), dx/dvpre = 1 / unit;
+    the clip passes gradient only where it did not clip.
+    """
+    x = (vpre - c.offset) / c.unit if c.hardware else vpre / c.unit - 1.0
+    h = rule.surrogate(x)
+    s = spikes.to(vpre.dtype)
+    dv_ds = -vpre / c.unit if rule.reset_gradient else torch.zeros_like(vpre)
+    term_grad = _temporal_term_grad(rule, s)
+    if term_grad is not None:
+        dv_ds = dv_ds + term_grad
+    through = (1.0 - s).addcmul_(h, dv_ds)
+    if mask is not None:
+        through.mul_(mask)
+    if not c.spiking:
+        return through, None
+    direct = g_out * h / c.unit
+    if mask is not None:
+        direct.mul_(mask)
+    return through.mul_(c.kv_grad), direct
 
 
 def _temporal_term_grad(rule: Rule, s: torch.Tensor) -> torch.Tensor | None:

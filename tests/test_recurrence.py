@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from snnc.models.neurons import cuba_float_step, cuba_hw_step, delay_one_step
+from snnc.models import recurrence
 from snnc.models.quant import LOIHI_FIXED_POINT
 from snnc.models.recurrence import (CubaConstants, _hardware_guards, cuba_recurrence, float_synapses,
                                     integer_synapses)
@@ -55,8 +56,13 @@ def _case(regime: str, hw: bool, seed: int) -> tuple[torch.Tensor, torch.Tensor,
 @pytest.mark.parametrize("rule_name", STEP_RULES)
 @pytest.mark.parametrize("hw,regime", [(True, "normal"), (True, "extreme"), (False, "normal")])
 @pytest.mark.parametrize("spiking", [True, False])
-def test_fused_recurrence_equals_the_step_functions(rule_name: str, hw: bool, regime: str, spiking: bool) -> None:
+@pytest.mark.parametrize("chunk_steps", [None, 3])
+def test_fused_recurrence_equals_the_step_functions(rule_name: str, hw: bool, regime: str, spiking: bool,
+                                                    chunk_steps: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``chunk_steps``: the backward's time chunks (None: one chunk; 3: ten and more, the last partial)."""
     a0, b0, du, dv, vth, unit = _case(regime, hw, seed=len(rule_name))
+    if chunk_steps is not None:
+        monkeypatch.setattr(recurrence, "_CHUNK_ELEMENTS", chunk_steps * a0.shape[0] * a0.shape[2])
     a_ref, b_ref = a0.clone().requires_grad_(), b0.clone().requires_grad_()
     a_new, b_new = a0.clone().requires_grad_(), b0.clone().requires_grad_()
     want = _reference(a_ref, b_ref, rule_name, hw, spiking, du, dv, vth, unit)
