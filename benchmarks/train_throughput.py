@@ -1,0 +1,245 @@
+"""Training throughput of snnc vs snnTorch and SpikingJelly on the 784-256-10 LIF MLP (CPU).
+
+    python benchmarks/train_throughput.py [--timesteps 25 100] [--batch 128] [--steps N] [--json]
+
+One training step = forward + loss + backward + Adam step, batch 128, torch threads = the machine's
+cores. Rate-coded input spikes are drawn once before timing, for every library alike, so input
+generation is excluded. Each library runs in its own subprocess, so its peak resident memory
+(ru_maxrss) is its own; the import baseline (RSS after importing torch and the library) is
+reported beside it. Compared:
+
+* ``snnc-hw``: ``snnc.models.network.mlp`` with ``--rule stbp-rect`` in hardware-exact mode, what
+  ``snn-train`` and ``make demo`` train; the step is :func:`snnc.models.train.train_step` itself;
+* ``snnc-float``: the same network with ``--float``;
+* ``snntorch``: snnTorch 1.0.0 ``snntorch.Leaky`` (beta 0.8, fast_sigmoid slope 25) in the
+  tutorials' loop over time, ``nn.Linear`` layers, cross-entropy on spike counts;
+* ``spikingjelly``: SpikingJelly 2.0.0 ``activation_based`` ``layer.Linear`` + ``neuron.LIFNode``
+  (tau 5, i.e. keep 0.8) in multi-step mode 'm' (on CPU its torch implementation),
+  ``functional.reset_net`` after every step, cross-entropy on spike counts.
+
+snnc's neurons are CUBA-LIF (a synaptic current and a membrane: two states per neuron), the others'
+plain LIF (one state); snnc's loss is the rule's own (stbp-rect: rate MSE). Timing: ``--warmup``
+steps, then ``--repeats`` runs of ``--steps`` steps; the best run gives samples/s (the machine is
+shared and noisy; default: the best of 8 single steps), the median is reported too.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Callable
+
+LIBRARIES = ("snnc-hw", "snnc-float", "snntorch", "spikingjelly")
+SIZES = (784, 256, 10)
+
+
+def _rss_mib() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _inputs(batch: int, steps: int, seed: int = 0) -> tuple[Any, Any]:
+    """Rate-coded spikes (batch, T, 784) from random pixel intensities, and labels; drawn once."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    intensity = torch.rand(batch, 1, SIZES[0], generator=g) * 0.5
+    x = (torch.rand(batch, steps, SIZES[0], generator=g) < intensity).float()
+    y = torch.randint(0, SIZES[-1], (batch,), generator=g)
+    return x, y
+
+
+def _snnc_step(hardware_exact: bool, x: Any, y: Any) -> Callable[[], None]:
+    import torch
+
+    from snnc.models import train as snnc_train
+    from snnc.models.network import mlp
+    from snnc.models.rules import make_rule
+
+    model = mlp(SIZES[0], SIZES[-1], hidden=SIZES[1:-1], hardware_exact=hardware_exact, rule=make_rule("stbp-rect"))
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    if hasattr(snnc_train, "train_step"):
+        return lambda: snnc_train.train_step(model, opt, x, y) and None
+
+    def step() -> None:   # older snnc (before/after comparisons): the body of its train() loop
+        scores = model.scores(model(x)[-1])
+        loss = model.rule.objective(scores, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        float(loss.detach()), int((scores.detach().argmax(-1) == y).sum())
+
+    return step
+
+
+def _snntorch_step(x: Any, y: Any) -> Callable[[], None]:
+    import snntorch as snn
+    import torch
+    from snntorch import surrogate
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            grad = surrogate.fast_sigmoid(slope=25)
+            self.fc1, self.lif1 = nn.Linear(SIZES[0], SIZES[1]), snn.Leaky(beta=0.8, spike_grad=grad)
+            self.fc2, self.lif2 = nn.Linear(SIZES[1], SIZES[2]), snn.Leaky(beta=0.8, spike_grad=grad)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            mem1, mem2 = self.lif1.init_leaky(), self.lif2.init_leaky()
+            out = []
+            for t in range(x.shape[0]):
+                spk1, mem1 = self.lif1(self.fc1(x[t]), mem1)
+                spk2, mem2 = self.lif2(self.fc2(spk1), mem2)
+                out.append(spk2)
+            return torch.stack(out)
+
+    net = Net()
+    opt = torch.optim.Adam(net.parameters(), lr=5e-3)
+    xt = x.transpose(0, 1).contiguous()          # snnTorch's tutorials are time-first
+
+    def step() -> None:
+        loss = torch.nn.functional.cross_entropy(net(xt).sum(0), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def _spikingjelly_step(x: Any, y: Any) -> Callable[[], None]:
+    import torch
+    from spikingjelly.activation_based import functional, layer, neuron
+    from torch import nn
+
+    net = nn.Sequential(layer.Linear(SIZES[0], SIZES[1]), neuron.LIFNode(tau=5.0),
+                        layer.Linear(SIZES[1], SIZES[2]), neuron.LIFNode(tau=5.0))
+    functional.set_step_mode(net, "m")
+    opt = torch.optim.Adam(net.parameters(), lr=5e-3)
+    xt = x.transpose(0, 1).contiguous()          # multi-step mode takes (T, batch, ...)
+
+    def step() -> None:
+        loss = torch.nn.functional.cross_entropy(net(xt).sum(0), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        functional.reset_net(net)
+
+    return step
+
+
+def worker(lib: str, timesteps: int, batch: int, steps: int, repeats: int, warmup: int) -> dict[str, Any]:
+    """Measure one library in this process -> its result row."""
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    x, y = _inputs(batch, timesteps)
+    builders: dict[str, Callable[[], Callable[[], None]]] = {
+        "snnc-hw": lambda: _snnc_step(True, x, y), "snnc-float": lambda: _snnc_step(False, x, y),
+        "snntorch": lambda: _snntorch_step(x, y), "spikingjelly": lambda: _spikingjelly_step(x, y)}
+    step = builders[lib]()
+    baseline = _rss_mib()
+    for _ in range(warmup):
+        step()
+    runs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        runs.append(batch * steps / (time.perf_counter() - t0))
+    return {"library": lib, "timesteps": timesteps, "batch": batch, "samples_per_s": max(runs),
+            "samples_per_s_median": statistics.median(runs), "runs": runs,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "baseline_rss_mib": baseline, "threads": torch.get_num_threads()}
+
+
+def _run_worker(lib: str, t: int, args: argparse.Namespace) -> dict[str, Any]:
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", lib, "--timesteps", str(t),
+           "--batch", str(args.batch), "--steps", str(args.steps), "--repeats", str(args.repeats),
+           "--warmup", str(args.warmup)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        return {"library": lib, "timesteps": t, "error": done.stderr.strip().splitlines()[-1:]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for dist in ("snnc", "torch", "snntorch", "spikingjelly"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'library':<13} {'T':>4} {'samples/s':>10} {'median':>9} {'peak RSS MiB':>13} {'import RSS':>11}"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"{r['library']:<13} {r['timesteps']:>4} error: {' '.join(r['error'])}")
+            continue
+        lines.append(f"{r['library']:<13} {r['timesteps']:>4} {r['samples_per_s']:>10.0f} "
+                     f"{r['samples_per_s_median']:>9.0f} {r['peak_rss_mib']:>13.0f} {r['baseline_rss_mib']:>11.0f}")
+    return "\n".join(lines)
+
+
+def ratios(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per T: each snnc mode's samples/s over the fastest other library's (> 1: snnc is faster)."""
+    out: dict[str, dict[str, float]] = {}
+    for t in sorted({r["timesteps"] for r in rows}):
+        ok = [r for r in rows if r["timesteps"] == t and "error" not in r]
+        others = [r for r in ok if not r["library"].startswith("snnc")]
+        if not others:
+            continue
+        fastest = max(others, key=lambda r: r["samples_per_s"])
+        out[str(t)] = {"fastest_other": fastest["library"], **{
+            r["library"]: r["samples_per_s"] / fastest["samples_per_s"] for r in ok if r["library"].startswith("snnc")}}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--timesteps", type=int, nargs="+", default=[25, 100])
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--steps", type=int, default=1, help="timed steps per run (default 1)")
+    p.add_argument("--repeats", type=int, default=8,
+                   help="timed runs; the best counts (default 8: the best single step of 8, robust to a busy machine)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--libraries", nargs="+", default=list(LIBRARIES), choices=LIBRARIES)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.add_argument("--worker", choices=LIBRARIES, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.timesteps[0], args.batch, args.steps, args.repeats, args.warmup)))
+        return 0
+    rows = [_run_worker(lib, t, args) for t in args.timesteps for lib in args.libraries]
+    result = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                          "python": platform.python_version(), **_versions()},
+              "batch": args.batch, "steps": args.steps, "repeats": args.repeats, "rows": rows,
+              "ratio_snnc_over_fastest_other": ratios(rows)}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    m = result["machine"]
+    print(f"{m['cores']} cores, torch {m['torch']}, snntorch {m['snntorch']}, spikingjelly {m['spikingjelly']}; "
+          f"batch {args.batch}, best of {args.repeats} x {args.steps} steps")
+    print(_table(rows))
+    for t, r in result["ratio_snnc_over_fastest_other"].items():
+        print(f"T={t}: " + ", ".join(f"{k} / {r['fastest_other']} = {v:.2f}" for k, v in r.items()
+                                     if k != "fastest_other"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
