@@ -171,6 +171,18 @@ def _run_worker(lib: str, t: int, args: argparse.Namespace) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _cpu_name() -> str:
+    """The CPU's model name (Linux), else what platform knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -224,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker(args.worker, args.timesteps[0], args.batch, args.steps, args.repeats, args.warmup)))
         return 0
     rows = [_run_worker(lib, t, args) for t in args.timesteps for lib in args.libraries]
-    result = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+    result = {"machine": {"cpu": _cpu_name(), "cores": os.cpu_count(),
                           "python": platform.python_version(), **_versions()},
               "batch": args.batch, "steps": args.steps, "repeats": args.repeats, "rows": rows,
               "ratio_snnc_over_fastest_other": ratios(rows)}
@@ -232,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=2))
         return 0
     m = result["machine"]
-    print(f"{m['cores']} cores, torch {m['torch']}, snntorch {m['snntorch']}, spikingjelly {m['spikingjelly']}; "
+    print(f"{m['cpu']}, {m['cores']} cores, torch {m['torch']}, snntorch {m['snntorch']}, spikingjelly {m['spikingjelly']}; "
           f"batch {args.batch}, best of {args.repeats} x {args.steps} steps")
     print(_table(rows))
     for t, r in result["ratio_snnc_over_fastest_other"].items():
