@@ -5,8 +5,8 @@
 One training step = forward + loss + backward + Adam step, batch 128, torch threads = the machine's
 cores. Rate-coded input spikes are drawn once before timing, for every library alike, so input
 generation is excluded. Each library runs in its own subprocess, so its peak resident memory
-(ru_maxrss) is its own; the import baseline (RSS after importing torch and the library) is
-reported beside it. Compared:
+(ru_maxrss) is its own; the RSS before the first step (imports, input spikes, model) is reported
+beside it as the baseline. Compared:
 
 * ``snnc-hw``: ``snnc.models.network.mlp`` with ``--rule stbp-rect`` in hardware-exact mode, what
   ``snn-train`` and ``make demo`` train; the step is :func:`snnc.models.train.train_step` itself;
@@ -196,7 +196,7 @@ def _versions() -> dict[str, str]:
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'library':<13} {'T':>4} {'samples/s':>10} {'median':>9} {'peak RSS MiB':>13} {'import RSS':>11}"]
+    lines = [f"{'library':<13} {'T':>4} {'samples/s':>10} {'median':>9} {'peak RSS MiB':>13} {'before MiB':>11}"]
     for r in rows:
         if "error" in r:
             lines.append(f"{r['library']:<13} {r['timesteps']:>4} error: {' '.join(r['error'])}")
