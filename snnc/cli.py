@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -122,7 +123,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         mode = "hardware-exact" if model.hardware_exact else "float"
         sizes = [model.input_shape, *[getattr(pop, "out_shape", pop.out_features) for _, pop in model.named_populations()]]
         code = model.input_encoding or train_data.encoding
-        print(f"training {sizes} on {args.dataset} ({len(train_data.y)} samples), rule {model.rule.name} "
+        say = print if int(os.environ.get("RANK", "0")) == 0 else (lambda *_a, **_k: None)  # torchrun: rank 0 speaks
+        say(f"training {sizes} on {args.dataset} ({len(train_data.y)} samples), rule {model.rule.name} "
               f"({model.rule.loss} loss), {code} input, {model.readout.kind} readout, {mode}, "
               f"T={args.timesteps}, {device}"
               + (f", resuming after epoch {resume.epoch}" if resume else ""))
@@ -141,7 +143,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         train(model, train_data, epochs=args.epochs, timesteps=args.timesteps, batch_size=args.batch_size,
               lr=args.lr, seed=args.seed, test_data=test_data, max_steps=args.max_steps, device=device,
               resume=resume, on_epoch=checkpoint)
-        print(f"saved {args.out} (training state {state_path}, log {log_path})")
+        say(f"saved {args.out} (training state {state_path}, log {log_path})")
         return 0
 
     return _guard("snn-train", body)
