@@ -20,13 +20,21 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 
 
-def child(script: str, *args: str) -> dict[str, Any]:
+def child(out_dir: Path, script: str, *args: str) -> dict[str, Any]:
+    """Run one benchmark script; its JSON is also kept as OUT/<script>.json as soon as it is done.
+    A script already measured into OUT is not re-run (delete the file to measure again)."""
+    saved = out_dir / f"{Path(script).stem}.json"
+    if saved.is_file():
+        print(f"{script}: kept {saved}", flush=True)
+        return json.loads(saved.read_text())
     t = time.perf_counter()
     print(f"running {script} {' '.join(args)}", flush=True)
     out = subprocess.run([sys.executable, str(HERE / script), *args, "--json"], check=True, stdout=subprocess.PIPE,
                          text=True).stdout
     print(f"  done in {time.perf_counter() - t:.0f} s", flush=True)
-    return json.loads(out.strip().splitlines()[-1])
+    result = json.loads(out.strip().splitlines()[-1])
+    saved.write_text(json.dumps(result, indent=1) + "\n")
+    return result
 
 
 def summary(r: dict[str, Any]) -> str:
@@ -42,7 +50,17 @@ def summary(r: dict[str, Any]) -> str:
                      f"{x['fraction_of_float32_limit']:.2f} | {lim['int8_samples_per_s']:.0f} | "
                      f"{hw['peak_mib']:.0f} / {lv['peak_mib']:.0f} |")
     t = r["train_throughput"]
-    lines += ["", "## Training throughput", "", "```", json.dumps(t.get("results", t), indent=1)[:4000], "```"]
+    lines += ["", f"## Training throughput (MLP 784-256-10, batch {t['batch']})", "",
+              "| library | T | samples/s (best) | median | peak RSS MiB |", "|---|---|---|---|---|"]
+    for row in t["rows"]:
+        if "error" in row:
+            lines.append(f"| {row['library']} | {row['timesteps']} | failed: {row['error']} | | |")
+            continue
+        lines.append(f"| {row['library']} | {row['timesteps']} | {row['samples_per_s']:.0f} | "
+                     f"{row['samples_per_s_median']:.0f} | {row['peak_rss_mib']:.0f} |")
+    for steps, ratio in t["ratio_snnc_over_fastest_other"].items():
+        mine = ", ".join(f"{k} {v:.2f}" for k, v in ratio.items() if k != "fastest_other")
+        lines.append(f"\nT={steps}: snnc / fastest other ({ratio['fastest_other']}): {mine}")
     lines += ["", "## Compile time", "", "| arch | input | T | compile s | peak MiB | neurons | cores |",
               "|---|---|---|---|---|---|---|"]
     for c in r["compile_time"]["results"]:
@@ -60,10 +78,11 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     quick_lava = ["--hwsim-samples", "200", "--lava-samples", "1"] if args.quick else []
     results = {
-        "hwsim_vs_lava": child("hwsim_vs_lava.py", "--out", out, *quick_lava),
-        "hwsim_scaling": child("hwsim_scaling.py", "--out", out, *(["--quick"] if args.quick else [])),
-        "train_throughput": child("train_throughput.py", *(["--steps", "3"] if args.quick else [])),
-        "compile_time": child("compile_time.py", "--out", out, *(["--archs", "mlp", "lenet"] if args.quick else [])),
+        "hwsim_vs_lava": child(args.out, "hwsim_vs_lava.py", "--out", out, *quick_lava),
+        "hwsim_scaling": child(args.out, "hwsim_scaling.py", "--out", out, *(["--quick"] if args.quick else [])),
+        "train_throughput": child(args.out, "train_throughput.py", *(["--steps", "3"] if args.quick else [])),
+        "compile_time": child(args.out, "compile_time.py", "--out", out,
+                              *(["--archs", "mlp", "lenet"] if args.quick else [])),
     }
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     print(summary(results))

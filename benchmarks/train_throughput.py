@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
               "batch": args.batch, "steps": args.steps, "repeats": args.repeats, "rows": rows,
               "ratio_snnc_over_fastest_other": ratios(rows)}
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(result))
         return 0
     m = result["machine"]
     print(f"{m['cpu']}, {m['cores']} cores, torch {m['torch']}, snntorch {m['snntorch']}, spikingjelly {m['spikingjelly']}; "

@@ -40,7 +40,7 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from typing import Any, NoReturn
 
@@ -145,6 +145,10 @@ class NetSpec:
     synapses: tuple[SynapseSpec | ConvSpec, ...]
     read_v: tuple[str, ...]  # populations whose v is read after every sample (readout integrators)
     input_shape: tuple[int, ...] | None = None   # torch (C, H, W) when the input lives as (W, H, C)
+    record: tuple[str, ...] | None = None         # populations with a Sink (None: all); each costs a process
+
+    def recorded(self) -> list[str]:
+        return [p.name for p in self.populations if self.record is None or p.name in self.record]
 
     def layout(self, name: str) -> tuple[int, ...] | None:
         """The (C, H, W) shape of the input or a population that lives in Lava's 3-D layout, else None."""
@@ -227,13 +231,16 @@ def run_on_lava_with_stats(graph: Graph, inputs: np.ndarray, *,
 
 
 def run_on_lava_full(graph: Graph, inputs: np.ndarray, *, read_v: tuple[str, ...] = (),
-                     timeout_s: float | None = None) -> LavaResult:
-    """Spikes of every population, ``v`` after the last step of the ``read_v`` populations, and timings."""
-    net = net_spec(graph, read_v)
+                     timeout_s: float | None = None, record: tuple[str, ...] | None = None) -> LavaResult:
+    """Spikes of every population (or only of ``record``: each recorded population costs Lava one
+    more process to synchronise every step), ``v`` after the last step of the ``read_v``
+    populations, and timings."""
+    net = replace(net_spec(graph, read_v), record=record)
     x = graph.input.check_values(inputs)
     batch, steps = x.shape[:2]
     if batch == 0 or steps == 0:
-        empty = {p.name: np.zeros((batch, steps, p.size), dtype=bool) for p in net.populations}
+        empty = {p.name: np.zeros((batch, steps, p.size), dtype=bool) for p in net.populations
+                 if p.name in net.recorded()}
         vs = {p.name: np.zeros((batch, p.size), dtype=np.int64) for p in net.populations if p.name in read_v}
         return LavaResult(empty, vs, LavaRunStats(batch, steps))
     if timeout_s is not None and not timeout_s > 0:
@@ -449,7 +456,7 @@ def _simulate(worker: _Worker, api: SimpleNamespace, spec: NetSpec, x: np.ndarra
     for first in range(0, batch, per_block):
         parts.append(_simulate_block(worker, api, spec, x[first:first + per_block], first, stats))
         stats.blocks += 1
-    spikes = {p.name: np.concatenate([s[p.name] for s, _ in parts]) for p in spec.populations}
+    spikes = {name: np.concatenate([s[name] for s, _ in parts]) for name in spec.recorded()}
     final_v = {name: np.concatenate([v[name] for _, v in parts]) for name in spec.read_v}
     return spikes, final_v, stats
 
@@ -526,9 +533,11 @@ def _build_network(worker: _Worker, api: SimpleNamespace, spec: NetSpec, x: np.n
         lif = api.LIF(shape=shape, du=pop.du, dv=pop.dv, vth=pop.vth,
                       bias_mant=to_lava_layout(pop.bias_mant, pop.shape).astype(np.int32),
                       bias_exp=np.full(shape, pop.bias_exp, dtype=np.int32), name=pop.name)
-        sink = api.Sink(shape=shape, buffer=cols)
-        lif.s_out.connect(sink.a_in)
-        net.lifs[pop.name], net.sinks[pop.name] = lif, sink
+        net.lifs[pop.name] = lif
+        if spec.record is None or pop.name in spec.record:
+            sink = api.Sink(shape=shape, buffer=cols)
+            lif.s_out.connect(sink.a_in)
+            net.sinks[pop.name] = sink
         outs[pop.name] = lif.s_out
     for syn in spec.synapses:
         worker.stage = f"building synapse '{syn.name}'"

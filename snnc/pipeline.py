@@ -318,7 +318,8 @@ def run_artifact(path: str | Path, *, backend: str, dataset: str | None, samples
         from snnc.runtime.lava_backend import run_on_lava_full
 
         v_name = readout_v_name(art.graph)
-        lava = run_on_lava_full(art.graph, inputs, read_v=(v_name,) if v_name else ())
+        lava = run_on_lava_full(art.graph, inputs, read_v=(v_name,) if v_name else (),
+                                record=(art.graph.output.name,))    # all decisions() reads: no sink per layer
         pred = decisions(art.graph, lava.spikes, lava.final_v)
         stats = lava.stats
         elapsed = stats.run_s + stats.read_s          # simulation and read-back of every sample

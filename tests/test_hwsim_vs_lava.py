@@ -375,6 +375,20 @@ def test_one_network_for_all_samples_equals_a_fresh_network_per_sample(monkeypat
     assert together["lif0"].any() and together["lif1"].any()
 
 
+def test_recording_only_the_output_gives_the_same_output() -> None:
+    """snn-run's Lava run keeps one sink (the output's): same output spikes and v, fewer processes."""
+    rng = np.random.default_rng(8)
+    layers = [LayerCfg(rng.integers(-128, 128, (6, 5)) * 2, 0, 300, 200, 40, np.full(6, 5), 6),
+              LayerCfg(rng.integers(-128, 128, (3, 6)) * 2, 1, 100, 100, 30, np.zeros(3, np.int64), 6)]
+    graph = make_graph(5, layers)
+    x = rng.random((3, 9, 5)) < 0.5
+    full = lava_backend.run_on_lava_full(graph, x, read_v=("lif1",))
+    lean = lava_backend.run_on_lava_full(graph, x, read_v=("lif1",), record=("lif1",))
+    assert list(lean.spikes) == ["lif1"] and full.spikes["lif1"].any()
+    np.testing.assert_array_equal(lean.spikes["lif1"], full.spikes["lif1"])
+    np.testing.assert_array_equal(lean.final_v["lif1"], full.final_v["lif1"])
+
+
 def test_empty_inputs_need_no_lava() -> None:
     """Zero samples or zero steps give empty spike arrays of the right shape."""
     graph = _one_neuron(3, 2, 0, 0, 0, 1, 0, 6)
