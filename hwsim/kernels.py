@@ -66,7 +66,7 @@ def _step(acc: np.ndarray, u: np.ndarray, v: np.ndarray, bias: np.ndarray, keep_
 
 @numba.njit(inline="always")
 def words_view(row: np.ndarray) -> np.ndarray:
-    """A byte row as uint64 words (its length is a multiple of 8)."""
+    """A byte row (length a multiple of 8, contiguous) as uint64 words."""
     return row.view(np.uint64)
 
 
@@ -90,7 +90,9 @@ def lif_layer(pre: np.ndarray, pre_mul: int, pre_exp: int, events: np.ndarray, w
     """
     has_pre = pre.shape[0] > 0
     has_ev = events.shape[0] > 0
-    words = events.itemsize == 1 and events.shape[2] % 8 == 0
+    words = events.itemsize == 1 and events.shape[2] >= 8
+    n_words = events.shape[2] // 8 if words else 0
+    empty_words = np.zeros(0, dtype=np.uint64)
     batch = pre.shape[0] if has_pre else events.shape[0]
     steps = pre.shape[1] if has_pre else events.shape[1]
     n = bias.shape[0]
@@ -117,9 +119,10 @@ def lif_layer(pre: np.ndarray, pre_mul: int, pre_exp: int, events: np.ndarray, w
             if has_ev and t > 0:
                 acc[:] = 0
                 ev = events[b, t - 1]
+                ev64 = words_view(ev[:n_words * 8]) if words else empty_words
                 count = 0
                 for k in range(0, ev.shape[0], 8):
-                    if words and words_view(ev)[k // 8] == 0:
+                    if k < n_words * 8 and ev64[k // 8] == 0:
                         continue        # 8 silent inputs skipped at once (binary spikes)
                     for i in range(k, min(k + 8, ev.shape[0])):
                         x = ev[i]
