@@ -3,8 +3,8 @@
     python benchmarks/compile_time.py [--out bench-out] [--json]
 
 Each zoo architecture is built untrained (random weights: compile time does not depend on training)
-for its usual input (MNIST-shaped for mlp/lenet, CIFAR10-DVS-shaped 2x48x48 for the CIFAR nets, as
-docs/models.md lists), saved as a checkpoint, and compiled with
+for its usual input (MNIST-shaped 1x28x28 for mlp/lenet, CIFAR-10-shaped 3x32x32 for the CIFAR nets;
+docs/models.md lists the sizes that fit a Nahuku board), saved as a checkpoint, and compiled with
 ``snn-compile MODEL --target loihi --out DIR`` (no --verify: Lava's time is benchmarked apart).
 The wall time of the whole command (interpreter start-up and imports included) and the peak
 resident memory of its process tree are reported, with the stages' own time from report.json
@@ -28,9 +28,9 @@ from common import BIN, machine  # noqa: E402
 ZOO: dict[str, tuple[tuple[int, ...], int]] = {
     "mlp": ((1, 28, 28), 100),
     "lenet": ((1, 28, 28), 100),
-    "cifarnet": ((2, 48, 48), 20),
-    "vgg9": ((2, 48, 48), 20),
-    "resnet11": ((2, 48, 48), 20),
+    "cifarnet": ((3, 32, 32), 20),
+    "vgg9": ((3, 32, 32), 20),
+    "resnet11": ((3, 32, 32), 20),
 }
 
 
