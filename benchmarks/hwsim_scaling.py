@@ -13,15 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine  # noqa: E402
+from common import best_time, machine  # noqa: E402
 
 
 VTH_GAIN = 5.0   # threshold = this x the std of one step's input at rate 0.1: hidden rates ~1-20%
@@ -40,16 +39,6 @@ def mlp_graph(sizes: tuple[int, ...], seed: int = 0) -> Any:
     return Graph.chain([*nodes, Output("out")])
 
 
-def _best(fn: Callable[[], Any], repeats: int = 3) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 def point(sizes: tuple[int, ...], steps: int, batch: int, rate: float, event_density: float | None = None) -> dict:
     """samples/s of hwsim and of float32 GEMMs of the same shapes; hidden-layer spike rates."""
     import torch
@@ -59,13 +48,13 @@ def point(sizes: tuple[int, ...], steps: int, batch: int, rate: float, event_den
     g = mlp_graph(sizes)
     x = np.random.default_rng(1).random((batch, steps, sizes[0])) < rate
     eng = FastEngine(g, event_density=EVENT_DENSITY if event_density is None else event_density)
-    t_hw = _best(lambda: eng.run(x))
+    t_hw = best_time(lambda: eng.run(x))
     res = eng.run(x[: min(batch, 64)])
     rates = {a.name: float(a.spikes.sum() / (res.batch * steps * a.neurons)) for a in res.activity}
     rows = min(batch, 128) * steps
     mats = [(torch.rand(rows, a) < rate).float() for a in sizes[:-1]]
     ws = [torch.randn(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
-    t_f32 = sum(_best(lambda m=m, w=w: m @ w) for m, w in zip(mats, ws)) * batch / min(batch, 128)
+    t_f32 = sum(best_time(lambda m=m, w=w: m @ w) for m, w in zip(mats, ws)) * batch / min(batch, 128)
     return {"sizes": list(sizes), "timesteps": steps, "batch": batch, "input_rate": rate,
             "hwsim_samples_per_s": batch / t_hw, "float32_gemm_samples_per_s": batch / t_f32,
             "us_per_sample_step": 1e6 * t_hw / (batch * steps), "spike_rates": rates}

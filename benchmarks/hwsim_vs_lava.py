@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import BIN, NETWORKS, artifact, machine, mnist_like, run_child  # noqa: E402
+from common import BIN, NETWORKS, artifact, best_time, machine, mnist_like, run_child  # noqa: E402
 
 ROWS = 12_800     # GEMM rows of the limit measurement: 128 samples x 100 steps, hwsim's own chunk
 
@@ -67,16 +67,6 @@ def lava_check(art: Path, samples: int, data_dir: Path) -> dict[str, Any]:
             "compared_spikes": compared, "equal": result.passed}
 
 
-def _best(fn: Any, repeats: int = 5) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 def arithmetic_limit(art: Path) -> dict[str, Any]:
     """Samples/s if every synapse of the network were one dense float32 (or int8) GEMM / convolution
     over (samples x T) at this machine's measured rate, the neurons free. Returns the limits and the
@@ -98,7 +88,7 @@ def arithmetic_limit(art: Path) -> dict[str, Any]:
                 x = (torch.rand(imgs, *syn.in_shape) < 0.1).float()
                 w = torch.randn(syn.weight.shape)
                 cl = torch.channels_last
-                t = min(_best(lambda a=a, b=b: torch.nn.functional.conv2d(       # the faster memory layout
+                t = min(best_time(lambda a=a, b=b: torch.nn.functional.conv2d(       # the faster memory layout
                     a, b, stride=syn.stride, padding=syn.padding, dilation=syn.dilation, groups=syn.groups), 3)
                     for a, b in ((x, w), (x.contiguous(memory_format=cl), w.contiguous(memory_format=cl))))
                 per = 2.0 * syn.out_size * int(torch.tensor(syn.weight.shape[1:]).prod()) * steps
@@ -111,8 +101,8 @@ def arithmetic_limit(art: Path) -> dict[str, Any]:
                 w8 = torch.randint(-128, 128, (n_in, n_out), dtype=torch.int8)
                 xf, wf = x8.float(), w8.float()
                 samples = ROWS / steps
-                f32_s += _best(lambda: xf @ wf) / samples
-                i8_s += _best(lambda: torch._int_mm(x8, w8)) / samples
+                f32_s += best_time(lambda: xf @ wf) / samples
+                i8_s += best_time(lambda: torch._int_mm(x8, w8)) / samples
                 per = 2.0 * n_in * n_out * steps
             flops += per
     return {"float32_samples_per_s": 1 / f32_s, "float32_gflops": flops * (1 / f32_s) / 1e9,
