@@ -410,6 +410,15 @@ def _stat(pid: str) -> tuple[str, int, int] | None:
     return fields[0], int(fields[1]), int(fields[2])
 
 
+def _our_children() -> set[str]:
+    return {pid for pid in filter(str.isdigit, os.listdir("/proc")) if (_stat(pid) or ("", 0, 0))[1] == os.getpid()}
+
+
+#: children this test process already had before a Lava run (e.g. multiprocessing's resource
+#: tracker, started once per process by a "spawn" pool in another test): not the run's to clean up
+_BEFORE: set[str] = set()
+
+
 def leftovers(pgid: int) -> list[str]:
     """Our children (any state) and live members of the worker's process group.
 
@@ -418,7 +427,7 @@ def leftovers(pgid: int) -> list[str]:
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         info = _stat(pid)
-        if info is None or int(pid) == os.getpid():
+        if info is None or int(pid) == os.getpid() or pid in _BEFORE:
             continue
         state, ppid, group = info
         if ppid == os.getpid() or (group == pgid and state != "Z"):
@@ -430,6 +439,8 @@ def leftovers(pgid: int) -> list[str]:
 def worker_pids(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Record the pid (= process group) of every worker run_on_lava forks."""
     pids: list[int] = []
+    _BEFORE.clear()
+    _BEFORE.update(_our_children())
     start = multiprocessing.context.ForkProcess.start
 
     def spy(self: mp.Process) -> None:
