@@ -32,6 +32,7 @@ NIR_FILE = "graph.nir"
 ONNX_FILE = "graph.onnx"
 MANIFEST_FILE = "manifest.json"
 REPORT_FILE = "report.json"
+HTML_REPORT_FILE = "report.html"
 
 
 def sha256(path: Path) -> str:

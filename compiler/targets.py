@@ -27,6 +27,8 @@ class Target:
     max_chips: int = 1               # chips in the target system (the mapping's chip budget)
     system: str = ""                 # the board or system those chips are on
     synapse_word_bits: int = 64      # width of one synaptic-memory word
+    cores_per_tile: int = 4          # cores sharing one mesh router
+    mesh_tiles: tuple[int, int] = (8, 4)   # tiles per chip, (east-west, north-south)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -58,6 +60,8 @@ LOIHI = Target(
     max_chips=32,
     system="Nahuku board, 32 Loihi 1 chips",
     synapse_word_bits=64,
+    cores_per_tile=4,
+    mesh_tiles=(8, 4),
     # Keys are loihi-limits.md's source keys (status V/S/D as tagged there); see docs/mapping.md.
     sources={
         "neurons_per_core": "1024 compartments (V): [NL block.py MAX_COMPARTMENTS]; [D18 p.89 constraint 1]",
@@ -78,6 +82,10 @@ LOIHI = Target(
                           "[D18 §Chip Overview]",
         "max_chips": "Nahuku: 8 or 32 chips (V, S): [NL docs/setup/host-board.rst]; [PR] (\"8 to 32\" chips); "
                      "we budget the 32-chip board",
+        "cores_per_tile": "4 cores per tile (D, S): [D18 Table 2] 1-32 tiles for 128 cores; "
+                          "[SF sim.h CORES_PER_TILE 4]",
+        "mesh_tiles": "8 x 4 tiles per chip (V in a simulator model only): [SF arch/loihi.yaml width 8 / "
+                      "height 4]; dimension-order routing is assumed for hop counts",
         "max_synaptic_sum": "SP/lava/proc/lif/models.py:150-171: u + (a << 6) is wrapped once at 24 "
                             "bits, which is a true wrap only while |a << 6| <= 2**24",
     },

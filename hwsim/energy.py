@@ -1,75 +1,359 @@
-"""Activity counts -> energy and latency per inference, under a named, cited cost model."""
+"""Raw counts -> energy and latency per inference, under a named, cited cost model (docs/energy.md).
+
+Cost models are data, not constants in code: JSON files shipped in ``cost_models/`` (Loihi 1 from
+Davies et al. 2018 Table 2; Loihi 2 with no public coefficients, so counts only; the conventional
+45 nm figures of Horowitz 2014 for the ANN comparison), or a user's JSON/YAML file of the same
+shape. A coefficient may be ``null``: that term is then reported as unpriced, never as zero.
+"""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from math import ceil
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from snnc.compiler.mapping import Mapping
+from snnc.compiler.placement import Placement
 from snnc.errors import SnncError
+from snnc.hwsim.counts import DetailedCounts, LayerCounts
 from snnc.hwsim.sim import HwSimResult
+from snnc.models.readout import Readout
 
 DEFAULT_COST_MODEL = "loihi1-davies2018"
+ANN_COST_MODEL = "ann-horowitz2014-45nm"
+
+#: The coefficients each kind of cost model may give (J per operation, s per operation).
+ENERGY_TERMS = {
+    "neuromorphic": ("synaptic_op", "neuron_update_active", "neuron_update_inactive", "spike_within_tile",
+                     "tile_hop_ew", "tile_hop_ns", "spike_cross_chip"),
+    "ann": ("mac_fp32", "ac_fp32", "mac_int8", "ac_int32", "sram_read_64bit"),
+}
+TIME_TERMS = ("synaptic_op", "neuron_update_active", "neuron_update_inactive", "spike_within_tile",
+              "tile_hop_ew", "tile_hop_ns", "barrier_1_tile", "barrier_32_tiles", "barrier_multi_chip")
+#: Energy categories of a neuromorphic estimate and the counts they price.
+CATEGORIES = ("synaptic_ops", "neuron_updates", "spike_messages", "tile_hops", "cross_chip")
 
 
 @dataclass(frozen=True)
 class CostModel:
+    """Coefficients (None where unknown), where they come from, and what they leave out."""
+
     name: str
     title: str
     source: str
-    energy_j: dict[str, float]
-    time_s: dict[str, float]
-    cores_per_tile: int
-    caveats: list[str]
+    kind: str = "neuromorphic"
+    energy_j: dict[str, float | None] = field(default_factory=dict)
+    time_s: dict[str, float | None] = field(default_factory=dict)
+    static_w_per_chip: float | None = None
+    caveats: list[str] = field(default_factory=list)
+    path: str = "(shipped)"
+
+    def e(self, key: str) -> float | None:
+        return self.energy_j.get(key)
+
+    def t(self, key: str) -> float | None:
+        return self.time_s.get(key)
 
 
-def load_cost_model(name: str = DEFAULT_COST_MODEL) -> CostModel:
-    """A cost model shipped with snnc, by name."""
-    fname = name.replace("-", "_") + ".json"
-    ref = resources.files("snnc.hwsim") / "cost_models" / fname
-    if not ref.is_file():
-        raise SnncError(f"unknown cost model '{name}' (shipped: {DEFAULT_COST_MODEL}).")
-    return CostModel(**json.loads(ref.read_text()))
+def shipped_cost_models() -> list[str]:
+    """Names of the cost models shipped with snnc."""
+    root = resources.files("snnc.hwsim") / "cost_models"
+    return sorted(p.name[:-5].replace("_", "-") for p in root.iterdir() if p.name.endswith(".json"))
 
 
-def barrier_time(cm: CostModel, cores: int) -> float:
-    """Mesh barrier time, linear between the 1-tile and 32-tile figures."""
-    tiles = min(max(1, ceil(cores / cm.cores_per_tile)), 32)
-    lo, hi = cm.time_s["barrier_1_tile"], cm.time_s["barrier_32_tiles"]
+def load_cost_model(name_or_path: str | Path = DEFAULT_COST_MODEL) -> CostModel:
+    """A shipped cost model by name, or a user's JSON/YAML file (checked key by key)."""
+    text = str(name_or_path)
+    if text in shipped_cost_models():
+        ref = resources.files("snnc.hwsim") / "cost_models" / (text.replace("-", "_") + ".json")
+        return _validated(json.loads(ref.read_text()), "(shipped)")
+    path = Path(text)
+    if not path.is_file():
+        raise SnncError(f"cost model '{text}': no such shipped model ({', '.join(shipped_cost_models())}) "
+                        f"and no such file. Pass a shipped name or a JSON/YAML file (docs/energy.md).")
+    import yaml
+
+    yaml_file = path.suffix.lower() in (".yaml", ".yml")
+    try:
+        raw = path.read_text()
+        data = yaml.safe_load(raw) if yaml_file else json.loads(raw)
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        what = "YAML" if yaml_file else "JSON (use .yaml or .yml for YAML)"
+        raise SnncError(f"{path}: not a readable {what} cost model ({type(exc).__name__}: {exc}).") from None
+    return _validated(data, str(path))
+
+
+def _number(where: str, key: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+        raise SnncError(f"{where}: '{key}' must be a non-negative number or null, got {value!r}.")
+    return float(value)
+
+
+def _validated(data: Any, where: str) -> CostModel:
+    """A CostModel from parsed JSON/YAML; every error names the file and the key."""
+    if not isinstance(data, dict):
+        raise SnncError(f"{where}: a cost model is a mapping with name, title, source, kind, energy_j, ...")
+    allowed = {"name", "title", "source", "kind", "energy_j", "time_s", "static_w_per_chip", "caveats"}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise SnncError(f"{where}: unknown keys {unknown}; allowed: {sorted(allowed)}.")
+    for key in ("name", "source"):
+        if not isinstance(data.get(key), str) or not data[key].strip():
+            raise SnncError(f"{where}: '{key}' is required (a non-empty string): every figure names its source.")
+    kind = data.get("kind", "neuromorphic")
+    if kind not in ENERGY_TERMS:
+        raise SnncError(f"{where}: kind '{kind}' is not one of {sorted(ENERGY_TERMS)}.")
+    tables: dict[str, dict[str, float | None]] = {}
+    for table, terms in (("energy_j", ENERGY_TERMS[kind]), ("time_s", TIME_TERMS if kind == "neuromorphic" else ())):
+        given = data.get(table) or {}
+        if not isinstance(given, dict):
+            raise SnncError(f"{where}: '{table}' must be a mapping of coefficient -> number or null.")
+        bad = sorted(set(given) - set(terms))
+        if bad:
+            raise SnncError(f"{where}: {table} has unknown coefficients {bad}; a '{kind}' model takes "
+                            f"{list(terms)} (missing ones count as unknown, not zero).")
+        tables[table] = {k: _number(where, f"{table}.{k}", given.get(k)) for k in terms}
+    caveats = data.get("caveats") or []
+    if not isinstance(caveats, list) or not all(isinstance(c, str) for c in caveats):
+        raise SnncError(f"{where}: 'caveats' must be a list of strings.")
+    return CostModel(name=data["name"], title=str(data.get("title") or data["name"]), source=data["source"],
+                     kind=kind, energy_j=tables["energy_j"], time_s=tables["time_s"],
+                     static_w_per_chip=_number(where, "static_w_per_chip", data.get("static_w_per_chip")),
+                     caveats=list(caveats), path=where)
+
+
+# --- statistics --------------------------------------------------------------------------------------
+
+def distribution(x: np.ndarray) -> dict[str, float]:
+    """Mean, spread and percentiles of per-sample values (what an average alone hides)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.size == 0:
+        return {}
+    p5, p50, p95 = np.percentile(x, [5, 50, 95])
+    return {"mean": float(x.mean()), "std": float(x.std()), "min": float(x.min()), "p5": float(p5),
+            "p50": float(p50), "p95": float(p95), "max": float(x.max())}
+
+
+def _times(x: np.ndarray, coeff: float | None) -> np.ndarray | None:
+    """Counts x price; an unknown price is a hole (None) unless the count is zero everywhere."""
+    if coeff is None:
+        return None if np.any(x) else np.zeros(np.shape(x))
+    return x * coeff
+
+
+def _uses(counts: DetailedCounts, chips: int) -> dict[str, float]:
+    """How often each coefficient is needed by these counts (a coefficient nobody uses cannot leave
+    a hole in the estimate, so it is not reported as unpriced)."""
+    tot = {"synaptic_op": 0.0, "neuron_update_active": 0.0, "neuron_update_inactive": 0.0,
+           "spike_within_tile": float(counts.input_traffic["within_tile"].sum()), "tile_hop_ew": 0.0,
+           "tile_hop_ns": 0.0, "spike_cross_chip": 0.0}
+    for lc in counts.layers:
+        tot["synaptic_op"] += float(lc.synops.sum())
+        tot["neuron_update_active"] += float(lc.active.sum())
+        tot["neuron_update_inactive"] += float((lc.neurons_per_core[None, None, :] - lc.active).sum())
+        tot["spike_within_tile"] += float(lc.traffic["within_tile"].sum() + lc.traffic["to_host"].sum())
+        tot["tile_hop_ew"] += float(lc.traffic["ew_hops"].sum())
+        tot["tile_hop_ns"] += float(lc.traffic["ns_hops"].sum())
+        tot["spike_cross_chip"] += float(lc.traffic["cross_chip"].sum())
+    times = {k: v for k, v in tot.items() if k != "spike_cross_chip"}
+    times["spike_within_tile"] = float(sum(lc.messages.sum() for lc in counts.layers))
+    barrier = {"barrier_multi_chip": 1.0} if chips > 1 else {"barrier_1_tile": 1.0, "barrier_32_tiles": 1.0}
+    return {**tot, **{f"time:{k}": v for k, v in {**times, **barrier}.items()}}
+
+
+def _add(*parts: np.ndarray | None) -> np.ndarray | None:
+    """Sum of priced parts; None if any is unpriced (an unknown is never taken as zero)."""
+    if any(p is None for p in parts):
+        return None
+    return sum(parts[1:], parts[0])  # type: ignore[arg-type,return-value]
+
+
+# --- energy ------------------------------------------------------------------------------------------
+
+def _layer_energy(lc: LayerCounts, cm: CostModel) -> dict[str, np.ndarray | None]:
+    """Per category, (batch,) joules of one layer (None: that coefficient is unknown)."""
+    inactive = lc.neurons_per_core[None, None, :] - lc.active
+    tr = lc.traffic
+    return {
+        "synaptic_ops": _times(lc.synops.sum(axis=(1, 2)), cm.e("synaptic_op")),
+        "neuron_updates": _add(_times(lc.active.sum(axis=(1, 2)), cm.e("neuron_update_active")),
+                               _times(inactive.sum(axis=(1, 2)), cm.e("neuron_update_inactive"))),
+        # a message priced once: within its tile, or by the tile hops it makes (Table 2's two rows)
+        "spike_messages": _times(tr["within_tile"] + tr["to_host"], cm.e("spike_within_tile")),
+        "tile_hops": _add(_times(tr["ew_hops"], cm.e("tile_hop_ew")), _times(tr["ns_hops"], cm.e("tile_hop_ns"))),
+        "cross_chip": _times(tr["cross_chip"], cm.e("spike_cross_chip")),
+    }
+
+
+def _core_energy(lc: LayerCounts, cm: CostModel) -> np.ndarray | None:
+    """(cores,) mean joules per inference of each core's own work (synops and neuron updates)."""
+    inactive = lc.neurons_per_core[None, None, :] - lc.active
+    parts = _add(_times(lc.synops.sum(axis=1), cm.e("synaptic_op")),
+                 _times(lc.active.sum(axis=1), cm.e("neuron_update_active")),
+                 _times(inactive.sum(axis=1), cm.e("neuron_update_inactive")))
+    return None if parts is None else parts.mean(axis=0)
+
+
+# --- latency -----------------------------------------------------------------------------------------
+
+def barrier_time(cm: CostModel, cores: int, chips: int, cores_per_tile: int) -> float | None:
+    """Mesh barrier per step: linear in tiles between the 1-tile and 32-tile figures of one chip;
+    across chips the multi-chip figure if the model has one, else the full-chip one (a lower bound)."""
+    lo, hi = cm.t("barrier_1_tile"), cm.t("barrier_32_tiles")
+    if chips > 1:
+        multi = cm.t("barrier_multi_chip")
+        return multi if multi is not None else hi
+    if lo is None or hi is None:
+        return None
+    tiles = min(max(1, ceil(cores / cores_per_tile)), 32)
     return lo + (hi - lo) * (tiles - 1) / 31
 
 
-def estimate(result: HwSimResult, mapping: Mapping, cm: CostModel) -> dict[str, Any]:
-    """Per-layer and total energy per inference, and latency per timestep, averaged over the batch."""
-    e, ts = cm.energy_j, cm.time_s
-    batch, steps = result.batch, result.timesteps
-    layers, step_time = [], np.zeros(steps)
-    for act, lm in zip(result.activity, mapping.layers):
-        # a spike is one message per destination core it reaches (the mapping counts them exactly);
-        # the output layer's spikes leave the mesh as one message each
-        dest_cores = lm.fanout_cores if lm.fanout_cores > 0 else 1.0
-        inactive = act.updates - act.active_updates
-        energy = {
-            "synaptic_ops": float(act.synops.sum()) * e["synaptic_op"],
-            "neuron_updates": float(act.active_updates.sum()) * e["neuron_update_active"]
-            + float(inactive.sum()) * e["neuron_update_inactive"],
-            "spike_messages": float(act.spikes.sum()) * dest_cores * e["spike_within_tile"],
-        }
-        energy = {k: v / batch for k, v in energy.items()}
-        # cores of a layer work in parallel; the slowest layer bounds each step
-        per_core = (act.synops * ts["synaptic_op"] + act.active_updates * ts["neuron_update_active"]
-                    + inactive * ts["neuron_update_inactive"]) / (batch * lm.cores)
-        step_time = np.maximum(step_time, per_core)
-        layers.append({"name": act.name, "energy_j": energy, "total_j": sum(energy.values())})
-    per_step = step_time + barrier_time(cm, mapping.cores)
-    return {"model": cm.name, "source": cm.source, "caveats": cm.caveats, "layers": layers,
-            "total_j": sum(layer["total_j"] for layer in layers),
-            "latency": {"per_step_s": float(per_step.mean()), "per_inference_s": float(per_step.sum()),
-                        "timesteps": steps}}
+def _core_time(lc: LayerCounts, cm: CostModel) -> np.ndarray | None:
+    """(batch, T, cores) seconds each core is busy per step: its operations, then its messages out."""
+    inactive = lc.neurons_per_core[None, None, :] - lc.active
+    return _add(_times(lc.synops, cm.t("synaptic_op")), _times(lc.active, cm.t("neuron_update_active")),
+                _times(inactive, cm.t("neuron_update_inactive")), _times(lc.messages, cm.t("spike_within_tile")))
+
+
+def _route_time(lc: LayerCounts, placement: Placement, cm: CostModel) -> np.ndarray | None:
+    """(batch, T) the longest route a message of this layer takes in each step (tile hops)."""
+    r = placement.routes()
+    lo = placement.offset[lc.name]
+    mine = slice(lo, lo + lc.cores)
+    ew_s = _times(np.where(lc.reach, r["ew_hops"][mine], 0), cm.t("tile_hop_ew"))
+    ns_s = _times(np.where(lc.reach, r["ns_hops"][mine], 0), cm.t("tile_hop_ns"))
+    if ew_s is None or ns_s is None:
+        return None
+    hop_s = (ew_s + ns_s).max(axis=1, initial=0.0)
+    sending = lc.messages > 0
+    return np.where(sending, hop_s[None, None, :], 0.0).max(axis=2)
+
+
+def step_times(counts: DetailedCounts, mapping: Mapping, placement: Placement, cm: CostModel,
+               cores_per_tile: int) -> tuple[np.ndarray | None, float | None]:
+    """(batch, T) seconds per step of every sample, and the barrier in it. A step ends when the
+    slowest core has done its work and sent its spikes, the farthest message has arrived, and the
+    mesh barrier has passed."""
+    barrier = barrier_time(cm, mapping.cores, mapping.chips, cores_per_tile)
+    if barrier is None:
+        return None, None
+    busy = np.zeros((counts.batch, counts.timesteps))
+    route = np.zeros_like(busy)
+    for lc in counts.layers:
+        ct, rt = _core_time(lc, cm), _route_time(lc, placement, cm)
+        if ct is None or rt is None:
+            return None, barrier
+        busy = np.maximum(busy, ct.max(axis=2))
+        route = np.maximum(route, rt)
+    return busy + route + barrier, barrier
+
+
+def decision_steps(readout: Readout, counts: DetailedCounts, output: str) -> np.ndarray:
+    """(batch,) timesteps until each sample's decision is final: the first t from which the decision
+    made on steps 1..t equals the decision made on all T steps, at every later t too."""
+    steps = counts.timesteps
+    if readout.kind == "membrane":
+        per_t = counts.output_v.argmax(axis=-1)                           # (batch, T)
+    else:
+        cum = np.cumsum(counts.spikes[output], axis=1, dtype=np.int64)    # (batch, T, n)
+        b = cum.shape[0]
+        per_t = cum.reshape(b, steps, -1, readout.voters).sum(axis=-1).argmax(axis=-1)
+    differs = per_t != per_t[:, -1:]
+    last_diff = np.where(differs.any(axis=1), steps - 1 - np.argmax(differs[:, ::-1], axis=1), -1)
+    return last_diff + 2      # 1-based step after the last change (1: final from the first step)
+
+
+def _stable_curve(ttd: np.ndarray, steps: int) -> list[float]:
+    """Fraction of samples whose decision is final by step 1..T."""
+    return [float((ttd <= t).mean()) for t in range(1, steps + 1)]
+
+
+# --- the report sections -----------------------------------------------------------------------------
+
+def _priced(x: np.ndarray | None) -> float | None:
+    return None if x is None else float(np.mean(x))
+
+
+def estimate(counts: DetailedCounts, mapping: Mapping, placement: Placement, cm: CostModel,
+             readout: Readout, output: str, cores_per_tile: int) -> dict[str, Any]:
+    """Energy (per category, layer and core; mean and distribution over samples) and latency (per
+    step, per inference, time to decision) of one batch of counts under ``cm``."""
+    per_layer = {lc.name: _layer_energy(lc, cm) for lc in counts.layers}
+    input_e = _times(counts.input_traffic["within_tile"], cm.e("spike_within_tile"))
+    coeffs = {**cm.energy_j, **{f"time:{k}": v for k, v in cm.time_s.items()}}
+    unpriced = sorted(k for k, n in _uses(counts, mapping.chips).items() if n > 0 and coeffs.get(k) is None)
+    if cm.static_w_per_chip is None:
+        unpriced.append("static_w_per_chip")
+    by_cat: dict[str, np.ndarray | None] = {}
+    for cat in CATEGORIES:
+        parts = [e[cat] for e in per_layer.values()]
+        by_cat[cat] = _add(*parts)
+    by_cat["spike_messages"] = _add(by_cat["spike_messages"], input_e)
+    dynamic = _add(*[by_cat[c] for c in CATEGORIES])
+    times, barrier = step_times(counts, mapping, placement, cm, cores_per_tile)
+    per_inf_s = None if times is None else times.sum(axis=1)
+    static = None
+    if cm.static_w_per_chip is not None and per_inf_s is not None:
+        static = cm.static_w_per_chip * mapping.chips * per_inf_s
+    total = _add(dynamic, static) if cm.static_w_per_chip is not None else dynamic
+    layers = []
+    for lc in counts.layers:
+        e = per_layer[lc.name]
+        tot = _add(*e.values())
+        layers.append({"name": lc.name, "energy_j": {k: _priced(v) for k, v in e.items()}, "total_j": _priced(tot)})
+    cores = []
+    for lc in counts.layers:
+        ce = _core_energy(lc, cm)
+        ct = _core_time(lc, cm)
+        lo = placement.offset[lc.name]
+        for k in range(lc.cores):
+            g = lo + k
+            cores.append({
+                "core": g, "layer": lc.name, "chip": int(placement.chip[g]), "tile_x": int(placement.tile_x[g]),
+                "tile_y": int(placement.tile_y[g]), "neurons": int(lc.neurons_per_core[k]),
+                "synops": float(lc.synops[:, :, k].sum(axis=1).mean()),
+                "active_updates": float(lc.active[:, :, k].sum(axis=1).mean()),
+                "spikes": float(lc.spikes[:, :, k].sum(axis=1).mean()),
+                "messages": float(lc.messages[:, :, k].sum(axis=1).mean()),
+                "energy_j": None if ce is None else float(ce[k]),
+                "busy_s_per_step": None if ct is None else float(ct[:, :, k].mean()),
+                "busy_s_per_step_max": None if ct is None else float(ct[:, :, k].max()),
+            })
+    ttd = decision_steps(readout, counts, output)
+    latency: dict[str, Any] = {
+        "model": cm.name, "timesteps": counts.timesteps, "barrier_s": barrier,
+        "per_step_s": None if times is None else float(times.mean()),
+        "per_step_max_s": None if times is None else float(times.max()),
+        "per_inference_s": None if per_inf_s is None else float(per_inf_s.mean()),
+        "per_inference_distribution_s": {} if per_inf_s is None else distribution(per_inf_s),
+        "per_step_mean_s": None if times is None else times.mean(axis=0).tolist(),
+        "time_to_decision": {
+            "definition": "first timestep from which the decision on steps 1..t equals the decision on all T "
+                          "steps, at every later step too",
+            "steps": distribution(ttd),
+            "s": {} if times is None else distribution(
+                np.take_along_axis(np.cumsum(times, axis=1), (ttd - 1)[:, None], axis=1)[:, 0]),
+            "final_by_step": _stable_curve(ttd, counts.timesteps),
+        },
+    }
+    energy = {
+        "model": cm.name, "title": cm.title, "source": cm.source, "file": cm.path, "caveats": cm.caveats,
+        "unpriced": unpriced,
+        "total_j": _priced(total), "dynamic_j": _priced(dynamic), "static_j": _priced(static),
+        "breakdown_j": {**{c: _priced(v) for c, v in by_cat.items()}, "static": _priced(static)},
+        "distribution_j": {} if total is None else distribution(total),
+        "layers": layers, "cores": cores,
+        "traffic": {k: float(sum(lc.traffic[k].mean() for lc in counts.layers)) for k in counts.layers[0].traffic},
+        "input_messages": float(counts.input_traffic["within_tile"].mean()),
+    }
+    return {"energy": energy, "latency": latency}
 
 
 def activity_summary(result: HwSimResult) -> dict[str, Any]:
@@ -79,7 +363,46 @@ def activity_summary(result: HwSimResult) -> dict[str, Any]:
                "synops": float(a.synops.sum()) / b, "spikes": float(a.spikes.sum()) / b,
                "neuron_updates": float(a.updates.sum()) / b,
                "active_neuron_updates": float(a.active_updates.sum()) / b,
-               "spikes_per_step": (a.spikes / b).tolist()} for a in result.activity]
+               "spikes_per_step": (a.spikes / b).tolist(),
+               "synops_per_step": (a.synops / b).tolist()} for a in result.activity]
     return {"samples": b, "timesteps": result.timesteps, "layers": layers,
             "synops": sum(x["synops"] for x in layers), "spikes": sum(x["spikes"] for x in layers),
             "neuron_updates": sum(x["neuron_updates"] for x in layers)}
+
+
+def activity_distribution(counts: DetailedCounts) -> dict[str, Any]:
+    """Per-sample distributions of the per-inference counts, per layer and in total."""
+    out: dict[str, Any] = {"layers": {}}
+    tot = {"synops": 0, "spikes": 0, "active_neuron_updates": 0}
+    for lc in counts.layers:
+        per = {"synops": lc.synops.sum(axis=(1, 2)), "spikes": lc.spikes.sum(axis=(1, 2)),
+               "active_neuron_updates": lc.active.sum(axis=(1, 2))}
+        out["layers"][lc.name] = {k: distribution(v) for k, v in per.items()}
+        for k in tot:
+            tot[k] = tot[k] + per[k]
+    out["total"] = {k: distribution(v) for k, v in tot.items()}
+    return out
+
+
+def ann_comparison(mapping: Mapping, activity: dict[str, Any], cm: CostModel) -> dict[str, Any]:
+    """The same network as a dense ANN (one pass, every synapse a MAC) beside the SNN run on the same
+    conventional hardware (every synaptic op an accumulate), compute-only and with memory, and the
+    spike rate at which the two break even (docs/energy.md)."""
+    e = cm.energy_j
+    macs = float(sum(lm.synapses for lm in mapping.layers))
+    synops, updates = float(activity["synops"]), float(activity["neuron_updates"])
+    read = e["sram_read_64bit"]
+    rows = {
+        "ann_fp32": {"ops": macs, "compute_j": macs * e["mac_fp32"],
+                     "with_memory_j": macs * e["mac_fp32"] + macs / 2 * read},
+        "ann_int8": {"ops": macs, "compute_j": macs * e["mac_int8"],
+                     "with_memory_j": macs * e["mac_int8"] + macs / 8 * read},
+        "snn_fp32": {"ops": synops, "compute_j": synops * e["ac_fp32"],
+                     "with_memory_j": synops * e["ac_fp32"] + synops / 2 * read + updates * 2 * read},
+    }
+    inputs_spikes = synops / macs if macs else 0.0
+    return {"model": cm.name, "title": cm.title, "source": cm.source, "caveats": cm.caveats, "rows": rows,
+            "synops_per_mac": inputs_spikes,
+            "break_even_synops_per_mac_compute": e["mac_fp32"] / e["ac_fp32"],
+            "note": "synops_per_mac is the mean number of spikes each synapse carries per inference (over T "
+                    "steps); the SNN's compute beats the fp32 ANN's only below break_even_synops_per_mac_compute"}

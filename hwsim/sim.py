@@ -150,20 +150,58 @@ def conv_input(spikes: np.ndarray, conv: QConv) -> np.ndarray:
     return _conv(torch.from_numpy(np.ascontiguousarray(spikes)), conv, torch.int32).numpy()
 
 
+def transpose_ones(conv: QConv, y: torch.Tensor) -> torch.Tensor:
+    """For each (batch of) output maps ``y`` (k, C_out, H_out, W_out), how many taps of ``conv``
+    connect each input neuron to a non-zero of ``y``: (k, n_in) float64. With ``y`` all ones that
+    is each input's real fan-out; with a core's neurons marked, whether an input reaches that core."""
+    w = torch.ones(conv.out_shape[0], conv.in_shape[0] // conv.groups, *conv.kernel, dtype=torch.float64)
+    with torch.no_grad():   # unpadded transpose: covers padded-input coordinates 0, 1, ...
+        t = torch.nn.functional.conv_transpose2d(y.to(torch.float64), w, stride=conv.stride,
+                                                 dilation=conv.dilation, groups=conv.groups)
+    (ph, pw), (_, h, w_) = conv.padding, conv.in_shape
+    full = torch.zeros(len(y), conv.in_shape[0], h + 2 * ph, w_ + 2 * pw, dtype=torch.float64)
+    hh, ww = min(full.shape[2], t.shape[2]), min(full.shape[3], t.shape[3])
+    full[:, :, :hh, :ww] = t[:, :, :hh, :ww]
+    return full[:, :, ph:ph + h, pw:pw + w_].reshape(len(y), -1)
+
+
 def fan_out(conv: QConv) -> np.ndarray:
     """Synapses each input neuron of ``conv`` really has (kernel taps that land inside the output
     map): the synaptic ops one of its spikes costs. int64 (n_in,)."""
     ones = torch.ones(1, *conv.out_shape, dtype=torch.float64)
-    w = torch.ones(conv.out_shape[0], conv.in_shape[0] // conv.groups, *conv.kernel, dtype=torch.float64)
-    with torch.no_grad():   # unpadded transpose: covers padded-input coordinates 0, 1, ...
-        y = torch.nn.functional.conv_transpose2d(ones, w, stride=conv.stride, dilation=conv.dilation,
-                                                 groups=conv.groups)
-    (ph, pw), (_, h, w_) = conv.padding, conv.in_shape
-    full = torch.zeros(1, conv.in_shape[0], h + 2 * ph, w_ + 2 * pw, dtype=torch.float64)
-    hh, ww = min(full.shape[2], y.shape[2]), min(full.shape[3], y.shape[3])
-    full[:, :, :hh, :ww] = y[:, :, :hh, :ww]
-    full = full[:, :, ph:ph + h, pw:pw + w_]
-    return full.reshape(-1).round().to(torch.int64).numpy()
+    return transpose_ones(conv, ones)[0].round().to(torch.int64).numpy()
+
+
+def delayed_train(train: torch.Tensor) -> torch.Tensor:
+    """A source's train as its synapse delivers it: one step late (a[t] = W s[t-1])."""
+    delayed = torch.zeros_like(train)
+    delayed[:, 1:] = train[:, :-1]
+    return delayed
+
+
+def synaptic_input(pop: Population, trains: dict[str, torch.Tensor],
+                   shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """A population's summed synaptic input (batch, T, n) int64 from its sources' trains, the
+    synaptic ops per step (each non-zero input x its real fan-out) and its synapse count."""
+    neu = pop.neuron
+    assert isinstance(neu, QCubaLIF)
+    dev = next(iter(trains.values())).device
+    a = torch.zeros((*shape, neu.size), dtype=torch.int64, device=dev)
+    synops = torch.zeros(shape[1], dtype=torch.int64, device=dev)
+    synapses = 0
+    for syn, src in pop.inputs:
+        delayed = delayed_train(trains[src])
+        if isinstance(syn, QConv):
+            a += _conv(delayed, syn)
+            fan = torch.from_numpy(fan_out(syn)).to(dev)
+            synops += (delayed != 0).sum(dim=0) @ fan
+            synapses += int(fan.sum())
+        else:
+            assert isinstance(syn, QDense)
+            a += _dense(delayed, lava_weights(syn.weight, neu.fmt), syn.weight_exp)
+            synops += (delayed != 0).sum(dim=(0, 2)) * syn.out_size
+            synapses += int(syn.weight.size)
+    return a, synops, synapses
 
 
 class HwSim:
@@ -219,22 +257,7 @@ class HwSim:
             for pop in self.populations:
                 neu = pop.neuron
                 assert isinstance(neu, QCubaLIF)
-                a = torch.zeros((batch, steps, neu.size), dtype=torch.int64, device=dev)
-                synops = torch.zeros(steps, dtype=torch.int64, device=dev)
-                synapses = 0
-                for syn, src in pop.inputs:
-                    delayed = torch.zeros_like(trains[src])
-                    delayed[:, 1:] = trains[src][:, :-1]  # one-step delay: a[t] = W s[t-1]
-                    if isinstance(syn, QConv):
-                        a += _conv(delayed, syn)
-                        fan = torch.from_numpy(fan_out(syn)).to(dev)
-                        synops += (delayed != 0).sum(dim=0) @ fan
-                        synapses += int(fan.sum())
-                    else:
-                        assert isinstance(syn, QDense)
-                        a += _dense(delayed, lava_weights(syn.weight, neu.fmt), syn.weight_exp)
-                        synops += (delayed != 0).sum(dim=(0, 2)) * syn.out_size
-                        synapses += int(syn.weight.size)
+                a, synops, synapses = synaptic_input(pop, trains, (batch, steps))
                 out, active, v = self._neurons(a, neu)
                 trains[neu.name] = out
                 if keep is None or neu.name in keep:
@@ -252,9 +275,12 @@ class HwSim:
                            final_v=final_v, output_name=self.output_name)
 
     @staticmethod
-    def _neurons(a: torch.Tensor, p: QCubaLIF) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _neurons(a: torch.Tensor, p: QCubaLIF, trace: dict[str, torch.Tensor] | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """CUBA-LIF recurrence over time for input ``a`` (batch, T, n) int64; SP/lava/proc/lif/models.py:138-216.
-        Returns spikes (bool), active-neuron counts per step, and v after the last step."""
+        Returns spikes (bool), active-neuron counts per step, and v after the last step. With
+        ``trace`` (a dict to fill), also each neuron's activity ("active", bool) and v after each
+        step ("v", int64), both (batch, T, n): what the per-core counts and decision times read."""
         fmt = p.fmt
         batch, steps, n = a.shape
         dev = a.device
@@ -270,9 +296,13 @@ class HwSim:
         v = torch.zeros((batch, n), dtype=torch.int64, device=dev)
         out = torch.zeros((batch, steps, n), dtype=torch.bool, device=dev)
         active = torch.zeros(steps, dtype=torch.int64, device=dev)
+        if trace is not None:
+            trace["active"] = torch.zeros((batch, steps, n), dtype=torch.bool, device=dev)
+            trace["v"] = torch.zeros((batch, steps, n), dtype=torch.int64, device=dev)
         for t in range(steps):
             at = a[:, t]
-            active[t] = ((at != 0) | (u != 0) | (v != 0)).sum()
+            busy = (at != 0) | (u != 0) | (v != 0)
+            active[t] = busy.sum()
             u = wrap_int32(rshift_toward_zero(u * keep_u, shift) + wrap_int32(at << fmt.act_shift))
             u = torch.where(u > top, u - wrap, u)      # l.163-171: wrap once ('>' then '<=')
             u = torch.where(u <= -top, u + wrap, u)
@@ -281,6 +311,8 @@ class HwSim:
             s = v > vth                                # strict '>'
             v = v.masked_fill(s, 0)                    # reset v only
             out[:, t] = s
+            if trace is not None:
+                trace["active"][:, t], trace["v"][:, t] = busy, v
         return out, active, v
 
 

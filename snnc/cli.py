@@ -254,23 +254,44 @@ def run_main(argv: Sequence[str] | None = None) -> int:
 
 
 def report_main(argv: Sequence[str] | None = None) -> int:
-    p = _parser("snn-report", "Show the activity, energy, latency and verification report of an artifact.",
-                "  snn-report build/\n  snn-report build/ --json")
+    p = _parser("snn-report", "Show an artifact's activity, energy, latency, mapping and verification report and "
+                "write it as one self-contained page, ARTIFACT/report.html.",
+                "  snn-report build/\n"
+                "  snn-report build/ --json\n"
+                "  snn-report build/ --cost-model loihi2-counts-only\n"
+                "  snn-report build/ --cost-model my_chip.yaml --samples 100 --html /tmp/mine.html")
     p.add_argument("artifact", type=Path)
-    p.add_argument("--json", action="store_true", help="print report.json")
+    p.add_argument("--json", action="store_true", help="print the report as JSON instead of tables")
+    p.add_argument("--cost-model", default=None, metavar="NAME|FILE",
+                   help="price the counts with a shipped cost model (loihi1-davies2018, loihi2-counts-only) or "
+                        "a JSON/YAML file (docs/energy.md); default: the report as compiled")
+    p.add_argument("--samples", type=int, default=None,
+                   help="count activity on this many test samples (default: as many as report.json had)")
+    p.add_argument("--html", type=Path, default=None, metavar="PATH",
+                   help="where to write the page (default: ARTIFACT/report.html)")
+    p.add_argument("--no-html", action="store_true", help="write no page")
     args = p.parse_args(argv)
 
     def body() -> int:
-        from snnc.compiler.artifact import load_artifact
+        from snnc.compiler.artifact import HTML_REPORT_FILE, load_artifact
+        from snnc.hwsim.energy import DEFAULT_COST_MODEL
+        from snnc.pipeline import rebuild_report
         from snnc.report import render
 
-        report = load_artifact(args.artifact).report()
-        if not report:
+        art = load_artifact(args.artifact)
+        if not art.report():
             raise SnncError(f"{args.artifact}: has no report.json; recompile it with snn-compile.")
+        html = None if args.no_html else (args.html or art.path / HTML_REPORT_FILE)
+        if html is not None and not html.parent.is_dir():
+            raise SnncError(f"--html {html}: the folder {html.parent} does not exist.")
+        report = rebuild_report(art.path, cost_model=args.cost_model or DEFAULT_COST_MODEL,
+                                samples=args.samples, html=html)
         if args.json:
             print(json.dumps(report, indent=2))
         else:
             render(report)
+            if html is not None:
+                print(f"report page: {html}")
         return 0
 
     return _guard("snn-report", body)

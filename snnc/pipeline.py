@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from snnc.compiler.artifact import (GRAPH_FILE, MANIFEST_FILE, NETWORK_FILE, NIR_FILE, ONNX_FILE,
-                                    REPORT_FILE, Artifact, load_artifact,
+                                    REPORT_FILE, HTML_REPORT_FILE, Artifact, load_artifact,
                                     manifest, sha256, staged_directory, write_json)
 from snnc.compiler.graph_file import read_graph, write_graph
 from snnc.compiler.ir import Graph, Input, QConv
@@ -25,7 +25,10 @@ from snnc.compiler.passes import check, quantize
 from snnc.compiler.sources import load_source
 from snnc.compiler.targets import get_target
 from snnc.errors import GraphError, SnncError, VerificationError
-from snnc.hwsim.energy import activity_summary, estimate, load_cost_model
+from snnc.compiler.placement import place
+from snnc.hwsim.counts import DetailedCounts, count
+from snnc.hwsim.energy import (ANN_COST_MODEL, DEFAULT_COST_MODEL, activity_distribution, activity_summary,
+                               ann_comparison, estimate, load_cost_model)
 from snnc.hwsim.parallel import HwSimPool, shard_range, warm_up
 from snnc.hwsim.reference import run_float
 from snnc.hwsim.sim import HwSim
@@ -161,16 +164,35 @@ def verify_engines(model: SpikingNet | None, graph: Graph, inputs: np.ndarray,
     return compare(runs, list(runs["hwsim"]))
 
 
+def cost_sections(graph: Graph, mapping: Mapping, inputs: np.ndarray, activity: dict[str, Any],
+                  cost_model: str = DEFAULT_COST_MODEL) -> tuple[dict[str, Any], DetailedCounts]:
+    """The report's energy, latency, per-sample and per-core sections under ``cost_model`` (a
+    shipped name or a file), the ANN comparison, and the raw counts they were priced from."""
+    tgt = mapping.target
+    assert tgt is not None, "a mapping made by map_cores knows its target"
+    placement = place(mapping, tgt)
+    counts = count(graph, mapping, placement, inputs)
+    cm = load_cost_model(cost_model)
+    est = estimate(counts, mapping, placement, cm, Readout.from_json(graph.meta.get("readout")),
+                   graph.output.name, tgt.cores_per_tile)
+    sections = {**est, "activity_distribution": activity_distribution(counts),
+                "comparison": ann_comparison(mapping, activity, load_cost_model(ANN_COST_MODEL)),
+                "placement": placement.to_json()}
+    return sections, counts
+
+
 def build_report(graph: Graph, mapping: Mapping, inputs: np.ndarray, labels: np.ndarray | None,
-                 verification: VerificationResult | None, findings: list[Any]) -> dict[str, Any]:
-    """report.json: activity, energy, latency and mapping from hwsim, plus the verification result."""
+                 verification: VerificationResult | None, findings: list[Any],
+                 cost_model: str = DEFAULT_COST_MODEL) -> tuple[dict[str, Any], DetailedCounts]:
+    """report.json: activity from hwsim, energy and latency under ``cost_model``, the mapping and
+    placement, and the verification result; with the raw counts report.html draws."""
     result = HwSim.from_graph(graph).run(inputs)
-    energy = estimate(result, mapping, load_cost_model())
+    activity = activity_summary(result)
+    sections, counts = cost_sections(graph, mapping, inputs, activity, cost_model)
     report: dict[str, Any] = {
         "target": graph.meta.get("target"),
-        "activity": activity_summary(result),
-        "energy": {k: v for k, v in energy.items() if k != "latency"},
-        "latency": energy["latency"],
+        "activity": activity,
+        **sections,
         "mapping": mapping.to_json(),
         "quantization": {"weight_scales": graph.meta.get("weight_scales"),
                          "weights_clipped": graph.meta.get("weights_clipped"),
@@ -183,6 +205,42 @@ def build_report(graph: Graph, mapping: Mapping, inputs: np.ndarray, labels: np.
         pred = decisions(graph, result.spikes, result.final_v)
         report["accuracy"] = {"engine": "hwsim", "samples": int(len(labels)),
                               "value": float((pred == labels).mean())}
+    return report, counts
+
+
+def write_html(report: dict[str, Any], counts: DetailedCounts, inputs: np.ndarray, mapping: Mapping,
+               path: Path, title: str) -> None:
+    """report.html beside report.json (see snnc.html_report)."""
+    from snnc.html_report import render_html
+
+    tgt = mapping.target
+    assert tgt is not None
+    path.write_text(render_html(report, counts, inputs, title=title, cores_per_tile=tgt.cores_per_tile,
+                                mesh=tgt.mesh_tiles), encoding="utf-8")
+
+
+def rebuild_report(path: str | Path, *, cost_model: str = DEFAULT_COST_MODEL, samples: int | None = None,
+                   html: Path | None = None) -> dict[str, Any]:
+    """An artifact's report again, from its graph and recorded inputs, priced under ``cost_model``
+    on ``samples`` test samples (default: as many as report.json had); the verification result is
+    kept from compile time. Writes report.html to ``html`` when given."""
+    art = load_artifact(path)
+    old = art.report()
+    n = samples or int((old.get("activity") or {}).get("samples") or 32)
+    if n < 1:
+        raise SnncError(f"--samples {n}: need at least 1 sample.")
+    spec = dict(art.manifest["input"])
+    inputs, labels = sample_inputs(spec, art.graph.input, n)
+    mapping = map_cores(art.graph, get_target(art.manifest.get("target", "loihi")))
+    verification = old.get("verification")
+    report, counts = build_report(art.graph, mapping, inputs, labels, None, [], cost_model)
+    if verification is not None:
+        report["verification"] = verification
+    for key in ("findings", "quantization"):
+        if key in old:
+            report[key] = old[key]
+    if html is not None:
+        write_html(report, counts, inputs, mapping, html, title=str(art.manifest.get("source", {}).get("path", path)))
     return report
 
 
@@ -220,10 +278,11 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
             if not verification.passed:
                 raise VerificationError(verification.describe_failure())
         inputs, labels = sample_inputs(spec, qgraph.input, max(report_samples, verify))
-        report = build_report(qgraph, mapping, inputs, labels, verification, findings)
+        report, counts = build_report(qgraph, mapping, inputs, labels, verification, findings)
         if model is None and not src.graph.is_fixed_point:
             report["quantization"]["float_agreement"] = float_agreement(src.graph, qgraph, inputs)
         write_json(tmp / REPORT_FILE, report)
+        write_html(report, counts, inputs, mapping, tmp / HTML_REPORT_FILE, title=str(model_path))
         source = {"path": str(model_path), "kind": src.kind, "sha256": sha256(model_path),
                   "metadata": src.metadata, "notes": src.notes}
         write_json(tmp / MANIFEST_FILE, manifest(qgraph, target=tgt.name, input_spec=spec, files=files,

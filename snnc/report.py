@@ -7,11 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 
-def _si(x: float, unit: str) -> str:
-    for factor, prefix in ((1e-12, "p"), (1e-9, "n"), (1e-6, "µ"), (1e-3, "m"), (1.0, "")):
-        if abs(x) < factor * 1000:
-            return f"{x / factor:.3g} {prefix}{unit}"
-    return f"{x:.3g} {unit}"
+from snnc.html_report import si as _si
 
 
 #: Resource-table columns: (header, key in a layer's "use" of Mapping.to_json()).
@@ -67,13 +63,31 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
         t.add_row(n, str(layer["neurons"]), str(layer["synapses"]), str(cores[n]), f"{layer['synops']:.0f}",
                   f"{layer['neuron_updates']:.0f}", f"{layer['spikes']:.1f}", _si(energy[n]["total_j"], "J"))
     t.add_row("total", "", "", str(report["mapping"]["cores"]), f"{act['synops']:.0f}",
-              f"{act['neuron_updates']:.0f}", f"{act['spikes']:.1f}", _si(report["energy"]["total_j"], "J"))
+              f"{act['neuron_updates']:.0f}", f"{act['spikes']:.1f}",
+              _si(report["energy"].get("dynamic_j", report["energy"]["total_j"]), "J"))
     con.print(t)
-    lat = report["latency"]
-    con.print(f"Energy model: [bold]{report['energy']['model']}[/] ({report['energy']['source']})")
+    lat, e = report["latency"], report["energy"]
+    con.print(f"Energy model: [bold]{e['model']}[/] ({e['source']})", highlight=False)
+    if "dynamic_j" in e:
+        con.print(f"Energy per inference: {_si(e['dynamic_j'], 'J')} dynamic + {_si(e['static_j'], 'J')} static "
+                  f"= {_si(e['total_j'], 'J')}", highlight=False)
+    if e.get("unpriced"):
+        con.print(f"[yellow]Not priced[/] (unknown coefficients, never taken as zero): {', '.join(e['unpriced'])}; "
+                  f"supply them with snn-report ARTIFACT --cost-model FILE.", highlight=False)
     con.print(f"Latency: {_si(lat['per_step_s'], 's')} per timestep, {_si(lat['per_inference_s'], 's')} per "
               f"inference of {lat['timesteps']} steps; {report['mapping']['cores']} cores on "
-              f"{report['mapping']['chips']} chip(s).")
+              f"{report['mapping']['chips']} chip(s).", highlight=False)
+    ttd = lat.get("time_to_decision")
+    if ttd:
+        secs = f", {_si(ttd['s']['mean'], 's')}" if ttd.get("s") else ""
+        con.print(f"Time to decision: {ttd['steps']['mean']:.1f} steps mean{secs} (p95 {ttd['steps']['p95']:.0f} "
+                  f"steps): the first step from which the output's decision no longer changes.", highlight=False)
+    cores = e.get("cores") or []
+    if cores and cores[0].get("busy_s_per_step") is not None:
+        busiest = max(cores, key=lambda c: c["busy_s_per_step"])
+        con.print(f"Busiest core: {busiest['core']} ('{busiest['layer']}', chip {busiest['chip']}, tile "
+                  f"({busiest['tile_x']}, {busiest['tile_y']})), {_si(busiest['busy_s_per_step'], 's')} per step "
+                  f"(report.json energy.cores has every core).", highlight=False)
     render_mapping(report["mapping"], con)
     if "accuracy" in report:
         a = report["accuracy"]
