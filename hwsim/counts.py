@@ -83,17 +83,19 @@ def neuron_reach(syn: object, dest_core_of: np.ndarray, dest_cores: int) -> np.n
 
 
 def _routes_table(graph: Graph, mapping: Mapping, placement: Placement) -> dict[str, np.ndarray]:
-    """Source name (input or population) -> (n_src, all cores) bool: global cores each neuron reaches."""
+    """Source name (input or population) -> (n_src, all cores) int64: messages one spike of each
+    neuron sends to each global core. One per synapse node that reaches the core: each is its own
+    output-axon slot and input axon there, as the mapper counts them (compiler/mapping.py)."""
     g = placement.cores
-    reach = {graph.input.name: np.zeros((graph.input.size, g), dtype=bool)}
+    reach = {graph.input.name: np.zeros((graph.input.size, g), dtype=np.int64)}
     for p in graph.populations():
-        reach[p.name] = np.zeros((p.neuron.size, g), dtype=bool)
+        reach[p.name] = np.zeros((p.neuron.size, g), dtype=np.int64)
     for p in graph.populations():
         use = mapping.per_core[p.name]
         lm = next(m for m in mapping.layers if m.name == p.name)
         lo = placement.offset[p.name]
         for syn, src in p.inputs:
-            reach[src][:, lo:lo + lm.cores] |= neuron_reach(syn, use.core_of, lm.cores)
+            reach[src][:, lo:lo + lm.cores] += neuron_reach(syn, use.core_of, lm.cores)
     return reach
 
 
@@ -108,7 +110,7 @@ def _traffic(spk: np.ndarray, reach: np.ndarray, src_core: np.ndarray | None,
         return out
     for core in np.unique(src_core):
         mine = src_core == core
-        to = spk[:, mine] @ reach[mine].astype(np.int64)       # (batch, all cores) messages to each core
+        to = spk[:, mine] @ reach[mine]        # (batch, all cores) messages to each core
         out["within_tile"] += to[:, routes["same_tile"][core]].sum(axis=1)
         out["ew_hops"] += to @ routes["ew_hops"][core]
         out["ns_hops"] += to @ routes["ns_hops"][core]
@@ -154,7 +156,7 @@ def count(graph: Graph, mapping: Mapping, placement: Placement, inputs: np.ndarr
             if is_output:
                 traffic["to_host"] = spk.sum(axis=1)
                 output_v = trace["v"].numpy()
-            core_reach = (onehot.numpy().T.astype(np.int64) @ mine.astype(np.int64)) > 0
+            core_reach = (onehot.numpy().T.astype(np.int64) @ mine) > 0
             layers.append(LayerCounts(
                 name=neu.name, neurons_per_core=use.neurons.astype(np.int64),
                 synops=_per_core(per_neuron_synops, onehot), active=_per_core(trace["active"], onehot),

@@ -240,7 +240,7 @@ def rebuild_report(path: str | Path, *, cost_model: str = DEFAULT_COST_MODEL, sa
         if key in old:
             report[key] = old[key]
     if html is not None:
-        write_html(report, counts, inputs, mapping, html, title=str(art.manifest.get("source", {}).get("path", path)))
+        write_html(report, counts, inputs, mapping, html, title=Path(art.manifest.get("source", {}).get("path", path)).name)
     return report
 
 
@@ -282,7 +282,7 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
         if model is None and not src.graph.is_fixed_point:
             report["quantization"]["float_agreement"] = float_agreement(src.graph, qgraph, inputs)
         write_json(tmp / REPORT_FILE, report)
-        write_html(report, counts, inputs, mapping, tmp / HTML_REPORT_FILE, title=str(model_path))
+        write_html(report, counts, inputs, mapping, tmp / HTML_REPORT_FILE, title=model_path.name)
         source = {"path": str(model_path), "kind": src.kind, "sha256": sha256(model_path),
                   "metadata": src.metadata, "notes": src.notes}
         write_json(tmp / MANIFEST_FILE, manifest(qgraph, target=tgt.name, input_spec=spec, files=files,
