@@ -83,13 +83,13 @@ def neuron_reach(syn: object, dest_core_of: np.ndarray, dest_cores: int) -> np.n
 
 
 def _routes_table(graph: Graph, mapping: Mapping, placement: Placement) -> dict[str, np.ndarray]:
-    """Source name (input or population) -> (n_src, all cores) int64: messages one spike of each
+    """Source name (input or population) -> (n_src, all cores) uint8: messages one spike of each
     neuron sends to each global core. One per synapse node that reaches the core: each is its own
     output-axon slot and input axon there, as the mapper counts them (compiler/mapping.py)."""
-    g = placement.cores
-    reach = {graph.input.name: np.zeros((graph.input.size, g), dtype=np.int64)}
+    g = placement.cores     # uint8: a neuron reaches one core through at most a few synapse nodes
+    reach = {graph.input.name: np.zeros((graph.input.size, g), dtype=np.uint8)}
     for p in graph.populations():
-        reach[p.name] = np.zeros((p.neuron.size, g), dtype=np.int64)
+        reach[p.name] = np.zeros((p.neuron.size, g), dtype=np.uint8)
     for p in graph.populations():
         use = mapping.per_core[p.name]
         lm = next(m for m in mapping.layers if m.name == p.name)
@@ -106,11 +106,11 @@ def _traffic(spk: np.ndarray, reach: np.ndarray, src_core: np.ndarray | None,
     b = spk.shape[0]
     out = {k: np.zeros(b, dtype=np.int64) for k in TRAFFIC}
     if src_core is None:
-        out["within_tile"] = spk @ reach.sum(axis=1)
+        out["within_tile"] = spk @ reach.sum(axis=1, dtype=np.int64)
         return out
     for core in np.unique(src_core):
         mine = src_core == core
-        to = spk[:, mine] @ reach[mine]        # (batch, all cores) messages to each core
+        to = spk[:, mine] @ reach[mine].astype(np.int64)    # (batch, all cores) messages to each core
         out["within_tile"] += to[:, routes["same_tile"][core]].sum(axis=1)
         out["ew_hops"] += to @ routes["ew_hops"][core]
         out["ns_hops"] += to @ routes["ns_hops"][core]
@@ -136,7 +136,8 @@ def count(graph: Graph, mapping: Mapping, placement: Placement, inputs: np.ndarr
             onehot = _onehot(use.core_of, cores)
             a, _, _ = synaptic_input(pop, trains, (batch, steps))
             trace: dict[str, torch.Tensor] = {}
-            out, _, _ = HwSim._neurons(a, neu, trace)   # type: ignore[arg-type]
+            is_output = neu.name == graph.output.name
+            out, _, _ = HwSim._neurons(a, neu, trace, trace_v=is_output)   # type: ignore[arg-type]
             trains[neu.name] = out
             per_neuron_synops = torch.zeros((batch, steps, neu.size), dtype=torch.float64)
             for syn, src in pop.inputs:
@@ -149,14 +150,13 @@ def count(graph: Graph, mapping: Mapping, placement: Placement, inputs: np.ndarr
                 else:
                     per_neuron_synops += nz.sum(dim=-1, keepdim=True).to(torch.float64)
             mine = reach[neu.name]
-            is_output = neu.name == graph.output.name
-            dests = torch.from_numpy(mine.sum(axis=1) + (1 if is_output else 0)).to(torch.float64)
+            dests = torch.from_numpy(mine.sum(axis=1, dtype=np.int64) + (1 if is_output else 0)).to(torch.float64)
             spk = out.sum(dim=1).numpy().astype(np.int64)                 # (batch, n)
             traffic = _traffic(spk, mine, placement.offset[neu.name] + use.core_of, routes)
             if is_output:
                 traffic["to_host"] = spk.sum(axis=1)
                 output_v = trace["v"].numpy()
-            core_reach = (onehot.numpy().T.astype(np.int64) @ mine) > 0
+            core_reach = (onehot.numpy().T @ mine) > 0
             layers.append(LayerCounts(
                 name=neu.name, neurons_per_core=use.neurons.astype(np.int64),
                 synops=_per_core(per_neuron_synops, onehot), active=_per_core(trace["active"], onehot),

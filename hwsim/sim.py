@@ -275,12 +275,13 @@ class HwSim:
                            final_v=final_v, output_name=self.output_name)
 
     @staticmethod
-    def _neurons(a: torch.Tensor, p: QCubaLIF, trace: dict[str, torch.Tensor] | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _neurons(a: torch.Tensor, p: QCubaLIF, trace: dict[str, torch.Tensor] | None = None,
+                 trace_v: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """CUBA-LIF recurrence over time for input ``a`` (batch, T, n) int64; SP/lava/proc/lif/models.py:138-216.
         Returns spikes (bool), active-neuron counts per step, and v after the last step. With
-        ``trace`` (a dict to fill), also each neuron's activity ("active", bool) and v after each
-        step ("v", int64), both (batch, T, n): what the per-core counts and decision times read."""
+        ``trace`` (a dict to fill), also each neuron's activity ("active", bool), and with
+        ``trace_v`` its v after each step ("v", int64), both (batch, T, n): what the per-core counts
+        and decision times read."""
         fmt = p.fmt
         batch, steps, n = a.shape
         dev = a.device
@@ -298,7 +299,8 @@ class HwSim:
         active = torch.zeros(steps, dtype=torch.int64, device=dev)
         if trace is not None:
             trace["active"] = torch.zeros((batch, steps, n), dtype=torch.bool, device=dev)
-            trace["v"] = torch.zeros((batch, steps, n), dtype=torch.int64, device=dev)
+            if trace_v:
+                trace["v"] = torch.zeros((batch, steps, n), dtype=torch.int64, device=dev)
         for t in range(steps):
             at = a[:, t]
             busy = (at != 0) | (u != 0) | (v != 0)
@@ -312,7 +314,9 @@ class HwSim:
             v = v.masked_fill(s, 0)                    # reset v only
             out[:, t] = s
             if trace is not None:
-                trace["active"][:, t], trace["v"][:, t] = busy, v
+                trace["active"][:, t] = busy
+                if trace_v:
+                    trace["v"][:, t] = v
         return out, active, v
 
 

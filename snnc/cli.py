@@ -177,6 +177,9 @@ def compile_main(argv: Sequence[str] | None = None) -> int:
                         "Lava script: r = tau/dt), 'norse' (Norse 1.1's exporter); default: detected, see docs/nir.md")
     p.add_argument("--nir-dt", type=float, default=None,
                    help="time step of a NIR file in its own units (default: tau/r for 'euler', 1e-3 for 'norse')")
+    p.add_argument("--cost-model", default="loihi1-davies2018", metavar="NAME|FILE",
+                   help="price the report with a shipped cost model (loihi1-davies2018, loihi2-counts-only) or a "
+                        "JSON/YAML file (docs/energy.md); snn-report can re-price later")
     args = p.parse_args(argv)
 
     def body() -> int:
@@ -186,7 +189,7 @@ def compile_main(argv: Sequence[str] | None = None) -> int:
         res = compile_model(args.model, target=args.target, out=args.out, verify=args.verify,
                             trust_pickle=args.trust_pickle, timesteps=args.timesteps,
                             on_stage=lambda m: print(m, flush=True), nir_convention=args.nir_convention,
-                            nir_dt=args.nir_dt)
+                            nir_dt=args.nir_dt, cost_model=args.cost_model)
         render(res.report)
         print(f"artifact: {res.out}")
         return 0
@@ -274,7 +277,6 @@ def report_main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> int:
         from snnc.compiler.artifact import HTML_REPORT_FILE, load_artifact
-        from snnc.hwsim.energy import DEFAULT_COST_MODEL
         from snnc.pipeline import rebuild_report
         from snnc.report import render
 
@@ -284,8 +286,7 @@ def report_main(argv: Sequence[str] | None = None) -> int:
         html = None if args.no_html else (args.html or art.path / HTML_REPORT_FILE)
         if html is not None and not html.parent.is_dir():
             raise SnncError(f"--html {html}: the folder {html.parent} does not exist.")
-        report = rebuild_report(art.path, cost_model=args.cost_model or DEFAULT_COST_MODEL,
-                                samples=args.samples, html=html)
+        report = rebuild_report(art.path, cost_model=args.cost_model, samples=args.samples, html=html)
         if args.json:
             print(json.dumps(report, indent=2))
         else:

@@ -219,13 +219,17 @@ def write_html(report: dict[str, Any], counts: DetailedCounts, inputs: np.ndarra
                                 mesh=tgt.mesh_tiles), encoding="utf-8")
 
 
-def rebuild_report(path: str | Path, *, cost_model: str = DEFAULT_COST_MODEL, samples: int | None = None,
+def rebuild_report(path: str | Path, *, cost_model: str | None = None, samples: int | None = None,
                    html: Path | None = None) -> dict[str, Any]:
     """An artifact's report again, from its graph and recorded inputs, priced under ``cost_model``
-    on ``samples`` test samples (default: as many as report.json had); the verification result is
-    kept from compile time. Writes report.html to ``html`` when given."""
+    (default: the one report.json was priced with) on ``samples`` test samples (default: as many
+    as report.json had); the verification result is kept from compile time. Writes report.html to
+    ``html`` when given."""
     art = load_artifact(path)
     old = art.report()
+    if cost_model is None:
+        e = old.get("energy") or {}
+        cost_model = e.get("model", DEFAULT_COST_MODEL) if e.get("file", "(shipped)") == "(shipped)" else e["file"]
     n = samples or int((old.get("activity") or {}).get("samples") or 32)
     if n < 1:
         raise SnncError(f"--samples {n}: need at least 1 sample.")
@@ -247,10 +251,13 @@ def rebuild_report(path: str | Path, *, cost_model: str = DEFAULT_COST_MODEL, sa
 def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | Path | None = None,
                   verify: int = 0, trust_pickle: bool = False, timesteps: int | None = None,
                   report_samples: int = 32, on_stage: Callable[[str], None] | None = None,
-                  nir_convention: str = "auto", nir_dt: float | None = None) -> CompileResult:
+                  nir_convention: str = "auto", nir_dt: float | None = None,
+                  cost_model: str = DEFAULT_COST_MODEL) -> CompileResult:
     """Compile ``model_path`` (any file :func:`load_source` reads) to an artifact directory; with
-    ``verify`` > 0, check that every engine agrees spike for spike."""
+    ``verify`` > 0, check that every engine agrees spike for spike. The report is priced under
+    ``cost_model`` (a shipped name or a JSON/YAML file, checked before anything is compiled)."""
     say = on_stage or (lambda _msg: None)
+    load_cost_model(cost_model)
     model_path = Path(model_path)
     tgt = get_target(target)
     src = load_source(model_path, trust_pickle=trust_pickle, nir_convention=nir_convention, nir_dt=nir_dt)
@@ -278,7 +285,7 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
             if not verification.passed:
                 raise VerificationError(verification.describe_failure())
         inputs, labels = sample_inputs(spec, qgraph.input, max(report_samples, verify))
-        report, counts = build_report(qgraph, mapping, inputs, labels, verification, findings)
+        report, counts = build_report(qgraph, mapping, inputs, labels, verification, findings, cost_model)
         if model is None and not src.graph.is_fixed_point:
             report["quantization"]["float_agreement"] = float_agreement(src.graph, qgraph, inputs)
         write_json(tmp / REPORT_FILE, report)

@@ -322,3 +322,20 @@ def test_report_renders_in_headless_chromium(artifact: Path, tmp_path: Path) -> 
     keep = os.environ.get("SNNC_KEEP_SCREENSHOT")
     if keep:
         shutil.copy(shot, keep)
+
+
+def test_compile_prices_with_a_user_model_and_report_keeps_it(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    coeffs = {k: 1e-12 for k in ENERGY_KEYS}
+    model = _model_file(tmp_path, "mine", coeffs, {k: 1e-9 for k in TIME_KEYS}, static=0.5, suffix=".json")
+    art = _artifact(tmp_path, cost_model=str(model))
+    rep = json.loads((art / "report.json").read_text())
+    assert rep["energy"]["model"] == "mine" and rep["energy"]["file"] == str(model) and rep["energy"]["unpriced"] == []
+    again = _report_json(art, capsys)                     # no --cost-model: the one it was compiled with
+    assert again["energy"]["model"] == "mine" and again["energy"]["total_j"] == pytest.approx(rep["energy"]["total_j"])
+
+
+def test_a_bad_cost_model_fails_the_compile_before_anything_is_written(tmp_path: Path) -> None:
+    with pytest.raises(SnncError, match="cost model 'nope.yaml'"):
+        _artifact(tmp_path, cost_model="nope.yaml")
+    assert not (tmp_path / "build").exists()
