@@ -262,6 +262,10 @@ def lava_api() -> SimpleNamespace:
     global _LAVA
     if _LAVA is None:
         ensure_lava_importable()
+        if mp.get_start_method(allow_none=True) == "fork":
+            # Lava's import calls set_start_method('fork') without force, which raises once any
+            # method is set, even 'fork' itself; resetting to None lets it set the same value again
+            mp.set_start_method(None, force=True)
         try:
             from lava.magma.core.run_conditions import RunSteps
             from lava.magma.core.run_configs import Loihi2SimCfg

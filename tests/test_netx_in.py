@@ -319,8 +319,9 @@ def test_slayer_trained_network_compiles_verifies_and_spikes_like_netx(arch: str
 
     art = load_artifact(build)      # checks every file's sha256 against the manifest
     names = {p.name for p in build.iterdir()}
-    assert {"graph.h5", "graph.nir", "network.net", "manifest.json", "report.json"} <= names
-    assert names - {"manifest.json", "report.json"} == set(art.manifest["files"])   # every file hashed
+    assert {"graph.h5", "graph.nir", "network.net", "manifest.json", "report.json", "report.html"} <= names
+    # every graph file hashed (the reports are not: snn-report rewrites them)
+    assert names - {"manifest.json", "report.json", "report.html"} == set(art.manifest["files"])
     assert art.manifest["source"]["kind"] == "netx" and art.manifest["netx"] == "written: network.net"
     report = art.report()
     ver = report["verification"]
