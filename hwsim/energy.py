@@ -255,19 +255,29 @@ def step_times(counts: DetailedCounts, mapping: Mapping, placement: Placement, c
     return busy + route + barrier, barrier
 
 
-def decision_steps(readout: Readout, counts: DetailedCounts, output: str) -> np.ndarray:
+def _decided(scores: np.ndarray) -> np.ndarray:
+    """argmax over the last axis, or -1 where the top score is shared (no spike yet is a tie)."""
+    best = scores.argmax(axis=-1)
+    top = np.take_along_axis(scores, best[..., None], axis=-1)
+    return np.where((scores == top).sum(axis=-1) > 1, -1, best)
+
+
+def decision_steps(readout: Readout, counts: DetailedCounts, output: str) -> tuple[np.ndarray, np.ndarray]:
     """(batch,) timesteps until each sample's decision is final: the first t from which the decision
-    made on steps 1..t equals the decision made on all T steps, at every later t too."""
+    made on steps 1..t equals the decision made on all T steps, at every later t too. A prefix whose
+    top score is tied (no output spike yet) has no decision; a sample still tied after T steps is
+    undecided and counted as needing all T. Also returns the (batch,) undecided mask."""
     steps = counts.timesteps
     if readout.kind == "membrane":
-        per_t = counts.output_v.argmax(axis=-1)                           # (batch, T)
+        per_t = _decided(counts.output_v)                                  # (batch, T)
     else:
         cum = np.cumsum(counts.spikes[output], axis=1, dtype=np.int64)    # (batch, T, n)
         b = cum.shape[0]
-        per_t = cum.reshape(b, steps, -1, readout.voters).sum(axis=-1).argmax(axis=-1)
+        per_t = _decided(cum.reshape(b, steps, -1, readout.voters).sum(axis=-1))
+    undecided = per_t[:, -1] < 0
     differs = per_t != per_t[:, -1:]
     last_diff = np.where(differs.any(axis=1), steps - 1 - np.argmax(differs[:, ::-1], axis=1), -1)
-    return last_diff + 2      # 1-based step after the last change (1: final from the first step)
+    return np.where(undecided, steps, last_diff + 2), undecided   # 1-based step after the last change
 
 
 def _stable_curve(ttd: np.ndarray, steps: int) -> list[float]:
@@ -326,7 +336,7 @@ def estimate(counts: DetailedCounts, mapping: Mapping, placement: Placement, cm:
                 "busy_s_per_step": None if ct is None else float(ct[:, :, k].mean()),
                 "busy_s_per_step_max": None if ct is None else float(ct[:, :, k].max()),
             })
-    ttd = decision_steps(readout, counts, output)
+    ttd, undecided = decision_steps(readout, counts, output)
     latency: dict[str, Any] = {
         "model": cm.name, "timesteps": counts.timesteps, "barrier_s": barrier,
         "per_step_s": None if times is None else float(times.mean()),
@@ -336,11 +346,13 @@ def estimate(counts: DetailedCounts, mapping: Mapping, placement: Placement, cm:
         "per_step_mean_s": None if times is None else times.mean(axis=0).tolist(),
         "time_to_decision": {
             "definition": "first timestep from which the decision on steps 1..t equals the decision on all T "
-                          "steps, at every later step too",
+                          "steps, at every later step too; a tied top score (no output spike yet) is no "
+                          "decision, and a sample still tied at T counts as needing all T steps",
             "steps": distribution(ttd),
             "s": {} if times is None else distribution(
                 np.take_along_axis(np.cumsum(times, axis=1), (ttd - 1)[:, None], axis=1)[:, 0]),
-            "final_by_step": _stable_curve(ttd, counts.timesteps),
+            "final_by_step": _stable_curve(np.where(undecided, counts.timesteps + 1, ttd), counts.timesteps),
+            "undecided_fraction": float(undecided.mean()),
         },
     }
     energy = {

@@ -38,6 +38,13 @@ def _plt() -> Any:
     return plt
 
 
+def _integer_steps(ax: Any) -> None:
+    """Timesteps are integers: no 2.5 on the axis."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def raster_svg(counts: DetailedCounts, inputs: np.ndarray, sample: int = 0) -> str:
     """Spike raster of one sample: the input and every layer stacked, time on the x axis."""
     plt = _plt()
@@ -56,6 +63,7 @@ def raster_svg(counts: DetailedCounts, inputs: np.ndarray, sample: int = 0) -> s
                 va="bottom", fontsize=7)
     axes[-1, 0].set_xlabel("timestep")
     axes[-1, 0].set_xlim(0.5, counts.timesteps + 0.5)
+    _integer_steps(axes[-1, 0])
     return _svg(fig)
 
 
@@ -67,6 +75,7 @@ def activity_svg(report: dict[str, Any]) -> str:
         rate = np.asarray(layer["spikes_per_step"]) / max(1, layer["neurons"])
         ax.plot(np.arange(1, rate.size + 1), rate, label=layer["name"], lw=1.4)
     ax.set_xlabel("timestep")
+    _integer_steps(ax)
     ax.set_ylabel("spikes per neuron")
     ax.legend(frameon=False, fontsize=7, ncol=4)
     return _svg(fig)
@@ -103,10 +112,12 @@ def latency_svg(report: dict[str, Any]) -> str | None:
     steps = np.arange(1, lat["timesteps"] + 1)
     a1.plot(steps, np.asarray(lat["per_step_mean_s"]) * 1e6, color="tab:blue")
     a1.set_xlabel("timestep")
+    _integer_steps(a1)
     a1.set_ylabel("µs per step (mean)")
     a2.step(steps, lat["time_to_decision"]["final_by_step"], where="post", color="tab:green")
     a2.set_ylim(0, 1.02)
     a2.set_xlabel("timestep")
+    _integer_steps(a2)
     a2.set_ylabel("decisions final")
     return _svg(fig)
 

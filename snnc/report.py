@@ -81,7 +81,9 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
     if ttd:
         secs = f", {_si(ttd['s']['mean'], 's')}" if ttd.get("s") else ""
         con.print(f"Time to decision: {ttd['steps']['mean']:.1f} steps mean{secs} (p95 {ttd['steps']['p95']:.0f} "
-                  f"steps): the first step from which the output's decision no longer changes.", highlight=False)
+                  f"steps): the first step from which the output's decision no longer changes"
+                  f"{'; ' + format(ttd['undecided_fraction'], '.0%') + ' still tied at T' if ttd.get('undecided_fraction') else ''}.",
+                  highlight=False)
     cores = e.get("cores") or []
     if cores and cores[0].get("busy_s_per_step") is not None:
         busiest = max(cores, key=lambda c: c["busy_s_per_step"])

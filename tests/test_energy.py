@@ -210,16 +210,19 @@ def test_time_to_decision_is_the_first_step_after_the_last_change() -> None:
     out = np.zeros((3, 6, 2), dtype=bool)
     out[0, 0, 1] = True                             # class 1 from step 1, never changes: 1
     out[1, 0, 0] = True
-    out[1, 2, 1] = out[1, 3, 1] = True              # 0 at steps 1-3 (tie at 3 -> 0), 1 from step 4: 4
-    # sample 2 never spikes: argmax of zeros is class 0 throughout: 1
+    out[1, 2, 1] = out[1, 3, 1] = True              # 0 at steps 1-2, tied at 3 (none), 1 from step 4: 4
+    # sample 2 never spikes: tied (undecided) to the end: counted as all 6 steps
     counts = DetailedCounts(layers=[], input_traffic={}, spikes={"o": out}, output_v=np.zeros((3, 6, 2)),
                             batch=3, timesteps=6)
-    assert decision_steps(Readout(), counts, "o").tolist() == [1, 4, 1]
+    steps, undecided = decision_steps(Readout(), counts, "o")
+    assert steps.tolist() == [1, 4, 6] and undecided.tolist() == [False, False, True]
+    out[1, 4:, 0] = True                            # class 0 catches up: tie at 5, 0 leads at 6: 6
+    assert decision_steps(Readout(), counts, "o")[0].tolist() == [1, 6, 6]
     v = np.zeros((1, 5, 3), dtype=np.int64)
     v[0, :, 2] = [5, 5, 1, 1, 1]
     v[0, :, 0] = [0, 0, 3, 0, 9]                    # membrane: 2, 2, 0, 2, 0 -> final from step 5
     counts = DetailedCounts(layers=[], input_traffic={}, spikes={}, output_v=v, batch=1, timesteps=5)
-    assert decision_steps(Readout(kind="membrane"), counts, "o").tolist() == [5]
+    assert decision_steps(Readout(kind="membrane"), counts, "o")[0].tolist() == [5]
 
 
 @pytest.mark.parametrize("body, message", [
