@@ -312,7 +312,7 @@ def estimate(counts: DetailedCounts, mapping: Mapping, placement: Placement, cm:
     static = None
     if cm.static_w_per_chip is not None and per_inf_s is not None:
         static = cm.static_w_per_chip * mapping.chips * per_inf_s
-    total = _add(dynamic, static) if cm.static_w_per_chip is not None else dynamic
+    total = _add(dynamic, static)        # an unknown static power leaves the total unknown, too
     layers = []
     for lc in counts.layers:
         e = per_layer[lc.name]
