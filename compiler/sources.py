@@ -59,8 +59,8 @@ def sniff(path: Path) -> str:
     return "checkpoint"   # torch zip or legacy pickle; the checkpoint loader explains anything else
 
 
-def load_source(path: str | Path, *, trust_pickle: bool = False, nir_convention: str = "auto",
-                nir_dt: float | None = None) -> Source:
+def load_source(path: str | Path, *, allow_pickle_code_execution: bool = False,
+                nir_convention: str = "auto", nir_dt: float | None = None) -> Source:
     """Read any supported model file; errors name the file and what to do."""
     path = Path(path)
     kind = sniff(path)
@@ -68,7 +68,7 @@ def load_source(path: str | Path, *, trust_pickle: bool = False, nir_convention:
         from snnc.compiler.frontend import graph_from_checkpoint
         from snnc.models.checkpoint import load
 
-        ckpt = load(path, allow_unsafe_pickle=trust_pickle)
+        ckpt = load(path, allow_pickle_code_execution=allow_pickle_code_execution)
         graph, model = graph_from_checkpoint(ckpt)
         return Source(path, kind, graph, model, dict(ckpt.metadata))
     if kind == "nir":

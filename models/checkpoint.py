@@ -1,8 +1,8 @@
 """The snnc checkpoint: architecture spec + state dict + metadata, readable without unpickling code.
 
 ``torch.load(path, weights_only=True)`` reads it: only tensors and plain containers inside.
-A file holding a whole pickled module can be read only with ``allow_unsafe_pickle=True``
-(CLI ``--trust-pickle``), because unpickling runs arbitrary code from the file.
+A file holding a whole pickled module can be read only with ``allow_pickle_code_execution=True``
+(CLI ``--allow-pickle-code-execution``), because unpickling runs arbitrary code from the file.
 """
 from __future__ import annotations
 
@@ -75,8 +75,8 @@ def save(model: SpikingNet, path: str | os.PathLike, metadata: dict[str, Any] | 
     return atomic_torch_save(payload, Path(path))
 
 
-def load(path: str | os.PathLike, *, allow_unsafe_pickle: bool = False) -> Checkpoint:
-    """Read a model file; never executes code from it unless ``allow_unsafe_pickle``."""
+def load(path: str | os.PathLike, *, allow_pickle_code_execution: bool = False) -> Checkpoint:
+    """Read a model file; never executes code from it unless ``allow_pickle_code_execution``."""
     path = Path(path)
     if not path.exists():
         raise InputFileError(f"{path}: no such file. Pass the path of a model saved by snn-train or "
@@ -86,11 +86,12 @@ def load(path: str | os.PathLike, *, allow_unsafe_pickle: bool = False) -> Check
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if not allow_unsafe_pickle:
+        if not allow_pickle_code_execution:
             raise InputFileError(
                 f"{path}: contains pickled Python objects beyond tensors and plain data "
                 f"({str(e).splitlines()[0][:160]}). Loading it would execute code stored in the file, so snnc "
-                f"refuses. If you trust the file, pass --trust-pickle (Python: allow_unsafe_pickle=True); "
+                f"refuses. If you trust the file, pass --allow-pickle-code-execution (Python: "
+                f"allow_pickle_code_execution=True); "
                 f"better, re-save the model with snnc.save(model, path).") from None
         return _load_pickled(path)
     except Exception as e:  # the weights-only parser runs no file code: any error means a malformed file
@@ -120,7 +121,7 @@ def _load_pickled(path: Path) -> Checkpoint:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # unpickling can raise anything the file's code raises
-        raise InputFileError(f"{path}: could not be unpickled even with --trust-pickle "
+        raise InputFileError(f"{path}: could not be unpickled even with --allow-pickle-code-execution "
                              f"({type(e).__name__}: {e}).") from None
     if isinstance(obj, nn.Module):
         return Checkpoint(path=path, module=obj, metadata={"source": "pickled module"})

@@ -29,11 +29,11 @@ def save(model: "SpikingNet", path: str | os.PathLike, metadata: dict[str, Any] 
     return _save(model, path, metadata=metadata)
 
 
-def load(path: str | os.PathLike, *, allow_unsafe_pickle: bool = False) -> "Checkpoint":
-    """Read an snnc checkpoint; code in the file runs only with ``allow_unsafe_pickle``."""
+def load(path: str | os.PathLike, *, allow_pickle_code_execution: bool = False) -> "Checkpoint":
+    """Read an snnc checkpoint; code in the file runs only with ``allow_pickle_code_execution``."""
     from snnc.models.checkpoint import load as _load
 
-    return _load(path, allow_unsafe_pickle=allow_unsafe_pickle)
+    return _load(path, allow_pickle_code_execution=allow_pickle_code_execution)
 
 
 def compile(model_path: str | os.PathLike, *, target: str = "loihi", out: str | os.PathLike | None = None,

@@ -170,7 +170,7 @@ def compile_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--verify", type=int, default=0, metavar="N",
                    help="run N test samples through PyTorch (hardware-exact), hwsim and Lava; any mismatch fails")
     p.add_argument("--timesteps", type=int, default=None, help="override the timesteps recorded in the model")
-    p.add_argument("--trust-pickle", action="store_true",
+    p.add_argument("--allow-pickle-code-execution", action="store_true",
                    help="allow loading a whole pickled module: this EXECUTES code stored in the file")
     p.add_argument("--nir-convention", choices=("auto", "euler", "norse"), default="auto",
                    help="how a NIR file's continuous-time parameters are discretised: 'euler' (snnTorch, NIR's "
@@ -187,7 +187,7 @@ def compile_main(argv: Sequence[str] | None = None) -> int:
         from snnc.report import render
 
         res = compile_model(args.model, target=args.target, out=args.out, verify=args.verify,
-                            trust_pickle=args.trust_pickle, timesteps=args.timesteps,
+                            allow_pickle_code_execution=args.allow_pickle_code_execution, timesteps=args.timesteps,
                             on_stage=lambda m: print(m, flush=True), nir_convention=args.nir_convention,
                             nir_dt=args.nir_dt, cost_model=args.cost_model)
         render(res.report)

@@ -249,7 +249,7 @@ def rebuild_report(path: str | Path, *, cost_model: str | None = None, samples: 
 
 
 def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | Path | None = None,
-                  verify: int = 0, trust_pickle: bool = False, timesteps: int | None = None,
+                  verify: int = 0, allow_pickle_code_execution: bool = False, timesteps: int | None = None,
                   report_samples: int = 32, on_stage: Callable[[str], None] | None = None,
                   nir_convention: str = "auto", nir_dt: float | None = None,
                   cost_model: str = DEFAULT_COST_MODEL) -> CompileResult:
@@ -260,7 +260,8 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
     load_cost_model(cost_model)
     model_path = Path(model_path)
     tgt = get_target(target)
-    src = load_source(model_path, trust_pickle=trust_pickle, nir_convention=nir_convention, nir_dt=nir_dt)
+    src = load_source(model_path, allow_pickle_code_execution=allow_pickle_code_execution,
+                      nir_convention=nir_convention, nir_dt=nir_dt)
     for note in src.notes:
         say(note)
     model = src.model

@@ -121,10 +121,10 @@ def test_unknown_target_and_unsupported_module(tmp_path: Path) -> None:
         as_spiking_net(seq, "x.pt")
     path = tmp_path / "pickled.pt"
     torch.save(seq, path)
-    with pytest.raises(InputFileError, match="--trust-pickle"):
+    with pytest.raises(InputFileError, match="--allow-pickle-code-execution"):
         load(path)
     with pytest.raises(UnsupportedLayerError, match="Conv2d"):
-        graph_from_checkpoint(load(path, allow_unsafe_pickle=True))
+        graph_from_checkpoint(load(path, allow_pickle_code_execution=True))
 
 
 def test_failed_compile_leaves_no_artifact(tmp_path: Path) -> None:

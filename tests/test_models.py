@@ -135,7 +135,7 @@ def test_malicious_pickle_is_refused_and_runs_nothing(tmp_path: Path) -> None:
     path = tmp_path / "evil.pt"
     with open(path, "wb") as f:
         torch.save({"format": "snnc.checkpoint", "payload": _Evil(str(victim))}, f)
-    with pytest.raises(InputFileError, match="--trust-pickle"):
+    with pytest.raises(InputFileError, match="--allow-pickle-code-execution"):
         load(path)
     assert not victim.exists()
 
