@@ -106,12 +106,15 @@ def quantize(graph: Graph, target: Target) -> Graph:
 
 @dataclass(frozen=True)
 class Finding:
-    """One design-rule result: ``error`` stops the compile, ``warning`` goes into the report."""
+    """One design-rule result: ``error`` stops the compile, ``warning`` goes into the report.
+    ``numerical``: the compiled network computes something other than the model there (``--strict``
+    makes it an error; see snnc.compiler.numerics)."""
 
     rule: str
     node: str
     severity: str
     message: str
+    numerical: bool = False
 
 
 def _max_input(graph: Graph, source: str) -> int:
@@ -176,7 +179,7 @@ def rule_weights_representable(graph: Graph, target: Target) -> list[Finding]:
                     "them" if isinstance(syn, QConv) else "the chip clips and floors them (every engine does the same)")
             out.append(Finding("weights_representable", syn.name, "warning",
                                f"layer '{name}' ({syn.name}): {bad} weights are not even integers in "
-                               f"[{fp.weight_min}, {fp.weight_max}]; {what}."))
+                               f"[{fp.weight_min}, {fp.weight_max}]; {what}.", True))
     return out
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Collection, Iterator, TypeVar
+from typing import TYPE_CHECKING, Collection, Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -24,6 +24,9 @@ import torch
 from snnc.compiler.ir import Graph, Population, QConv, QCubaLIF, QDense
 from snnc.models.quant import FixedPointFormat
 from snnc.errors import GraphError
+
+if TYPE_CHECKING:
+    from snnc.hwsim.headroom import StateWatch
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 CHUNK_BYTES = 256 * 2**20   # per-layer working set of one batch chunk: (chunk x T x widest layer) int64
@@ -123,14 +126,15 @@ def conv_bound(conv: QConv, top: int) -> int:
     return int(np.abs(conv.weight).max(initial=0)) * int(np.prod(conv.weight.shape[1:])) * top
 
 
-def _conv(x: torch.Tensor, conv: QConv, dtype_out: torch.dtype = torch.int64) -> torch.Tensor:
+def _conv(x: torch.Tensor, conv: QConv, dtype_out: torch.dtype = torch.int64, wrap: bool = True) -> torch.Tensor:
     """Exact ``wrap24(conv(W, s))`` of (..., n_in) spikes or graded values -> (..., n_out) integers.
 
     Lava's Conv is a true convolution over (W, H, C) with the kernel the runtime flips
     (SP/lava/proc/conv/utils.py:186-218); that is PyTorch's cross-correlation in (C, H, W), which
     ``torch.nn.functional.conv2d`` computes, exactly in the float type ``_exact_dtype`` picks for
     the bound kernel volume x max|w| x max|s|. Below 2**23 the wrap is skipped (the identity) and
-    ``dtype_out`` (int32 halves the memory traffic) is returned; above, int64 wrapped.
+    ``dtype_out`` (int32 halves the memory traffic) is returned; above, int64 wrapped (unless
+    ``wrap`` is False: the exact sum, which snnc.hwsim.headroom compares with the wrapped one).
     """
     lead = x.shape[:-1]
     bound = conv_bound(conv, _top(x))
@@ -142,7 +146,8 @@ def _conv(x: torch.Tensor, conv: QConv, dtype_out: torch.dtype = torch.int64) ->
                                        dilation=conv.dilation, groups=conv.groups)
     if bound < 2**23:
         return y.to(dtype_out).reshape(*lead, conv.out_size)
-    return wrap24(y.to(torch.int64).reshape(*lead, conv.out_size))
+    y = y.to(torch.int64).reshape(*lead, conv.out_size)
+    return wrap24(y) if wrap else y
 
 
 def conv_input(spikes: np.ndarray, conv: QConv) -> np.ndarray:
@@ -276,12 +281,14 @@ class HwSim:
 
     @staticmethod
     def _neurons(a: torch.Tensor, p: QCubaLIF, trace: dict[str, torch.Tensor] | None = None,
-                 trace_v: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                 trace_v: bool = False, watch: "StateWatch | None" = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """CUBA-LIF recurrence over time for input ``a`` (batch, T, n) int64; SP/lava/proc/lif/models.py:138-216.
         Returns spikes (bool), active-neuron counts per step, and v after the last step. With
         ``trace`` (a dict to fill), also each neuron's activity ("active", bool), and with
         ``trace_v`` its v after each step ("v", int64), both (batch, T, n): what the per-core counts
-        and decision times read."""
+        and decision times read. ``watch`` (snnc.hwsim.headroom) is shown, every step, the state
+        the chip holds beside the unbounded integer result from the same previous state."""
         fmt = p.fmt
         batch, steps, n = a.shape
         dev = a.device
@@ -305,11 +312,15 @@ class HwSim:
             at = a[:, t]
             busy = (at != 0) | (u != 0) | (v != 0)
             active[t] = busy.sum()
+            u_exact = rshift_toward_zero(u * keep_u, shift) + (at << fmt.act_shift) if watch else None
             u = wrap_int32(rshift_toward_zero(u * keep_u, shift) + wrap_int32(at << fmt.act_shift))
             u = torch.where(u > top, u - wrap, u)      # l.163-171: wrap once ('>' then '<=')
             u = torch.where(u <= -top, u + wrap, u)
+            v_exact = rshift_toward_zero(v * keep_v, shift) + u + bias if watch else None
             v = wrap_int32(rshift_toward_zero(v * keep_v, shift) + u + bias)
             v = v.clamp(-vmax, vmax)                   # l.174-186: v saturates
+            if watch is not None:
+                watch.step(t, at << fmt.act_shift, u_exact, u, v_exact, v, vth)  # type: ignore[arg-type]
             s = v > vth                                # strict '>'
             v = v.masked_fill(s, 0)                    # reset v only
             out[:, t] = s

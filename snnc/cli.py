@@ -180,6 +180,10 @@ def compile_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--cost-model", default="loihi1-davies2018", metavar="NAME|FILE",
                    help="price the report with a shipped cost model (loihi1-davies2018, loihi2-counts-only) or a "
                         "JSON/YAML file (docs/energy.md); snn-report can re-price later")
+    p.add_argument("--strict", action="store_true",
+                   help="fail (writing nothing) if quantization or the chip's arithmetic changes what the network "
+                        "computes: weights clipped or rounded, thresholds, decays or biases rounded, state leaving "
+                        "24 bits on the observed inputs, spikes differing from a float model (docs/reliability.md)")
     args = p.parse_args(argv)
 
     def body() -> int:
@@ -189,7 +193,7 @@ def compile_main(argv: Sequence[str] | None = None) -> int:
         res = compile_model(args.model, target=args.target, out=args.out, verify=args.verify,
                             allow_pickle_code_execution=args.allow_pickle_code_execution, timesteps=args.timesteps,
                             on_stage=lambda m: print(m, flush=True), nir_convention=args.nir_convention,
-                            nir_dt=args.nir_dt, cost_model=args.cost_model)
+                            nir_dt=args.nir_dt, cost_model=args.cost_model, strict=args.strict)
         render(res.report)
         print(f"artifact: {res.out}")
         return 0

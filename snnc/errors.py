@@ -27,6 +27,10 @@ class GraphError(SnncError):
     """The intermediate graph is malformed (an internal or frontend error)."""
 
 
+class StrictModeError(SnncError):
+    """``--strict``: quantization or the chip's arithmetic changes what the network computes."""
+
+
 class VerificationError(SnncError):
     """Engines disagree: at least one spike differs."""
 

@@ -21,12 +21,14 @@ from snnc.compiler.mapping import Mapping, map_cores
 from snnc.compiler.netx_hdf5 import netx_limitation, read_netx, write_netx
 from snnc.compiler.nir_io import read_nir, write_nir
 from snnc.compiler.onnx_io import read_onnx, write_onnx
-from snnc.compiler.passes import check, quantize
+from snnc.compiler.numerics import numeric_findings, quantization_effects
+from snnc.compiler.passes import Finding, check, quantize
 from snnc.compiler.sources import load_source
-from snnc.compiler.targets import get_target
-from snnc.errors import GraphError, SnncError, VerificationError
+from snnc.compiler.targets import Target, get_target
+from snnc.errors import GraphError, SnncError, StrictModeError, VerificationError
 from snnc.compiler.placement import place
 from snnc.hwsim.counts import DetailedCounts, count
+from snnc.hwsim.headroom import observe_state
 from snnc.hwsim.energy import (ANN_COST_MODEL, DEFAULT_COST_MODEL, activity_distribution, activity_summary,
                                ann_comparison, estimate, load_cost_model)
 from snnc.hwsim.parallel import HwSimPool, shard_range, warm_up
@@ -240,7 +242,7 @@ def rebuild_report(path: str | Path, *, cost_model: str | None = None, samples: 
     report, counts = build_report(art.graph, mapping, inputs, labels, None, [], cost_model)
     if verification is not None:
         report["verification"] = verification
-    for key in ("findings", "quantization"):
+    for key in ("findings", "quantization", "numerics"):   # made at compile time, from the model
         if key in old:
             report[key] = old[key]
     if html is not None:
@@ -252,10 +254,11 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
                   verify: int = 0, allow_pickle_code_execution: bool = False, timesteps: int | None = None,
                   report_samples: int = 32, on_stage: Callable[[str], None] | None = None,
                   nir_convention: str = "auto", nir_dt: float | None = None,
-                  cost_model: str = DEFAULT_COST_MODEL) -> CompileResult:
+                  cost_model: str = DEFAULT_COST_MODEL, strict: bool = False) -> CompileResult:
     """Compile ``model_path`` (any file :func:`load_source` reads) to an artifact directory; with
     ``verify`` > 0, check that every engine agrees spike for spike. The report is priced under
-    ``cost_model`` (a shipped name or a JSON/YAML file, checked before anything is compiled)."""
+    ``cost_model`` (a shipped name or a JSON/YAML file, checked before anything is compiled).
+    ``strict``: any numerical finding (:func:`assess_numerics`) is an error, and nothing is written."""
     say = on_stage or (lambda _msg: None)
     load_cost_model(cost_model)
     model_path = Path(model_path)
@@ -272,6 +275,11 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
     spec = {**input_spec(src.metadata, timesteps, encoding), "shape": list(qgraph.input.shape)}
     out_dir = Path(out) if out is not None else model_path.with_name(f"{model_path.stem}.{tgt.name}")
     say(f"compiled {len(mapping.layers)} populations onto {mapping.cores} cores")
+    inputs, labels = sample_inputs(spec, qgraph.input, max(report_samples, verify))
+    numerics, agreement, found = assess_numerics(src.graph, qgraph, tgt, inputs)
+    findings += found
+    if strict:
+        refuse_numerical_findings(findings, model_path)
     with staged_directory(out_dir) as tmp:
         files = _write_graph_files(qgraph, tmp, spec["timesteps"])
         netx = (f"written: {NETWORK_FILE}" if NETWORK_FILE in files
@@ -281,14 +289,13 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
         if verify > 0:
             engines = "torch, hwsim and Lava" if model is not None else "hwsim and Lava"
             say(f"verifying {verify} samples on {engines}")
-            inputs, _ = sample_inputs(spec, qgraph.input, verify)
-            verification = verify_engines(model, qgraph, inputs, code)
+            verification = verify_engines(model, qgraph, sample_inputs(spec, qgraph.input, verify)[0], code)
             if not verification.passed:
                 raise VerificationError(verification.describe_failure())
-        inputs, labels = sample_inputs(spec, qgraph.input, max(report_samples, verify))
         report, counts = build_report(qgraph, mapping, inputs, labels, verification, findings, cost_model)
-        if model is None and not src.graph.is_fixed_point:
-            report["quantization"]["float_agreement"] = float_agreement(src.graph, qgraph, inputs)
+        report["numerics"] = numerics
+        if agreement is not None:
+            report["quantization"]["float_agreement"] = agreement
         write_json(tmp / REPORT_FILE, report)
         write_html(report, counts, inputs, mapping, tmp / HTML_REPORT_FILE, title=model_path.name)
         source = {"path": str(model_path), "kind": src.kind, "sha256": sha256(model_path),
@@ -313,6 +320,32 @@ def _write_graph_files(qgraph: Graph, where: Path, timesteps: int) -> dict[str, 
         _check_round_trip(qgraph, read_netx(where / NETWORK_FILE), NETWORK_FILE)
         files[NETWORK_FILE] = sha256(where / NETWORK_FILE)
     return files
+
+
+def assess_numerics(float_graph: Graph, qgraph: Graph, target: Target, inputs: np.ndarray
+                    ) -> tuple[dict[str, Any], dict[str, float] | None, list[Finding]]:
+    """Where the compiled network stops computing the model (snnc.compiler.numerics): per layer the
+    quantization effects and the state range observed on ``inputs``, the float agreement (for a
+    float model, not for one trained with these integers) and the findings they make."""
+    effects = quantization_effects(float_graph, qgraph, target)
+    state = {name: r.to_json() for name, r in observe_state(qgraph, inputs).items()}
+    float_model = bool(effects) and not all(e["in_model"] for e in effects.values())
+    agreement = float_agreement(float_graph, qgraph, inputs) if float_model else None
+    layers = {name: {"quantization": effects.get(name), "state": st} for name, st in state.items()}
+    return ({"samples": int(len(inputs)), "layers": layers},
+            agreement, numeric_findings(effects, state, agreement, target))
+
+
+def refuse_numerical_findings(findings: list[Finding], source: Path) -> None:
+    """``--strict``: StrictModeError listing every numerical finding, if there is any."""
+    numerical = [f for f in findings if f.numerical]
+    if numerical:
+        raise StrictModeError(
+            f"{source}: --strict: the compiled network would not compute exactly what the model computes "
+            f"({len(numerical)} finding(s)); nothing was written:\n" +
+            "\n".join(f"  [{f.rule}] {f.message}" for f in numerical) +
+            "\nTrain with hardware-exact quantization (snn-train --rule stbp-rect, docs/rules.md), lower the "
+            "weights, or compile without --strict to accept these differences (they are listed in report.json).")
 
 
 def float_agreement(float_graph: Graph, qgraph: Graph, inputs: np.ndarray) -> dict[str, float]:

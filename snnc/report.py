@@ -49,6 +49,26 @@ def render_mapping(mapping: dict[str, Any], console: Console) -> None:
                       f"(sources: report.json mapping.target.sources).", highlight=False)
 
 
+def render_numerics(numerics: dict[str, Any], console: Console) -> None:
+    """Per layer: what quantization did to a float model's numbers, and how much of the 24-bit state
+    the observed inputs used (snnc.compiler.numerics)."""
+    t = Table(title=f"Numerics: quantization, and state observed on {numerics['samples']} samples")
+    for col in ("layer", "weights clipped", "weights rounded", "vth (exact -> stored)", "peak |u|, |v| bits",
+                "overflows"):
+        t.add_column(col, justify="left" if col == "layer" else "right")
+    for name, layer in numerics["layers"].items():
+        q, st = layer.get("quantization"), layer["state"]
+        if q is None:
+            cells = ["-", "-", "-"]
+        else:
+            w, th = q["weights"], q.get("threshold")
+            own = " (model's)" if q["in_model"] else ""
+            cells = [f"{w['clipped']}/{w['count']}{own}", f"{w['rounded']}/{w['count']}{own}",
+                     f"{th['exact']:.6g} -> {th['stored']}" if th else "non-spiking"]
+        t.add_row(name, *cells, f"{st['bits_used']}/24", str(st["events"]))
+    console.print(t)
+
+
 def render(report: dict[str, Any], console: Console | None = None) -> None:
     """Print per-layer activity, energy, latency, mapping and verification, with the caveats."""
     con = console or Console()
@@ -94,10 +114,12 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
     if "accuracy" in report:
         a = report["accuracy"]
         con.print(f"Accuracy ({a['engine']}, {a['samples']} test samples): {a['value']:.1%}")
+    if report.get("numerics"):
+        render_numerics(report["numerics"], con)
     agree = (report.get("quantization") or {}).get("float_agreement")
     if agree:
         worst = min(agree, key=agree.get)
-        con.print(f"Quantization: compiled spikes equal the imported float graph's on "
+        con.print(f"Quantization: compiled spikes equal the float model's on "
                   f"{min(agree.values()):.2%} of (sample, step, neuron) in the worst layer ('{worst}'); "
                   f"see report.json quantization.float_agreement.", highlight=False)
     v = report["verification"]
@@ -109,7 +131,7 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
     else:
         con.print("Verification: not run (use --verify N).")
     for f in report.get("findings", []):
-        con.print(f"[yellow]warning[/] [{f['rule']}] {f['message']}")
+        con.print(f"[yellow]warning[/] [{f['rule']}] {f['message']}", highlight=False)
     con.print("Caveats (energy and latency are estimates, bit-exact to Lava's Loihi fixed-point models):")
     for c in report["energy"]["caveats"]:
         con.print(f"  - {c}", highlight=False)

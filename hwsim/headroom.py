@@ -1,0 +1,115 @@
+"""Where the chip's integer state leaves its range on given inputs: u's 24-bit wrap, v's clip, the
+Conv output wrap and Lava's int32 sums.
+
+Lava's LIF wraps u once at 24 bits, saturates v at +-(2**23 - 1) and sums both in int32
+(SP/lava/proc/lif/models.py:145-186); its Conv wraps its output at 24 bits
+(SP/lava/proc/conv/utils.py:67-84). hwsim reproduces all of it, so its spikes still equal Lava's,
+but each such event is a point where the network stops computing the model's equations: a float
+model has no wrap, and silicon's true 24-bit wrap differs from Lava's. This pass runs a graph as
+hwsim's torch engine does and, at every step, compares the state the chip holds with the unbounded
+integer result from the same previous state (one-step deviations, so one overflow is counted once,
+not again in every step that inherits it).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from snnc.compiler.ir import Graph, QConv, QCubaLIF
+from snnc.hwsim.sim import HwSim, _conv, _exact_float_math, _top, conv_bound, delayed_train, synaptic_input
+
+STATE_LIMIT = 2**23   # |u| and |v| the 24-bit registers hold (u wraps above, v clips at 2**23 - 1)
+
+
+@dataclass
+class StateRange:
+    """One population's observed range (integer units of u and v) and its overflow events, each a
+    (sample, step, neuron) where the chip's value differs from the unbounded integer one."""
+
+    name: str
+    samples: int
+    steps: int
+    peak_input: int = 0        # max |a << 6|, what u receives in one step
+    peak_u: int = 0            # max |u| of the unbounded update
+    peak_v: int = 0            # max |v| of the unbounded update (before the spike reset)
+    u_wrapped: int = 0         # u left its 24 bits (Lava's single wrap, or the int32 sum)
+    v_clipped: int = 0         # v saturated (or its int32 sum wrapped) and that changed the outcome
+    conv_wrapped: int = 0      # a Conv synapse's output left 24 bits and was wrapped
+    first: dict[str, Any] | None = None   # the first event: sample, timestep (1-based), neuron, what
+
+    @property
+    def events(self) -> int:
+        return self.u_wrapped + self.v_clipped + self.conv_wrapped
+
+    def bits_used(self) -> int:
+        """Bits (with sign) the largest observed |u| or |v| needs, of the registers' 24."""
+        return int(max(self.peak_u, self.peak_v)).bit_length() + 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "events": self.events, "bits_used": self.bits_used(), "limit": STATE_LIMIT}
+
+    def note(self, what: str, mask: torch.Tensor, step: int | None) -> None:
+        """Remember the first (sample, step, neuron) of ``mask``: (batch, n) at 0-based ``step``, or
+        (batch, T, n) with ``step`` None."""
+        if self.first is not None or not bool(mask.any()):
+            return
+        idx = [int(i) for i in torch.nonzero(mask)[0]]
+        sample, t, neuron = (idx[0], step, idx[1]) if step is not None else tuple(idx)
+        self.first = {"sample": sample, "timestep": t + 1, "neuron": neuron, "what": what}  # 1-based, as Lava
+
+
+def _absmax(x: torch.Tensor) -> int:
+    return int(x.abs().max()) if x.numel() else 0
+
+
+class StateWatch:
+    """Fed by ``HwSim._neurons`` every step; accumulates a :class:`StateRange`."""
+
+    def __init__(self, state: StateRange):
+        self.state = state
+
+    def step(self, t: int, a_in: torch.Tensor, u_exact: torch.Tensor, u: torch.Tensor,
+             v_exact: torch.Tensor, v: torch.Tensor, vth: int) -> None:
+        """``a_in`` = a << 6; ``*_exact`` from unbounded int64 arithmetic; ``u``, ``v`` the chip's values
+        (v after the clip, before the reset; the spike test is ``v > vth``)."""
+        st = self.state
+        st.peak_input = max(st.peak_input, _absmax(a_in))
+        st.peak_u = max(st.peak_u, _absmax(u_exact))
+        st.peak_v = max(st.peak_v, _absmax(v_exact))
+        u_bad = u_exact != u
+        # a clip of a v that spikes anyway changes nothing: both spike and reset to 0
+        v_bad = (v_exact != v) & ~((v_exact > vth) & (v > vth))
+        st.u_wrapped += int(u_bad.sum())
+        st.v_clipped += int(v_bad.sum())
+        st.note("u wrapped", u_bad, t)
+        st.note("v clipped", v_bad, t)
+
+
+def observe_state(graph: Graph, inputs: np.ndarray) -> dict[str, StateRange]:
+    """Run ``inputs`` (batch, T, n_in) through ``graph`` (fixed point) and report, per population,
+    the range its state reached and every point where the chip's arithmetic left its bounds."""
+    sim = HwSim.from_graph(graph)
+    x = graph.input.check_values(inputs)
+    batch, steps = x.shape[:2]
+    trains: dict[str, torch.Tensor] = {graph.input.name: torch.from_numpy(x)}
+    out: dict[str, StateRange] = {}
+    with _exact_float_math():
+        for pop in sim.populations:
+            neu = pop.neuron
+            assert isinstance(neu, QCubaLIF)
+            state = StateRange(neu.name, batch, steps)
+            for syn, src in pop.inputs:
+                if isinstance(syn, QConv):
+                    delayed = delayed_train(trains[src])
+                    if conv_bound(syn, _top(delayed)) >= STATE_LIMIT:   # below, the wrap is the identity
+                        exact = _conv(delayed, syn, wrap=False)
+                        bad = (exact >= STATE_LIMIT) | (exact < -STATE_LIMIT)
+                        state.conv_wrapped += int(bad.sum())
+                        state.note(f"{syn.name} output wrapped", bad, None)
+            a, _, _ = synaptic_input(pop, trains, (batch, steps))
+            trains[neu.name], _, _ = HwSim._neurons(a, neu, watch=StateWatch(state))
+            out[neu.name] = state
+    return out
