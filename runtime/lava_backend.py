@@ -28,11 +28,13 @@ SP/lava/magma/runtime/runtime_services/runtime_service.py:221-236, 341-352), and
 ``run`` cannot be interrupted from a thread. So each call forks one worker in its own process group;
 the worker builds and runs the network, watches Lava's processes (one that exits mid-run is an error),
 and always stops or kills them. The caller enforces ``timeout_s`` and Ctrl-C by terminating that
-group, which cannot hang. Nothing of Lava's ever outlives the call.
+group, which cannot hang. If the caller itself is killed, Linux's parent-death signal stops the
+worker and, through it, Lava's processes. Nothing of Lava's ever outlives the call.
 """
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import io
 import multiprocessing as mp
 import multiprocessing.connection
@@ -306,7 +308,7 @@ def _run_in_worker(net: NetSpec, x: np.ndarray, timeout_s: float | None
     """Fork the worker, wait for its one message (or the deadline), and always reap its process group."""
     ctx = mp.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
-    worker = ctx.Process(target=_worker_main, args=(net, x, send), name="snnc-lava-worker")
+    worker = ctx.Process(target=_worker_main, args=(net, x, send, os.getpid()), name="snnc-lava-worker")
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     finished = False
     worker.start()
@@ -423,7 +425,18 @@ class _Worker:
             os._exit(1)
 
 
-def _worker_main(net: NetSpec, x: np.ndarray, send: mp.connection.Connection) -> None:
+def _die_with_parent(sig: int) -> None:
+    """Ask Linux to send ``sig`` to this process when its parent dies (prctl PR_SET_PDEATHSIG); a
+    no-op elsewhere. The worker is in its own process group, so a caller killed outright (SIGKILL,
+    or SIGTERM's default action, which runs no ``finally``) cannot reap it: this is what stops it."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(sig), 0, 0, 0)   # 1 = PR_SET_PDEATHSIG (linux/prctl.h)
+    except (OSError, AttributeError):
+        pass
+
+
+def _worker_main(net: NetSpec, x: np.ndarray, send: mp.connection.Connection, parent: int) -> None:
     """Entry point of the forked worker: simulate, send the result or the error, exit."""
     try:
         os.setpgid(0, 0)
@@ -432,6 +445,10 @@ def _worker_main(net: NetSpec, x: np.ndarray, send: mp.connection.Connection) ->
     worker = _Worker(send)
     signal.signal(signal.SIGTERM, lambda signum, frame: worker.abort(None))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the caller handles Ctrl-C and then terminates us
+    _die_with_parent(signal.SIGTERM)              # the caller killed: SIGTERM, which kills Lava and exits
+    os.register_at_fork(after_in_child=lambda: _die_with_parent(signal.SIGKILL))  # Lava's processes: with us
+    if os.getppid() != parent:                    # the caller died before the request was made
+        worker.abort(None)
     try:
         if _LAVA is None:
             mp.set_start_method(None, force=True)  # let Lava's own set_start_method('fork') succeed

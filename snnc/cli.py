@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -21,15 +22,27 @@ def _parser(prog: str, description: str, examples: str) -> argparse.ArgumentPars
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, unwinding like Ctrl-C."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C, so that every ``finally`` runs: Lava's worker is reaped and a
+    staged artifact directory removed (the default action would kill us with neither)."""
+    raise _Terminated
+
+
 def _guard(prog: str, body: Callable[[], int]) -> int:
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         return body()
     except SnncError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        term = isinstance(e, _Terminated)
+        print(f"{prog}: {'terminated' if term else 'interrupted'}", file=sys.stderr)
+        return 143 if term else 130
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:
