@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	rm -rf $(DEMO) && mkdir -p $(DEMO)
 	$(BIN)/snn-train --dataset digits --arch mlp --rule stbp-rect --epochs 5 --out $(DEMO)/model.pt
-	$(BIN)/snn-compile $(DEMO)/model.pt --target loihi --out $(DEMO)/build --verify 32
+	$(BIN)/snn-compile $(DEMO)/model.pt --target loihi --out $(DEMO)/build --verify 32 --strict
 	$(BIN)/snn-run $(DEMO)/build --backend hwsim --dataset digits --samples 360
 	$(BIN)/snn-run $(DEMO)/build --backend lava --dataset digits --samples 20
 	$(BIN)/snn-report $(DEMO)/build > /dev/null && echo "snn-report $(DEMO)/build: wrote $(DEMO)/build/report.html"

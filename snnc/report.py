@@ -62,9 +62,10 @@ def render_numerics(numerics: dict[str, Any], console: Console) -> None:
             cells = ["-", "-", "-"]
         else:
             w, th = q["weights"], q.get("threshold")
-            own = " (model's)" if q["in_model"] else ""
-            cells = [f"{w['clipped']}/{w['count']}{own}", f"{w['rounded']}/{w['count']}{own}",
-                     f"{th['exact']:.6g} -> {th['stored']}" if th else "non-spiking"]
+            vth = f"{th['exact']:.6g} -> {th['stored']}" if th else "non-spiking"
+            # a hardware-exact model computes with the stored integers: its float weights are latent
+            cells = (["as trained", "as trained", vth] if q["in_model"] else
+                     [f"{w['clipped']}/{w['count']}", f"{w['rounded']}/{w['count']}", vth])
         t.add_row(name, *cells, f"{st['bits_used']}/24", str(st["events"]))
     console.print(t)
 
