@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from typing import Collection
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from snnc.compiler.ir import Graph
 from snnc.hwsim.sim import HwSim, HwSimResult, merge_results
+from snnc.processes import die_with_parent
 
 
 def warm_up(graph: Graph, engine: str = "auto", device: str = "cpu") -> None:
@@ -26,10 +28,13 @@ def warm_up(graph: Graph, engine: str = "auto", device: str = "cpu") -> None:
     HwSim.from_graph(graph).run(x, engine=engine, device=device)
 
 
-def _init_worker(threads: int, graph: Graph, engine: str) -> None:
-    """Limit the worker's thread pools (numba's and torch's) to its share of the cores; warm it up."""
+def _init_worker(threads: int, graph: Graph, engine: str, parent: int) -> None:
+    """Limit the worker's thread pools (numba's and torch's) to its share of the cores; warm it up.
+    The worker ends with its parent (a killed snn-run left both workers running before)."""
     import numba
     import torch
+
+    die_with_parent(signal.SIGKILL, parent)
 
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     torch.set_num_threads(max(1, threads))
@@ -55,7 +60,8 @@ class HwSimPool:
             return self
         threads = max(1, (os.cpu_count() or 1) // self.workers)
         self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
-                                         initializer=_init_worker, initargs=(threads, self.graph, self.engine))
+                                         initializer=_init_worker,
+                                         initargs=(threads, self.graph, self.engine, os.getpid()))
         for f in [self._pool.submit(int) for _ in range(self.workers)]:   # start every worker now
             f.result()
         return self

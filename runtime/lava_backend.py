@@ -34,7 +34,6 @@ worker and, through it, Lava's processes. Nothing of Lava's ever outlives the ca
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import io
 import multiprocessing as mp
 import multiprocessing.connection
@@ -51,6 +50,7 @@ import numpy as np
 from snnc.compiler.ir import Graph, QConv, QCubaLIF, QDense, dims
 from snnc.compiler.lowering import lava_groups, merge_groups
 from snnc.errors import GraphError, LavaRunError
+from snnc.processes import die_with_parent
 from snnc.runtime.lava_compat import ensure_lava_importable, patch_conv_geometry, patch_reshape_ports
 
 #: Most input values (n_in x samples x T) one compiled network holds; more samples => more blocks
@@ -425,17 +425,6 @@ class _Worker:
             os._exit(1)
 
 
-def _die_with_parent(sig: int) -> None:
-    """Ask Linux to send ``sig`` to this process when its parent dies (prctl PR_SET_PDEATHSIG); a
-    no-op elsewhere. The worker is in its own process group, so a caller killed outright (SIGKILL,
-    or SIGTERM's default action, which runs no ``finally``) cannot reap it: this is what stops it."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(sig), 0, 0, 0)   # 1 = PR_SET_PDEATHSIG (linux/prctl.h)
-    except (OSError, AttributeError):
-        pass
-
-
 def _worker_main(net: NetSpec, x: np.ndarray, send: mp.connection.Connection, parent: int) -> None:
     """Entry point of the forked worker: simulate, send the result or the error, exit."""
     try:
@@ -445,10 +434,10 @@ def _worker_main(net: NetSpec, x: np.ndarray, send: mp.connection.Connection, pa
     worker = _Worker(send)
     signal.signal(signal.SIGTERM, lambda signum, frame: worker.abort(None))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the caller handles Ctrl-C and then terminates us
-    _die_with_parent(signal.SIGTERM)              # the caller killed: SIGTERM, which kills Lava and exits
-    os.register_at_fork(after_in_child=lambda: _die_with_parent(signal.SIGKILL))  # Lava's processes: with us
-    if os.getppid() != parent:                    # the caller died before the request was made
-        worker.abort(None)
+    # the caller killed outright (it is not our process group): SIGTERM, whose handler kills Lava's
+    # processes; and those die with us in any case
+    os.register_at_fork(after_in_child=lambda: die_with_parent(signal.SIGKILL))
+    die_with_parent(signal.SIGTERM, parent)
     try:
         if _LAVA is None:
             mp.set_start_method(None, force=True)  # let Lava's own set_start_method('fork') succeed

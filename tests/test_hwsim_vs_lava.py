@@ -9,12 +9,8 @@ from __future__ import annotations
 import multiprocessing as mp
 import multiprocessing.context
 import os
-import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +22,7 @@ from snnc.errors import LavaRunError
 from snnc.hwsim.sim import HwSim
 from snnc.runtime import lava_backend
 from snnc.runtime.lava_backend import run_on_lava
+from processes import proc_stat as _stat
 
 STATE_MAX = 2**23          # u wraps past it, v clips at it - 1 (SP/lava/proc/lif/models.py:163-186)
 SAFE_SYNAPTIC = 2**18      # |W @ s << weight_exp| bound keeping a wrapped u in 24 bits (see cases())
@@ -404,16 +401,6 @@ def test_empty_inputs_need_no_lava() -> None:
 
 # ------------------------------------------------------------------------ no processes left behind
 
-def _stat(pid: str) -> tuple[str, int, int] | None:
-    """(state, ppid, pgid) of a process from /proc, or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return fields[0], int(fields[1]), int(fields[2])
-
-
 def _our_children() -> set[str]:
     return {pid for pid in filter(str.isdigit, os.listdir("/proc")) if (_stat(pid) or ("", 0, 0))[1] == os.getpid()}
 
@@ -565,76 +552,3 @@ def test_no_processes_left_when_lava_fails_to_start(worker_pids: list[int], monk
     assert_nothing_left(worker_pids)
     assert "Traceback" not in capfd.readouterr().out, "Lava's traceback print leaked to stdout"
 
-
-# ---------------------------------------------------------------- the caller killed mid-run
-
-_LONG_RUN = """
-import sys
-import numpy as np
-from snnc.cli import _guard
-from snnc.compiler.ir import Graph, Input, Output, QCubaLIF, QDense
-from snnc.models.quant import LOIHI_FIXED_POINT as FP
-from snnc.runtime.lava_backend import run_on_lava
-
-
-def main() -> int:
-    rng = np.random.default_rng(0)
-    nodes = [Input("input", (8,)), QDense("fc0", rng.integers(-64, 64, (6, 8)) * 2, 0),
-             QCubaLIF("lif0", 6, 1024, 128, 20, np.zeros(6, np.int64), 6, FP), Output("output")]
-    graph = Graph.build(nodes, [("input", "fc0"), ("fc0", "lif0"), ("lif0", "output")])
-    print("running", flush=True)
-    run_on_lava(graph, rng.random((20000, 10, 8)) < 0.4)   # minutes: it is killed long before
-    return 0
-
-
-sys.exit(_guard("long-run", main))   # the CLIs' handling of Ctrl-C and SIGTERM
-"""
-
-
-def descendants(root: int) -> set[int]:
-    """Every live process below ``root`` (by parent links in /proc)."""
-    children: dict[int, list[int]] = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        info = _stat(pid)
-        if info is not None:
-            children.setdefault(info[1], []).append(int(pid))
-    found, todo = set(), [root]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            found.add(c)
-            todo.append(c)
-    return found
-
-
-def _alive(pids: set[int]) -> list[str]:
-    return [f"pid {p} state {info[0]}" for p in sorted(pids) if (info := _stat(str(p))) and info[0] != "Z"]
-
-
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
-def test_killing_the_caller_mid_run_leaves_no_process(sig: signal.Signals, tmp_path: Path) -> None:
-    """A process running Lava is killed while Lava runs (SIGKILL: no clean-up of its own at all;
-    SIGTERM and Ctrl-C: the CLI's handlers unwind): the worker and every Lava process go too."""
-    script = tmp_path / "long_run.py"
-    script.write_text(_LONG_RUN)
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "running"
-        deadline, seen = time.monotonic() + 60, set()
-        while time.monotonic() < deadline and len(seen) < 4:   # the worker, Lava's models and services
-            seen |= descendants(proc.pid)
-            time.sleep(0.2)
-        time.sleep(1.0)
-        seen |= descendants(proc.pid)
-        assert len(seen) >= 4, f"Lava did not start in time: {seen}"
-        proc.send_signal(sig)
-        proc.wait(timeout=30)
-        deadline = time.monotonic() + 15
-        while _alive(seen) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not _alive(seen), f"left behind after {sig.name}: {_alive(seen)}"
-        if sig != signal.SIGKILL:
-            err = proc.stderr.read() if proc.stderr else ""
-            assert "Traceback" not in err and proc.returncode == (130 if sig == signal.SIGINT else 143), err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
