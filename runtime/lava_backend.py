@@ -56,6 +56,9 @@ from snnc.runtime.lava_compat import ensure_lava_importable, patch_conv_geometry
 #: Most input values (n_in x samples x T) one compiled network holds; more samples => more blocks
 #: (bounds the memory of the preloaded source and of the sinks; each block costs one ~0.4 s start).
 MAX_BLOCK_VALUES = 2**22
+#: A run's default time limit: TIMEOUT_FLOOR_S + TIMEOUT_FACTOR x its expected time (expected_seconds).
+TIMEOUT_FLOOR_S = 300.0
+TIMEOUT_FACTOR = 20.0
 #: Seconds a terminated worker gets to stop Lava cleanly before its whole process group is killed.
 TERMINATE_GRACE_S = 5.0
 _POLL_S = 0.05
@@ -216,11 +219,26 @@ def net_spec(graph: Graph, read_v: tuple[str, ...] = ()) -> NetSpec:
                    in_shape if len(in_shape) == 3 else None)
 
 
+def expected_seconds(net: NetSpec, batch: int, steps: int) -> float:
+    """About how long Lava takes for ``batch`` samples of ``steps`` steps, from the costs measured on
+    2 cores (module docstring): ~0.5 s to start each block, ~1.5 ms per step, ~17 us per recorded
+    neuron-step read back."""
+    blocks = -(-batch // max(1, MAX_BLOCK_VALUES // (net.input_size * steps)))
+    neurons = sum(p.size for p in net.populations if p.name in net.recorded() or p.name in net.read_v)
+    return 0.5 * blocks + batch * steps * (1.5e-3 + 17e-6 * neurons)
+
+
+def default_timeout(net: NetSpec, batch: int, steps: int) -> float:
+    """The bound every run gets unless told otherwise: a run past it is hung, not slow."""
+    return TIMEOUT_FLOOR_S + TIMEOUT_FACTOR * expected_seconds(net, batch, steps)
+
+
 def run_on_lava(graph: Graph, inputs: np.ndarray, *, timeout_s: float | None = None) -> dict[str, np.ndarray]:
     """Spikes of every population, bool (batch, T, n), from Lava's fixed_pt simulation of ``graph``.
 
     Every sample starts from zero state; ``timeout_s`` bounds the whole call (LavaRunError when
-    exceeded). Raises LavaRunError for anything Lava fails at.
+    exceeded; None: :func:`default_timeout`, ``math.inf``: no bound). Raises LavaRunError for
+    anything Lava fails at.
     """
     return run_on_lava_full(graph, inputs, timeout_s=timeout_s).spikes
 
@@ -247,6 +265,8 @@ def run_on_lava_full(graph: Graph, inputs: np.ndarray, *, read_v: tuple[str, ...
         return LavaResult(empty, vs, LavaRunStats(batch, steps))
     if timeout_s is not None and not timeout_s > 0:
         raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+    if timeout_s is None:
+        timeout_s = default_timeout(net, batch, steps)
     _preload_lava()
     start = time.perf_counter()
     spikes, final_v, stats = _run_in_worker(net, x, timeout_s)
@@ -303,13 +323,13 @@ def _preload_lava() -> None:
 
 # --------------------------------------------------------------------------------------- the caller
 
-def _run_in_worker(net: NetSpec, x: np.ndarray, timeout_s: float | None
+def _run_in_worker(net: NetSpec, x: np.ndarray, timeout_s: float
                    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], LavaRunStats]:
     """Fork the worker, wait for its one message (or the deadline), and always reap its process group."""
     ctx = mp.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
     worker = ctx.Process(target=_worker_main, args=(net, x, send, os.getpid()), name="snnc-lava-worker")
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    deadline = time.monotonic() + timeout_s   # inf: no deadline
     finished = False
     worker.start()
     try:
@@ -356,7 +376,8 @@ def _wait_for_message(recv: mp.connection.Connection, worker: mp.Process, deadli
                 f"Lava did not finish within timeout_s={timeout_s:g} s; its processes were stopped. "
                 f"Lava needs ~0.5 s to start plus, per sample, ~1.5 ms per timestep and ~17 us per "
                 f"neuron-step of spikes read back (a 64-128-10 network at T=20: ~80 ms per sample); "
-                f"raise timeout_s for bigger inputs, or run fewer samples. {_ADVICE}")
+                f"raise the limit (snn-run / snn-compile --lava-timeout S, Python timeout_s) for bigger inputs, "
+                f"or run fewer samples. {_ADVICE}")
     raise LavaRunError(f"Lava's worker process died without a result (exit code {worker.exitcode}), "
                        f"possibly killed for memory or by a signal. {_ADVICE}")
 

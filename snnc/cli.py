@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -43,6 +44,21 @@ def _guard(prog: str, body: Callable[[], int]) -> int:
         term = isinstance(e, _Terminated)
         print(f"{prog}: {'terminated' if term else 'interrupted'}", file=sys.stderr)
         return 143 if term else 130
+
+
+def _lava_timeout_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lava-timeout", type=float, default=None, metavar="S",
+                   help="seconds a Lava run may take before its processes are stopped (default: 300 s + 20x the "
+                        "expected time; 0: no limit)")
+
+
+def _lava_timeout(value: float | None) -> float | None:
+    """--lava-timeout: None = Lava's default bound, 0 = none, else positive seconds."""
+    if value is None:
+        return None
+    if value < 0:
+        raise SnncError(f"--lava-timeout {value:g}: give positive seconds, or 0 for no limit.")
+    return math.inf if value == 0 else value
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:
@@ -193,6 +209,7 @@ def compile_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--cost-model", default="loihi1-davies2018", metavar="NAME|FILE",
                    help="price the report with a shipped cost model (loihi1-davies2018, loihi2-counts-only) or a "
                         "JSON/YAML file (docs/energy.md); snn-report can re-price later")
+    _lava_timeout_arg(p)
     p.add_argument("--strict", action="store_true",
                    help="fail (writing nothing) if quantization or the chip's arithmetic changes what the network "
                         "computes: weights clipped or rounded, thresholds, decays or biases rounded, state leaving "
@@ -204,9 +221,11 @@ def compile_main(argv: Sequence[str] | None = None) -> int:
         from snnc.report import render
 
         res = compile_model(args.model, target=args.target, out=args.out, verify=args.verify,
-                            allow_pickle_code_execution=args.allow_pickle_code_execution, timesteps=args.timesteps,
+                            allow_pickle_code_execution=args.allow_pickle_code_execution,
+                            timesteps=args.timesteps,
                             on_stage=lambda m: print(m, flush=True), nir_convention=args.nir_convention,
-                            nir_dt=args.nir_dt, cost_model=args.cost_model, strict=args.strict)
+                            nir_dt=args.nir_dt, cost_model=args.cost_model, strict=args.strict,
+                            lava_timeout=_lava_timeout(args.lava_timeout))
         render(res.report)
         print(f"artifact: {res.out}")
         return 0
@@ -225,6 +244,7 @@ def run_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--data-dir", type=Path, default=None,
                    help="where datasets live (default: $SNNC_DATA_DIR, else $XDG_CACHE_HOME/snnc/datasets); "
                         "see docs/datasets.md")
+    _lava_timeout_arg(p)
     p.add_argument("--workers", type=int, default=1,
                    help="hwsim: split the samples over this many processes (default 1)")
     p.add_argument("--device", default="cpu",
@@ -261,7 +281,8 @@ def run_main(argv: Sequence[str] | None = None) -> int:
                 raise SnncError(f"--device {args.device}: not usable here ({why}); "
                                 f"use --device cpu.") from None
         res = run_artifact(args.artifact, backend=args.backend, dataset=args.dataset, samples=args.samples,
-                           data_dir=args.data_dir, workers=args.workers, device=args.device, shard=shard)
+                           data_dir=args.data_dir, workers=args.workers, device=args.device, shard=shard,
+                           lava_timeout=_lava_timeout(args.lava_timeout))
         if args.json:
             print(json.dumps(res))
         else:

@@ -150,7 +150,7 @@ def run_torch(model: SpikingNet, graph: Graph, inputs: np.ndarray, encoding: str
 
 
 def verify_engines(model: SpikingNet | None, graph: Graph, inputs: np.ndarray,
-                   encoding: str = "rate") -> VerificationResult:
+                   encoding: str = "rate", lava_timeout: float | None = None) -> VerificationResult:
     """torch (if a model is given), hwsim and Lava on the same inputs, every population and step
     (and the readout integrator's final v)."""
     from snnc.runtime.lava_backend import run_on_lava_full
@@ -161,7 +161,7 @@ def verify_engines(model: SpikingNet | None, graph: Graph, inputs: np.ndarray,
     hw = HwSim.from_graph(graph).run(inputs)
     runs["hwsim"] = observables(graph, hw.spikes, hw.final_v)
     v_name = readout_v_name(graph)
-    lava = run_on_lava_full(graph, inputs, read_v=(v_name,) if v_name else ())
+    lava = run_on_lava_full(graph, inputs, read_v=(v_name,) if v_name else (), timeout_s=lava_timeout)
     runs["lava"] = observables(graph, lava.spikes, lava.final_v)
     return compare(runs, list(runs["hwsim"]))
 
@@ -254,11 +254,13 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
                   verify: int = 0, allow_pickle_code_execution: bool = False, timesteps: int | None = None,
                   report_samples: int = 32, on_stage: Callable[[str], None] | None = None,
                   nir_convention: str = "auto", nir_dt: float | None = None,
-                  cost_model: str = DEFAULT_COST_MODEL, strict: bool = False) -> CompileResult:
+                  cost_model: str = DEFAULT_COST_MODEL, strict: bool = False,
+                  lava_timeout: float | None = None) -> CompileResult:
     """Compile ``model_path`` (any file :func:`load_source` reads) to an artifact directory; with
     ``verify`` > 0, check that every engine agrees spike for spike. The report is priced under
     ``cost_model`` (a shipped name or a JSON/YAML file, checked before anything is compiled).
-    ``strict``: any numerical finding (:func:`assess_numerics`) is an error, and nothing is written."""
+    ``strict``: any numerical finding (:func:`assess_numerics`) is an error, and nothing is written.
+    ``lava_timeout``: seconds the Lava verification may take (None: Lava's default bound)."""
     say = on_stage or (lambda _msg: None)
     load_cost_model(cost_model)
     model_path = Path(model_path)
@@ -289,7 +291,8 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
         if verify > 0:
             engines = "torch, hwsim and Lava" if model is not None else "hwsim and Lava"
             say(f"verifying {verify} samples on {engines}")
-            verification = verify_engines(model, qgraph, sample_inputs(spec, qgraph.input, verify)[0], code)
+            verification = verify_engines(model, qgraph, sample_inputs(spec, qgraph.input, verify)[0], code,
+                                          lava_timeout)
             if not verification.passed:
                 raise VerificationError(verification.describe_failure())
         report, counts = build_report(qgraph, mapping, inputs, labels, verification, findings, cost_model)
@@ -378,7 +381,7 @@ def _same_synapse(a: Any, b: Any) -> bool:
 
 def run_artifact(path: str | Path, *, backend: str, dataset: str | None, samples: int,
                  data_dir: str | Path | None = None, workers: int = 1, device: str = "cpu",
-                 shard: tuple[int, int] | None = None) -> dict[str, Any]:
+                 shard: tuple[int, int] | None = None, lava_timeout: float | None = None) -> dict[str, Any]:
     """Run ``samples`` test samples through an artifact on ``backend``; accuracy and throughput.
 
     hwsim runs on ``device`` (the numba engine on the CPU, the torch engine elsewhere), split over
@@ -419,7 +422,8 @@ def run_artifact(path: str | Path, *, backend: str, dataset: str | None, samples
 
         v_name = readout_v_name(art.graph)
         lava = run_on_lava_full(art.graph, inputs, read_v=(v_name,) if v_name else (),
-                                record=(art.graph.output.name,))    # all decisions() reads: no sink per layer
+                                record=(art.graph.output.name,),    # all decisions() reads: no sink per layer
+                                timeout_s=lava_timeout)
         pred = decisions(art.graph, lava.spikes, lava.final_v)
         stats = lava.stats
         elapsed = stats.run_s + stats.read_s          # simulation and read-back of every sample

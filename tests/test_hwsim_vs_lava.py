@@ -522,6 +522,26 @@ def test_timeout_stops_a_hung_run(worker_pids: list[int], monkeypatch: pytest.Mo
     assert_nothing_left(worker_pids)
 
 
+def test_every_run_has_a_time_limit_by_default(worker_pids: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without timeout_s a run is still bounded (TIMEOUT_FLOOR_S + TIMEOUT_FACTOR x expected time)."""
+    from lava.proc.lif.models import PyLifModelBitAcc
+    original = PyLifModelBitAcc.run_spk
+
+    def hanging(self) -> None:
+        if self.time_step == 3:
+            time.sleep(600)
+        original(self)
+
+    monkeypatch.setattr(PyLifModelBitAcc, "run_spk", hanging)
+    monkeypatch.setattr(lava_backend, "TIMEOUT_FLOOR_S", 2.0)
+    monkeypatch.setattr(lava_backend, "TIMEOUT_FACTOR", 0.0)
+    case = _small_case()
+    assert lava_backend.expected_seconds(lava_backend.net_spec(case.graph), 3, 10) > 0
+    with pytest.raises(LavaRunError, match=r"timeout_s=2 s.*--lava-timeout"):
+        run_on_lava(case.graph, case.x)
+    assert_nothing_left(worker_pids)
+
+
 def test_interrupt_while_waiting_stops_lava(worker_pids: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
     """Ctrl-C in the caller (here: raised while it waits for the worker) stops everything and propagates."""
     def interrupted(*args: object) -> None:
