@@ -70,8 +70,11 @@ class TrainState:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainState":
-        if d.get("format") != "snnc.train-state":
+        if not isinstance(d, dict) or d.get("format") != "snnc.train-state":
             raise ValueError("not an snnc training state")
+        if not (isinstance(d["epoch"], int) and isinstance(d["optimizer"], dict)
+                and isinstance(d["generator"], torch.Tensor) and isinstance(d["logs"], list)):
+            raise ValueError("fields of the wrong type")
         return cls(d["epoch"], d["optimizer"], d["generator"], list(d["logs"]), d.get("torch_rng"))
 
 

@@ -12,9 +12,12 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from snnc.errors import SnncError
+
+if TYPE_CHECKING:
+    from snnc.models.train import TrainState
 
 
 def _parser(prog: str, description: str, examples: str) -> argparse.ArgumentParser:
@@ -125,10 +128,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
                 raise SnncError(f"--resume: {args.out} was trained with {was}; resume with the same "
                                 f"--dataset, --seed and --timesteps (got {now}).")
             model = ckpt.build()
-            try:
-                resume = TrainState.from_dict(torch_load(state_path))
-            except (ValueError, KeyError) as e:
-                raise SnncError(f"--resume: {state_path} is not a valid training state ({e}).") from None
+            resume = read_train_state(state_path)
         else:
             if args.arch not in ARCHS:
                 raise SnncError(f"unknown --arch '{args.arch}'. Supported: {', '.join(sorted(ARCHS))}.")
@@ -178,11 +178,27 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     return _guard("snn-train", body)
 
 
-def torch_load(path: Path) -> dict:
-    """Load a plain-data torch file without unpickling code."""
+def read_train_state(path: Path) -> "TrainState":
+    """The --resume state: a plain-data torch file, read without unpickling code (weights_only);
+    anything else in it is refused with the file's name, never a library traceback."""
+    import pickle
+
     import torch
 
-    return torch.load(path, map_location="cpu", weights_only=True)
+    from snnc.models.train import TrainState
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise SnncError(f"--resume: {path} holds pickled Python objects beyond tensors and plain data; loading it "
+                        f"would run code stored in the file, so snnc refuses. Start without --resume.") from None
+    except Exception as e:  # the weights-only reader runs no file code: any error means a damaged file
+        raise SnncError(f"--resume: {path} is not a readable training state ({type(e).__name__}). "
+                        f"Start without --resume.") from None
+    try:
+        return TrainState.from_dict(obj)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise SnncError(f"--resume: {path} is not a valid training state ({e}). Start without --resume.") from None
 
 
 def compile_main(argv: Sequence[str] | None = None) -> int:
