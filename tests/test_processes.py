@@ -60,3 +60,28 @@ def test_killing_an_hwsim_pool_run_leaves_no_process(sig: signal.Signals, tmp_pa
     assert not left, f"left behind after {sig.name}: {left}"
     if sig in EXIT:
         assert code == EXIT[sig] and "Traceback" not in err, err
+
+
+COMPILE = """
+import sys
+sys.path.insert(0, %(tests)r)
+from conftest import make_model
+from snnc.cli import compile_main
+from snnc.models.checkpoint import save
+
+if __name__ == "__main__":
+    save(make_model(), %(model)r, metadata={"dataset": "digits", "timesteps": 12})
+    print("running", flush=True)
+    sys.exit(compile_main([%(model)r, "--out", %(out)r, "--verify", "5000"]))   # Lava: minutes
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_stopping_a_compile_leaves_no_artifact_and_no_process(sig: signal.Signals, tmp_path: Path) -> None:
+    """snn-compile stopped while it verifies on Lava: no artifact, no staged directory, no process."""
+    out = tmp_path / "build"
+    script = COMPILE % {"tests": str(Path(__file__).parent), "model": str(tmp_path / "model.pt"), "out": str(out)}
+    left, code, err = kill_mid_run(script, tmp_path, sig, children=4)
+    assert not left, f"left behind after {sig.name}: {left}"
+    assert code == EXIT[sig] and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long_run.py", "model.pt", "stderr.txt"]
