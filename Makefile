@@ -12,8 +12,10 @@ LAVA   := lava-nc==0.10.0 lava-dl==0.6.0
 DEMO   := demo-out
 BENCH  := bench-out
 BENCH_STAMP := $(VENV)/.snnc-bench-installed
+# `make fuzz`: mutants per reader (compile and run paths get a quarter); docs/fuzzing-results.md
+FUZZ_CASES ?= 600
 
-.PHONY: demo test test-fast bench install browser clean
+.PHONY: demo test test-fast bench install browser clean fuzz
 
 install: $(STAMP)
 
@@ -52,6 +54,11 @@ test: $(STAMP) browser
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
+
+# Every file reader on FUZZ_CASES truncated, corrupted and adversarial files (tests/fuzzing.py); prints
+# per reader the cases tried, accepted, clean errors and failures, and fails if there is any failure.
+fuzz: $(STAMP)
+	$(BIN)/python tests/fuzzing.py --cases $(FUZZ_CASES)
 
 clean:
 	rm -rf $(VENV) $(DEMO) $(BENCH)

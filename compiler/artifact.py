@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import json
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ import snnc
 from snnc.compiler.ir import CUBA_SEMANTICS, Graph
 from snnc.compiler.graph_file import read_graph
 from snnc.errors import InputFileError
+from snnc.models.datasets import sample_size_problem
 
 FORMAT = "snnc.artifact"
 FORMAT_VERSION = 2
@@ -114,12 +116,90 @@ class Artifact:
         return int(self.manifest["input"]["timesteps"])
 
     def report(self) -> dict[str, Any]:
+        """report.json (not hashed: snn-report rewrites it), checked as far as snn-report reads it."""
         p = self.path / REPORT_FILE
-        return json.loads(p.read_text()) if p.exists() else {}
+        if not p.exists():
+            return {}
+        try:
+            rep = json.loads(p.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise InputFileError(f"{p}: not a readable JSON report ({type(e).__name__}: {e}); delete it and run "
+                                 f"snn-report again, or recompile.") from None
+        if not isinstance(rep, dict):
+            raise InputFileError(f"{p}: the report is a JSON {type(rep).__name__}, not an object; delete it and "
+                                 f"run snn-report again, or recompile.")
+        energy, activity = rep.get("energy") or {}, rep.get("activity") or {}
+        samples = activity.get("samples") if isinstance(activity, dict) else None
+        if (not isinstance(energy, dict) or not isinstance(activity, dict)
+                or any(k in energy and not isinstance(energy[k], str) for k in ("model", "file"))
+                or samples is not None and (not _is_int(samples) or not 1 <= samples <= MAX_REPORT_SAMPLES)):
+            raise InputFileError(f"{p}: damaged report ('energy' must say which cost model priced it, "
+                                 f"'activity.samples' must be a count); delete it and run snn-report again.")
+        return rep
+
+
+#: The files a manifest may list (with their sha256): nothing else is ever opened through it.
+HASHED_FILES = (GRAPH_FILE, NIR_FILE, ONNX_FILE, NETWORK_FILE)
+#: Input codes sample_inputs knows (snnc.pipeline.input_spec writes them).
+ENCODINGS = ("rate", "signed", "analog", "events")
+MAX_REPORT_SAMPLES = 10**7
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _check_manifest(man: Any, mpath: Path) -> None:
+    """Refuse a manifest whose fields snn-run / snn-report read have the wrong type or an absurd value,
+    or whose ``files`` name anything but the artifact's own files (no '../x', no '/etc/passwd')."""
+    from snnc.compiler.targets import TARGETS
+    from snnc.models.datasets import DATASETS, MAX_TIMESTEPS
+
+    def bad(what: str) -> InputFileError:
+        return InputFileError(f"{mpath}: {what}. The manifest is damaged or was edited by hand; recompile.")
+
+    if not isinstance(man, dict):
+        raise bad(f"the manifest is a JSON {type(man).__name__}, not an object")
+    if man.get("format") != FORMAT or man.get("format_version") != FORMAT_VERSION:
+        raise InputFileError(f"{mpath}: format {str(man.get('format'))[:80]} v{str(man.get('format_version'))[:20]} "
+                             f"is not {FORMAT} v{FORMAT_VERSION}; recompile with this snnc.")
+    files = man.get("files")
+    if not isinstance(files, dict) or GRAPH_FILE not in files:
+        raise bad(f"'files' must map the artifact's files (at least {GRAPH_FILE}) to their sha256")
+    for name, digest in files.items():
+        if name not in HASHED_FILES:
+            raise bad(f"'files' names '{str(name)[:100]}', which is not an artifact file "
+                      f"({', '.join(HASHED_FILES)})")
+        if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+            raise bad(f"the sha256 of {name} is not 64 hex digits")
+    target = man.get("target", "loihi")
+    if not isinstance(target, str) or target not in TARGETS:
+        raise bad(f"target '{str(target)[:80]}' is not one of {', '.join(sorted(TARGETS))}")
+    source = man.get("source", {})
+    if not isinstance(source, dict) or not isinstance(source.get("path", ""), str):
+        raise bad("'source' must be an object with the model's path")
+    spec = man.get("input")
+    if not isinstance(spec, dict):
+        raise bad("'input' (how to feed the network) is missing or not an object")
+    t = spec.get("timesteps")
+    if not _is_int(t) or not 1 <= t <= MAX_TIMESTEPS:
+        raise bad(f"input.timesteps must be an integer in [1, {MAX_TIMESTEPS}], got {str(t)[:40]}")
+    code = spec.get("encoding", {})
+    if not isinstance(code, dict) or code.get("kind", "rate") not in ENCODINGS:
+        raise bad(f"input.encoding must be an object whose kind is one of {', '.join(ENCODINGS)}")
+    dataset = spec.get("dataset")
+    if dataset is not None and (not isinstance(dataset, str) or dataset not in DATASETS):
+        raise bad(f"input.dataset '{str(dataset)[:80]}' is not one of {', '.join(sorted(DATASETS))}")
+    if not _is_int(spec.get("split_seed", 0)) or not isinstance(spec.get("data_dir", ""), str):
+        raise bad("input.split_seed must be an integer and input.data_dir a path")
+    shape = spec.get("shape")
+    if shape is not None and (not isinstance(shape, list) or not all(_is_int(d) and d >= 1 for d in shape)):
+        raise bad("input.shape must be a list of positive integers")
 
 
 def load_artifact(path: str | Path) -> Artifact:
-    """Read an artifact directory, checking its format and file hashes."""
+    """Read an artifact directory, checking its format, its fields and its file hashes."""
     path = Path(path)
     mpath = path / MANIFEST_FILE
     if not mpath.is_file():
@@ -127,14 +207,19 @@ def load_artifact(path: str | Path) -> Artifact:
                              f"Create one with snn-compile MODEL --target loihi --out {path}.")
     try:
         man = json.loads(mpath.read_text())
-    except json.JSONDecodeError as e:
-        raise InputFileError(f"{mpath}: not valid JSON ({e}).") from None
-    if man.get("format") != FORMAT or man.get("format_version") != FORMAT_VERSION:
-        raise InputFileError(f"{mpath}: format {man.get('format')} v{man.get('format_version')} is not "
-                             f"{FORMAT} v{FORMAT_VERSION}; recompile with this snnc.")
-    for name, digest in man.get("files", {}).items():
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputFileError(f"{mpath}: not valid JSON ({type(e).__name__}: {e}).") from None
+    _check_manifest(man, mpath)
+    for name, digest in man["files"].items():
         f = path / name
         if not f.is_file() or sha256(f) != digest:
             raise InputFileError(f"{f}: missing or modified since compilation (sha256 mismatch); recompile.")
     graph = read_graph(path / GRAPH_FILE)
+    shape = man["input"].get("shape")
+    if shape is not None and tuple(shape) != tuple(graph.input.shape):
+        raise InputFileError(f"{mpath}: input.shape {shape} is not the graph's input shape "
+                             f"{list(graph.input.shape)}; the manifest was edited by hand. Recompile.")
+    why = sample_size_problem(man["input"]["timesteps"], graph.input.size)
+    if why:
+        raise InputFileError(f"{mpath}: input.timesteps: {why}. The manifest was edited by hand; recompile.")
     return Artifact(path, graph, man)

@@ -10,8 +10,9 @@ from torch import nn
 
 from snnc.compiler.ir import Conv, CubaLIF, Dense, Graph, Input, Output
 from snnc.compiler.lowering import fuse_pool_into_conv, fuse_pool_into_dense
-from snnc.errors import UnsupportedLayerError
+from snnc.errors import GraphError, InputFileError, UnsupportedLayerError
 from snnc.models.checkpoint import Checkpoint
+from snnc.models.datasets import DEFAULT_TIMESTEPS, sample_size_problem
 from snnc.models.conv import ConvSynapses, CubaConv, Flatten, ResidualBlock, SpikeDropout, SumPool
 from snnc.models.network import POPULATION_LAYERS, TRANSFORMS, SpikingNet
 from snnc.models.neurons import CubaDense, CubaNeurons
@@ -189,4 +190,14 @@ def graph_from_module(model: SpikingNet, meta: dict[str, Any] | None = None) -> 
 def graph_from_checkpoint(ckpt: Checkpoint) -> tuple[Graph, SpikingNet]:
     """The float graph of a checkpoint, and the module it was read from."""
     model = as_spiking_net(ckpt.build(), str(ckpt.path))
-    return graph_from_module(model, {"source": str(ckpt.path), "metadata": ckpt.metadata}), model
+    try:
+        graph = graph_from_module(model, {"source": str(ckpt.path), "metadata": ckpt.metadata})
+    except GraphError as e:   # e.g. non-finite weights or thresholds in the state dict (compiler/ir.py checks)
+        raise InputFileError(f"{ckpt.path}: the model does not make a valid graph: {e}. The file is damaged "
+                             f"or the model was trained into NaN/inf; retrain or re-save it.") from None
+    except UnsupportedLayerError as e:
+        raise UnsupportedLayerError(f"{ckpt.path}: {e}") from None
+    why = sample_size_problem(int(ckpt.metadata.get("timesteps") or DEFAULT_TIMESTEPS), graph.input.size)
+    if why:
+        raise InputFileError(f"{ckpt.path}: metadata timesteps: {why}.")
+    return graph, model

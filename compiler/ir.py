@@ -26,9 +26,12 @@ are (no clip, truncation or ``weight_exp``) and wraps its output to 24 bits
 from __future__ import annotations
 
 import copyreg
+import math
+from collections import Counter
 from dataclasses import dataclass, field
+from numbers import Integral, Real
 from types import MappingProxyType
-from typing import Iterator, Mapping, Union
+from typing import Any, Iterator, Mapping, Union
 
 import numpy as np
 
@@ -58,6 +61,80 @@ def _mappingproxy(d: dict) -> Mapping[str, object]:
 
 copyreg.pickle(MappingProxyType, lambda m: (_mappingproxy, (dict(m),)))
 
+# ----------------------------------------------------------------------------- node validation
+# Every reader (checkpoint, NIR, ONNX, netx, graph.h5) builds these nodes, so their constructors are the
+# one place that refuses what no file may describe: non-finite weights, thresholds or decays, empty or
+# negative sizes, and sizes so large that the engines would allocate absurd arrays from a tiny file.
+
+#: The most neurons (or input lines) one node may have, and all populations together: a Loihi 2 chip
+#: has 1M neurons. Sizes are bounded because some files describe them without data (a conv's input shape,
+#: a per-channel bias), and the engines allocate (samples, T, size) arrays for every node.
+MAX_NODE_SIZE = 2**20
+MAX_GRAPH_NEURONS = 2**22
+#: Integer weights, biases and thresholds fit in int32 (Lava holds them in 8 to 24 bits).
+INT_LIMIT = 2**31
+#: |weight_exp| and |bias_exp|: shifts beyond this leave int64.
+MAX_EXP = 31
+#: Graded input carries at most 24 bits (Lava's num_message_bits).
+MAX_INPUT_BITS = 24
+
+
+def _integer(name: str, what: str, value: Any, lo: int, hi: int) -> int:
+    """``value`` as an int in [lo, hi] (numpy integers too, never bool), else GraphError."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral) or not lo <= int(value) <= hi:
+        raise GraphError(f"{name}: {what} must be an integer in [{lo}, {hi}], got {str(value)[:40]}")
+    return int(value)
+
+
+def _real(name: str, what: str, value: Any, lo: float, hi: float, *, open_lo: bool = False) -> float:
+    """``value`` as a finite float in [lo, hi] (or (lo, hi] with ``open_lo``), else GraphError."""
+    ok = not isinstance(value, (bool, np.bool_)) and isinstance(value, Real) and math.isfinite(float(value))
+    if not ok or not (lo < float(value) if open_lo else lo <= float(value)) or not float(value) <= hi:
+        interval = f"{'(' if open_lo else '['}{lo:g}, {hi:g}]"
+        raise GraphError(f"{name}: {what} must be a finite number in {interval}, got {str(value)[:40]}")
+    return float(value)
+
+
+def _dims(name: str, what: str, shape: Any) -> tuple[int, ...]:
+    """A shape as a tuple of positive ints whose product is at most MAX_NODE_SIZE."""
+    try:
+        dims_ = tuple(np.asarray(shape).reshape(-1).tolist())
+    except (TypeError, ValueError):
+        dims_ = (str(shape),)
+    if not dims_ or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims_):
+        raise GraphError(f"{name}: {what} must be a tuple of positive integers, got {str(shape)[:60]}")
+    if math.prod(dims_) > MAX_NODE_SIZE:
+        raise GraphError(f"{name}: {what} {dims_} holds {math.prod(dims_)} values, more than the {MAX_NODE_SIZE} "
+                         f"one node may have")
+    return dims_
+
+
+def _array(name: str, what: str, a: Any, *, integer: bool, ndim: int | None = None,
+           shape: tuple[int, ...] | None = None) -> None:
+    """A real, finite array (integer and within INT_LIMIT when ``integer``) of ``ndim`` or ``shape``."""
+    if not isinstance(a, np.ndarray):
+        raise GraphError(f"{name}: {what} must be an array, got {type(a).__name__}")
+    if integer and not np.issubdtype(a.dtype, np.integer):
+        raise GraphError(f"{name}: {what} must be an integer array, got {a.dtype}")
+    if not integer and a.dtype.kind not in "fiu":
+        raise GraphError(f"{name}: {what} must be a real array, got {a.dtype}")
+    if ndim is not None and a.ndim != ndim:
+        raise GraphError(f"{name}: {what} must be {ndim}-D, got shape {a.shape}")
+    if shape is not None and a.shape != shape:
+        raise GraphError(f"{name}: {what} must have shape {shape}, got {a.shape}")
+    if a.size == 0:
+        raise GraphError(f"{name}: {what} is empty (shape {a.shape})")
+    if integer:
+        if a.size and (int(a.max()) >= INT_LIMIT or int(a.min()) <= -INT_LIMIT):
+            raise GraphError(f"{name}: {what} holds integers beyond 32 bits (up to {int(np.abs(a).max())})")
+    elif a.size and not np.all(np.isfinite(a)):
+        raise GraphError(f"{name}: {what} holds NaN or infinite values")
+
+
+def _node_name(node: Any) -> None:
+    if not isinstance(node.name, str):
+        raise GraphError(f"node name {str(node.name)[:40]!r} is not a string")
+
 
 @dataclass(frozen=True, eq=False)
 class Input:
@@ -67,6 +144,11 @@ class Input:
     name: str
     shape: tuple[int, ...]
     bits: int = 0
+
+    def __post_init__(self) -> None:
+        _node_name(self)
+        object.__setattr__(self, "shape", _dims(self.name, "input shape", self.shape))
+        object.__setattr__(self, "bits", _integer(self.name, "input bits", self.bits, 0, MAX_INPUT_BITS))
 
     @property
     def size(self) -> int:
@@ -91,10 +173,18 @@ class Output:
 
     name: str
 
+    def __post_init__(self) -> None:
+        _node_name(self)
+
 
 def _pair(value: object, what: str, name: str) -> tuple[int, int]:
     """(h, w) from an int or a pair, as torch's Conv2d takes them."""
-    v = tuple(int(x) for x in np.asarray(value).reshape(-1))
+    raw = np.asarray(value).reshape(-1)
+    if raw.dtype.kind not in "iu" and not (raw.dtype == object and all(isinstance(x, Integral) for x in raw)):
+        raise GraphError(f"{name}: {what} must be integers, got {str(value)[:40]}")
+    v = tuple(int(x) for x in raw)
+    if any(abs(x) > MAX_NODE_SIZE for x in v):
+        raise GraphError(f"{name}: {what} {v} is absurdly large")
     if len(v) == 1:
         v = (v[0], v[0])
     if len(v) != 2:
@@ -124,8 +214,8 @@ class Dense(_WeightShape):
     weight: np.ndarray
 
     def __post_init__(self) -> None:
-        if self.weight.ndim != 2:
-            raise GraphError(f"{self.name}: weight must be 2-D (out, in), got shape {self.weight.shape}")
+        _node_name(self)
+        _array(self.name, "weight (out, in)", self.weight, integer=False, ndim=2)
 
 
 class _ConvShape:
@@ -140,10 +230,13 @@ class _ConvShape:
     groups: int
 
     def _check_geometry(self) -> None:
-        object.__setattr__(self, "in_shape", tuple(int(x) for x in np.asarray(self.in_shape).reshape(-1)))
+        _node_name(self)
+        _array(self.name, "conv weight (out, in/groups, kh, kw)", self.weight,
+               integer=np.issubdtype(np.asarray(self.weight).dtype, np.integer), ndim=4)
+        object.__setattr__(self, "in_shape", _dims(self.name, "conv input shape", self.in_shape))
         for what in ("stride", "padding", "dilation"):
             object.__setattr__(self, what, _pair(getattr(self, what), what, self.name))
-        object.__setattr__(self, "groups", int(self.groups))
+        object.__setattr__(self, "groups", _integer(self.name, "groups", self.groups, 1, MAX_NODE_SIZE))
         if self.weight.ndim != 4:
             raise GraphError(f"{self.name}: conv weight must be 4-D (out, in/groups, kh, kw), got {self.weight.shape}")
         if len(self.in_shape) != 3:
@@ -215,8 +308,10 @@ class QConv(_ConvNode):
 
 
 def _check_shape(neuron: "CubaLIF | QCubaLIF") -> None:
+    _node_name(neuron)
+    object.__setattr__(neuron, "size", _integer(neuron.name, "size", neuron.size, 1, MAX_NODE_SIZE))
     if neuron.shape is not None:
-        shape = tuple(int(x) for x in np.asarray(neuron.shape).reshape(-1))
+        shape = _dims(neuron.name, "shape", neuron.shape)
         object.__setattr__(neuron, "shape", shape)
         if int(np.prod(shape)) != neuron.size:
             raise GraphError(f"{neuron.name}: shape {shape} does not hold {neuron.size} neurons")
@@ -248,6 +343,15 @@ class CubaLIF:
 
     def __post_init__(self) -> None:
         _check_shape(self)
+        n = self.name
+        # finite here; the range [0, 1] is the target's to check (quantize names the target's limits)
+        object.__setattr__(self, "current_decay", _real(n, "current decay", self.current_decay, -math.inf, math.inf))
+        object.__setattr__(self, "voltage_decay", _real(n, "voltage decay", self.voltage_decay, -math.inf, math.inf))
+        object.__setattr__(self, "threshold", _real(n, "threshold", self.threshold, 0.0, math.inf, open_lo=True))
+        if self.bias is not None:
+            _array(n, "bias", self.bias, integer=False, shape=(self.size,))
+        if self.int_scale is not None:
+            object.__setattr__(self, "int_scale", _real(n, "int_scale", self.int_scale, 0.0, math.inf, open_lo=True))
 
 
 @dataclass(frozen=True, eq=False)
@@ -259,9 +363,14 @@ class QDense(_WeightShape):
     weight_exp: int = 0
 
     def __post_init__(self) -> None:
-        if self.weight.ndim != 2 or not np.issubdtype(self.weight.dtype, np.integer):
-            raise GraphError(f"{self.name}: fixed-point weight must be a 2-D integer array, "
-                             f"got {self.weight.dtype} {self.weight.shape}")
+        _node_name(self)
+        if not isinstance(self.weight, np.ndarray) or self.weight.ndim != 2 \
+                or not np.issubdtype(self.weight.dtype, np.integer):
+            raise GraphError(f"{self.name}: fixed-point weight must be a 2-D integer array, got "
+                             f"{getattr(self.weight, 'dtype', type(self.weight).__name__)} "
+                             f"{getattr(self.weight, 'shape', '')}")
+        _array(self.name, "fixed-point weight", self.weight, integer=True, ndim=2)
+        object.__setattr__(self, "weight_exp", _integer(self.name, "weight_exp", self.weight_exp, -MAX_EXP, MAX_EXP))
 
 
 @dataclass(frozen=True, eq=False)
@@ -281,11 +390,36 @@ class QCubaLIF:
 
     def __post_init__(self) -> None:
         _check_shape(self)
+        n, fmt = self.name, self.fmt
+        if not isinstance(fmt, FixedPointFormat):
+            raise GraphError(f"{n}: fmt must be a FixedPointFormat, got {type(fmt).__name__}")
+        _check_format(n, fmt)
+        object.__setattr__(self, "du", _integer(n, "du (effective current decay)", self.du, 0, fmt.decay_unity))
+        object.__setattr__(self, "dv", _integer(n, "dv (voltage decay)", self.dv, 0, fmt.decay_unity))
+        object.__setattr__(self, "vth", _integer(n, "vth", self.vth, 0, INT_LIMIT - 1))
+        object.__setattr__(self, "bias_exp", _integer(n, "bias_exp", self.bias_exp, -MAX_EXP, MAX_EXP))
+        _array(n, "bias_mant", self.bias_mant, integer=True, shape=(self.size,))
 
     @property
     def lava_du(self) -> int:
         """The register value Lava's LIF takes (it adds ds_offset=1 back)."""
         return self.du - self.fmt.current_decay_offset
+
+
+def _check_format(name: str, fmt: FixedPointFormat) -> None:
+    """A fixed-point format the engines can compute with (a file may describe its own, e.g. ONNX's fmt_*)."""
+    for f in ("decay_unity", "weight_step"):
+        _integer(name, f"format {f}", getattr(fmt, f), 1, INT_LIMIT)
+    for f in ("act_shift", "vth_shift", "bias_exp"):
+        _integer(name, f"format {f}", getattr(fmt, f), 0, MAX_EXP)
+    _integer(name, "format state_bits", fmt.state_bits, 2, 32)
+    _integer(name, "format current_decay_offset", fmt.current_decay_offset, 0, fmt.decay_unity)
+    _integer(name, "format vth_max", fmt.vth_max, 0, INT_LIMIT - 1)
+    lo = _integer(name, "format weight_min", fmt.weight_min, -INT_LIMIT, INT_LIMIT)
+    hi = _integer(name, "format weight_max", fmt.weight_max, lo, INT_LIMIT)
+    blo = _integer(name, "format bias_mant_min", fmt.bias_mant_min, -INT_LIMIT, INT_LIMIT)
+    _integer(name, "format bias_mant_max", fmt.bias_mant_max, blo, INT_LIMIT)
+    del hi
 
 
 Node = Union[Input, Output, Dense, Conv, CubaLIF, QDense, QConv, QCubaLIF]
@@ -327,10 +461,29 @@ class Graph:
     def build(nodes: list[Node], edges: list[tuple[str, str]], meta: Mapping[str, object] | None = None) -> "Graph":
         """Build and check a graph, checking names are unique."""
         names = [n.name for n in nodes]
-        dup = {n for n in names if names.count(n) > 1}
+        dup = [n for n, k in Counter(names).items() if k > 1]
         if dup:
-            raise GraphError(f"duplicate node names: {sorted(dup)}")
-        g = Graph({n.name: n for n in nodes}, tuple(edges), dict(meta or {}))
+            raise GraphError(f"duplicate node names: {sorted(dup)[:10]}")
+        if not all(isinstance(e, (tuple, list)) and len(e) == 2 and all(isinstance(x, str) for x in e) for e in edges):
+            raise GraphError("edges must be (source, destination) pairs of node names")
+        edges = [tuple(e) for e in edges]  # type: ignore[misc]
+        meta = dict(meta or {})
+        if meta.get("readout") is not None:
+            from snnc.models.readout import Readout
+
+            r = meta["readout"]
+            try:
+                if not isinstance(r, dict) or not all(isinstance(k, str) for k in r):
+                    raise TypeError("not a mapping")
+                Readout.from_json(r)
+            except (TypeError, ValueError) as e:
+                raise GraphError(f"meta readout {str(r)[:80]} is not a readout ({e})") from None
+        scales = meta.get("weight_scales")
+        if scales is not None and (not isinstance(scales, dict) or not all(
+                isinstance(k, str) and isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v)
+                for k, v in scales.items())):
+            raise GraphError(f"meta weight_scales {str(scales)[:80]} is not a mapping of population -> number")
+        g = Graph({n.name: n for n in nodes}, tuple(edges), meta)
         g.check()
         return g
 
@@ -416,6 +569,9 @@ class Graph:
             raise GraphError(f"expected exactly one Output node, found {len(outputs)}")
         if not any(isinstance(n, NEURONS) for n in order):
             raise GraphError("graph has no layers")
+        total = sum(int(n.size) for n in order if isinstance(n, NEURONS))
+        if total > MAX_GRAPH_NEURONS:
+            raise GraphError(f"the graph has {total} neurons, more than the {MAX_GRAPH_NEURONS} snnc compiles")
         for node in order:
             name, ins, outs = node.name, pred[node.name], succ[node.name]
             kinds = [type(self.nodes[p]).__name__ for p in ins]

@@ -42,16 +42,19 @@ See docs/netx.md ("netx in").
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from snnc.compiler.graph_file import open_hdf5
+from snnc.compiler.graph_file import damaged_hdf5, dataset, group, open_hdf5
+from snnc.compiler.isolation import isolated
 from snnc.compiler.lowering import CONV_GEOMETRY_MAX, lava_groups, merge_groups, split_groups
 from snnc.compiler.ir import Graph, Input, Output, QConv, QCubaLIF, QDense
-from snnc.errors import InputFileError, UnsupportedLayerError
+from snnc.errors import GraphError, InputFileError, UnsupportedLayerError
+from snnc.models.datasets import MAX_TIMESTEPS, sample_size_problem
 from snnc.models.quant import LOIHI_FIXED_POINT, FixedPointFormat
 
 #: What :func:`read_netx` reads (named in every refusal).
@@ -281,24 +284,29 @@ _NEURON_KEYS = {"type", "iDecay", "vDecay", "vThMant", "messageBits", "refDelay"
 
 
 def _scalar(g: h5py.Group, key: str, where: str) -> int:
-    if key not in g:
-        raise InputFileError(f"{where}: missing '{key}'")
-    return int(np.asarray(g[key][()]).reshape(-1)[0])
+    v = _ints(g, key, where).reshape(-1)
+    if v.size == 0:
+        raise InputFileError(f"{where}: '{key}' is empty")
+    return int(v[0])
 
 
 def _text(g: h5py.Group, key: str) -> str:
-    raw = np.asarray(g[key][()]).reshape(-1)[0]
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
+    """A string dataset (slayer writes ``type`` as a 1-element S10 array), '?' if it holds none."""
+    raw = np.asarray(dataset(g, key, f"{g.file.filename} {g.name}")[()]).reshape(-1)
+    if raw.size == 0:
+        return "?"
+    x = raw[0]
+    return x.decode("utf-8", errors="replace")[:80] if isinstance(x, bytes) else str(x)[:80]
 
 
 def _ints(g: h5py.Group, key: str, where: str) -> np.ndarray:
     """An integer dataset as int64 (netx casts weight and bias with ``.astype(int)``, utils.py:67-68;
     we refuse what that would truncate)."""
-    if key not in g:
-        raise InputFileError(f"{where}: missing '{key}'")
-    a = np.asarray(g[key][()])
+    a = np.asarray(dataset(g, key, where)[()])
     if a.dtype.kind not in "iufb" or not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
         raise InputFileError(f"{where}: '{key}' is not an array of integers.")
+    if a.size and (a.dtype.kind == "f" and np.abs(a).max() >= 2.0**63 or a.dtype == np.uint64 and a.max() >= 2**63):
+        raise InputFileError(f"{where}: '{key}' holds integers beyond 64 bits.")
     return a.astype(np.int64)
 
 
@@ -335,7 +343,7 @@ def _neuron(g: h5py.Group, where: str, kind: str, notes: list[str]) -> tuple[int
                          f"spikes")
             return 0, 4096, 1 << 17   # netx writes 1 << 18 - 1, which is 1 << 17
         raise InputFileError(f"{where}: a {kind} layer without a 'neuron' group (netx needs one, hdf5.py:501)")
-    n = g["neuron"]
+    n = group(g, "neuron", where)
     ntype = _text(n, "type") if "type" in n else "?"
     if ntype == "SDNN":
         raise UnsupportedLayerError(
@@ -389,7 +397,7 @@ def _delay(g: h5py.Group, where: str, kind: str, weight_shape: tuple[int, ...], 
     snnc's graphs have a single one-step synapse delay (compiler/ir.py), so any other delay is refused."""
     if "delay" not in g:
         return
-    d = np.asarray(g["delay"][()])
+    d = np.asarray(dataset(g, "delay", where)[()])
     if d.dtype.kind not in "iufb" or not np.all(np.isfinite(d)):
         raise InputFileError(f"{where}: 'delay' is not an array of numbers.")
     eff = np.trunc(d).astype(np.int64)          # netx: delays=delay.astype(int) (netx/blocks/process.py:175)
@@ -433,7 +441,7 @@ def _origin(f: h5py.File, layer: h5py.Group, keys: list[str]) -> str:
     if f.attrs.get(WRITER_ATTR) is not None:
         w = f.attrs[WRITER_ATTR]
         return w.decode() if isinstance(w, bytes) else str(w)
-    types = [layer[k]["type"] for k in keys if "type" in layer[k]]
+    types = [layer[k]["type"] for k in keys if "type" in layer[k]]   # every layer[k] is a group (checked)
     if types and all(isinstance(t, h5py.Dataset) and t.dtype == np.dtype("S10") for t in types):
         return "lava-dl (SLAYER export_hdf5)"
     return "an unknown writer (not snnc, not SLAYER's export_hdf5)"
@@ -460,11 +468,22 @@ def read_netx(path: Path) -> Graph:
 def read_netx_file(path: Path) -> NetxImport:
     """:func:`read_netx`, with notes on what was read (``snn-compile`` prints them)."""
     path = Path(path)
+    return isolated(path, "HDF5", _read_netx_checked, path)   # libhdf5 can loop on a damaged file
+
+
+def _read_netx_checked(path: Path) -> NetxImport:
+    try:
+        return _read_netx_file(path)
+    except GraphError as e:   # a node the file describes is invalid (compiler/ir.py checks every node)
+        raise InputFileError(f"{path}: {e}") from None
+
+
+def _read_netx_file(path: Path) -> NetxImport:
     notes: list[str] = []
-    with open_hdf5(path) as f:
+    with damaged_hdf5(path), open_hdf5(path) as f:
         if "layer" not in f:
             raise InputFileError(f"{path}: no 'layer' group: not a lava-dl netx network file.")
-        layer = f["layer"]
+        layer = group(f, "layer", str(path))
         try:
             keys = sorted(layer.keys(), key=int)
         except ValueError:
@@ -480,14 +499,16 @@ def read_netx_file(path: Path) -> NetxImport:
         npop = 0
         summary: list[str] = []
         for k in keys:
-            g, where = layer[k], f"{path} layer {k}"
+            where = f"{path} layer {k}"
+            g = group(layer, k, where)
             kind = _text(g, "type") if "type" in g else "?"
             if kind == "input":
                 if prev != "none":
                     raise UnsupportedLayerError(f"{where}: an input layer after other layers is not "
                                                 f"supported (supported: {SUPPORTED}).")
                 if "neuron" in g:
-                    ntype = _text(g["neuron"], "type") if "type" in g["neuron"] else "?"
+                    ng = group(g, "neuron", where)
+                    ntype = _text(ng, "type") if "type" in ng else "?"
                     if ntype == "SDNN":
                         raise UnsupportedLayerError(
                             f"{where}: input layer with 'SDNN' neurons (slayer's sigma_delta.Input) is not "
@@ -553,7 +574,7 @@ def read_netx_file(path: Path) -> NetxImport:
                     raise InputFileError(f"{where}: conv weight must be (out, in/groups, kh, kw), got {w.shape}")
                 if "groups" not in g:
                     raise InputFileError(f"{where}: missing 'groups'")
-                if np.asarray(g["groups"][()]).ndim != 0:
+                if np.asarray(dataset(g, "groups", where)[()]).ndim != 0:
                     raise InputFileError(f"{where}: 'groups' must be a scalar (Lava's Conv rejects an array, "
                                          f"SP/lava/proc/conv/process.py:124-130)")
                 groups = _scalar(g, "groups", where)
@@ -574,7 +595,7 @@ def read_netx_file(path: Path) -> NetxImport:
                     w, groups = split, orig
                 try:
                     syn = QConv(f"conv{npop}", w, cur, groups=groups, **geo)
-                except Exception as e:   # GraphError: geometry does not fit
+                except GraphError as e:   # the geometry does not fit
                     raise InputFileError(f"{where}: {e}") from None
                 out = syn.out_shape
                 shape = tuple(int(s) for s in _ints(g, "shape", where).reshape(-1))
@@ -606,8 +627,15 @@ def read_netx_file(path: Path) -> NetxImport:
                                             f"layer between them (netx connects the conv block's (W, H, C) "
                                             f"port otherwise, hdf5.py:661-663) (supported: {SUPPORTED}).")
             flattened, flatten = flatten, False
-            n_out = int(np.prod(_ints(g, "shape", where))) if "shape" in g else int(w.shape[0])
+            if w.ndim == 0 or w.size == 0:
+                raise InputFileError(f"{where}: dense weight of shape {w.shape} holds no matrix")
+            n_out = math.prod(int(d) for d in _ints(g, "shape", where).reshape(-1)) if "shape" in g else int(w.shape[0])
+            if n_out < 1:
+                raise InputFileError(f"{where}: dense layer shape gives {n_out} neurons")
             if w.ndim == 1:
+                if w.size % n_out:
+                    raise InputFileError(f"{where}: a flat dense weight of {w.size} values does not split into "
+                                         f"{n_out} rows")
                 w = w.reshape(n_out, -1)          # as netx does (hdf5.py:396-397)
             if w.ndim != 2 or w.shape[0] != n_out:
                 raise InputFileError(f"{where}: dense weight {w.shape} does not fit shape ({n_out},)")
@@ -638,10 +666,17 @@ def read_netx_file(path: Path) -> NetxImport:
         ts = _scalar(sim, "Ts", f"{path} /simulation") if sim is not None and "Ts" in sim else None
         tsample = _scalar(sim, "tSample", f"{path} /simulation") if sim is not None and "tSample" in sim else None
         writer = _origin(f, layer, keys)
+    for what, value in (("Ts", ts), ("tSample", tsample)):
+        if value is not None and not 1 <= value <= MAX_TIMESTEPS:
+            raise InputFileError(f"{path}: /simulation/{what} = {value}; expected a number of steps in "
+                                 f"[1, {MAX_TIMESTEPS}].")
     try:
         graph = Graph.chain(nodes, meta={"source": str(path), "timesteps": tsample})
-    except Exception as e:
+    except GraphError as e:
         raise InputFileError(f"{path}: the layers do not form a valid network: {e}") from None
+    why = sample_size_problem(tsample, graph.input.size) if tsample is not None else None
+    if why:
+        raise InputFileError(f"{path}: /simulation/tSample: {why}.")
     neurons = ", ".join(f"{n.name} ({n.du}, {n.dv}, {n.vth})" for _, n in graph.layers())
     if tsample is None:
         timing = ("no /simulation/tSample (lava-dl's export_hdf5 writes none): the sample length comes from "

@@ -49,6 +49,7 @@ import numpy as np
 
 from snnc.compiler.ir import (CUBA_SEMANTICS, Conv, CubaLIF, Dense, Graph, Input, Node, Output, QConv, QCubaLIF,
                               QDense, dims)
+from snnc.compiler.isolation import isolated
 from snnc.compiler.lowering import fuse_pool_into_conv, fuse_pool_into_dense
 from snnc.errors import GraphError, InputFileError, SnncError, UnsupportedLayerError
 from snnc.models.quant import LOIHI_FIXED_POINT
@@ -160,8 +161,13 @@ class NirImport:
 
 
 def read_nir(path: Path, *, convention: str = "auto", dt: float | None = None) -> NirImport:
-    """Read a NIR file into an snnc graph; errors name the file, the node and what to do."""
+    """Read a NIR file into an snnc graph; errors name the file, the node and what to do. The read runs
+    in a child process with a deadline (libhdf5 can loop forever on a damaged file, snnc.compiler.isolation)."""
     path = Path(path)
+    return isolated(path, "HDF5", _read_nir, path, convention, dt)
+
+
+def _read_nir(path: Path, convention: str, dt: float | None) -> NirImport:
     nir = _nir()
     try:
         g = nir.read(str(path), type_check=False)
@@ -246,7 +252,7 @@ def _exact_graph(g: Any, top: dict[str, Any]) -> Graph:
                                       int(m["bias_exp"]), fmts[m["fmt"]], shape=shape))
             else:
                 raise GraphError(f"node '{name}' has no snnc metadata although the graph says it is snnc's own file")
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, OverflowError) as e:   # OverflowError: int() of an inf
             raise InputFileError(f"node '{name}': damaged snnc metadata ({type(e).__name__}: {e})") from None
         except StopIteration:
             raise InputFileError(f"node '{name}': a Flatten without input") from None

@@ -60,13 +60,14 @@ unregistered ``ai.snnc`` op, whose outputs are only graph outputs with declared 
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
 from dataclasses import fields
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 from urllib.parse import unquote
 
 import numpy as np
@@ -484,6 +485,7 @@ def graph_from_onnx(model: onnx.ModelProto, source: str = "ONNX model") -> Graph
     opsets = {o.domain or "ai.onnx": o.version for o in model.opset_import}
     if opsets.get(DOMAIN) != DOMAIN_VERSION or opsets.get("ai.onnx") != OPSET:
         raise InputFileError(f"{source}: opsets {opsets}; snnc writes ai.onnx {OPSET} and {DOMAIN} {DOMAIN_VERSION}.")
+    _refuse_external_data(model, source)
     try:
         graph = _parse(model)
     except GraphError as e:
@@ -494,7 +496,10 @@ def graph_from_onnx(model: onnx.ModelProto, source: str = "ONNX model") -> Graph
         want = graph_to_onnx(graph)
     except GraphError as e:
         raise InputFileError(f"{source}: the stored graph cannot be exported again: {e}") from None
-    diff = _differences(model.graph, want.graph)
+    try:
+        diff = _differences(model.graph, want.graph)
+    except (ValueError, TypeError, KeyError) as e:   # numpy_helper.to_array: data that fits not its dims/dtype
+        raise InputFileError(f"{source}: damaged snnc ONNX file ({type(e).__name__}: {e}).") from None
     if diff:
         raise InputFileError(f"{source}: the ONNX step function does not match the graph it describes: {diff} "
                              f"(edited by hand or by another tool?).")
@@ -508,10 +513,38 @@ def read_onnx(path: Path) -> Graph:
         data = path.read_bytes()
     except OSError as e:
         raise InputFileError(f"{path}: cannot read the file ({e.strerror or e}).") from None
-    try:
-        model = onnx.load_model_from_string(data)
+    try:   # never follow external-data references: they name other files (e.g. '../../etc/passwd')
+        model = onnx.load_model(io.BytesIO(data), load_external_data=False)
     except (DecodeError, ValueError, RuntimeError) as e:
         raise InputFileError(f"{path}: not an ONNX file, or truncated (protobuf: {e}).") from None
     if not model.HasField("graph") and not model.metadata_props:
         raise InputFileError(f"{path}: not an ONNX model (no graph in it); empty, truncated or another kind of file.")
     return graph_from_onnx(model, source=str(path))
+
+
+def _tensors(g: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    """Every tensor a graph holds: initializers, sparse initializers, tensor attributes, subgraphs."""
+    yield from g.initializer
+    for sp in g.sparse_initializer:
+        yield sp.values
+        yield sp.indices
+    for node in g.node:
+        for a in node.attribute:
+            if a.HasField("t"):
+                yield a.t
+            yield from a.tensors
+            if a.HasField("g"):
+                yield from _tensors(a.g)
+            for sub in a.graphs:
+                yield from _tensors(sub)
+
+
+def _refuse_external_data(model: onnx.ModelProto, source: str) -> None:
+    """snnc writes every tensor inside the file; one whose data lives in another file is refused before
+    any tensor is decoded (numpy_helper.to_array would open that file, wherever it points)."""
+    for t in _tensors(model.graph):
+        if t.data_location == TensorProto.EXTERNAL or len(t.external_data):
+            where = next((e.value for e in t.external_data if e.key == "location"), "?")
+            raise InputFileError(f"{source}: tensor '{t.name}' keeps its data in another file ('{where[:200]}'); "
+                                 f"snnc writes every tensor inside graph.onnx and never reads external data. "
+                                 f"Re-export the graph with snnc (or save the model without external data).")

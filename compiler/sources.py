@@ -40,23 +40,33 @@ def sniff(path: Path) -> str:
     with open(path, "rb") as f:
         head = f.read(8)
     if head.startswith(HDF5_MAGIC):
-        import h5py
-        try:
-            with h5py.File(path, "r") as h:
-                if "layer" in h:
-                    return "netx"
-                if "node" in h:
-                    return "nir"
-                if h.attrs.get("format") == "snnc.graph":
-                    return "graph"
-                found = sorted(h.keys())[:6]
-        except OSError as e:
-            raise InputFileError(f"{path}: a damaged HDF5 file ({e}).") from None
+        from snnc.compiler.isolation import isolated
+
+        kind, found = isolated(path, "HDF5", _sniff_hdf5, path)   # libhdf5 can loop on a damaged file
+        if kind:
+            return kind
         raise InputFileError(f"{path}: an HDF5 file with groups {found}, neither NIR (/node), netx (/layer) nor "
                              f"snnc's graph.h5. snn-compile takes {', '.join(SUPPORTED)}.")
     if path.suffix.lower() == ".onnx":
         return "onnx"
     return "checkpoint"   # torch zip or legacy pickle; the checkpoint loader explains anything else
+
+
+def _sniff_hdf5(path: Path) -> tuple[str | None, list[str]]:
+    """(kind, None) of an HDF5 model file, or (None, its first groups)."""
+    from snnc.compiler.graph_file import FORMAT, damaged_hdf5, open_hdf5
+
+    with damaged_hdf5(path), open_hdf5(path) as h:
+        if "layer" in h:
+            return "netx", []
+        if "node" in h:
+            return "nir", []
+        fmt = h.attrs.get("format")
+        if isinstance(fmt, bytes):
+            fmt = fmt.decode(errors="replace")
+        if isinstance(fmt, str) and fmt == FORMAT:
+            return "graph", []
+        return None, sorted(h.keys())[:6]
 
 
 def load_source(path: str | Path, *, allow_pickle_code_execution: bool = False,

@@ -8,6 +8,7 @@ shape. A coefficient may be ``null``: that term is then reported as unpriced, ne
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from math import ceil
@@ -18,7 +19,7 @@ import numpy as np
 
 from snnc.compiler.mapping import Mapping
 from snnc.compiler.placement import Placement
-from snnc.errors import SnncError
+from snnc.errors import InputFileError
 from snnc.hwsim.counts import DetailedCounts, LayerCounts
 from snnc.hwsim.sim import HwSimResult
 from snnc.models.readout import Readout
@@ -73,7 +74,7 @@ def load_cost_model(name_or_path: str | Path = DEFAULT_COST_MODEL) -> CostModel:
         return _validated(json.loads(ref.read_text()), "(shipped)")
     path = Path(text)
     if not path.is_file():
-        raise SnncError(f"cost model '{text}': no such shipped model ({', '.join(shipped_cost_models())}) "
+        raise InputFileError(f"cost model '{text}': no such shipped model ({', '.join(shipped_cost_models())}) "
                         f"and no such file. Pass a shipped name or a JSON/YAML file (docs/energy.md).")
     import yaml
 
@@ -83,45 +84,53 @@ def load_cost_model(name_or_path: str | Path = DEFAULT_COST_MODEL) -> CostModel:
         data = yaml.safe_load(raw) if yaml_file else json.loads(raw)
     except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
         what = "YAML" if yaml_file else "JSON (use .yaml or .yml for YAML)"
-        raise SnncError(f"{path}: not a readable {what} cost model ({type(exc).__name__}: {exc}).") from None
+        raise InputFileError(f"{path}: not a readable {what} cost model ({type(exc).__name__}: {exc}).") from None
     return _validated(data, str(path))
 
 
 def _number(where: str, key: str, value: Any) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
-        raise SnncError(f"{where}: '{key}' must be a non-negative number or null, got {value!r}.")
-    return float(value)
+    try:   # float() of an int beyond 1e308 (JSON and YAML allow them) raises OverflowError
+        number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number) or number < 0:
+        raise InputFileError(f"{where}: '{key}' must be a non-negative number or null, got {str(value)[:40]}.")
+    return number
 
 
 def _validated(data: Any, where: str) -> CostModel:
     """A CostModel from parsed JSON/YAML; every error names the file and the key."""
     if not isinstance(data, dict):
-        raise SnncError(f"{where}: a cost model is a mapping with name, title, source, kind, energy_j, ...")
+        raise InputFileError(f"{where}: a cost model is a mapping with name, title, source, kind, energy_j, ...")
     allowed = {"name", "title", "source", "kind", "energy_j", "time_s", "static_w_per_chip", "caveats"}
+    if not all(isinstance(k, str) for k in data):   # YAML allows any key: numbers, lists, null
+        raise InputFileError(f"{where}: every key of a cost model is a string; allowed: {sorted(allowed)}.")
     unknown = sorted(set(data) - allowed)
     if unknown:
-        raise SnncError(f"{where}: unknown keys {unknown}; allowed: {sorted(allowed)}.")
+        raise InputFileError(f"{where}: unknown keys {unknown}; allowed: {sorted(allowed)}.")
     for key in ("name", "source"):
         if not isinstance(data.get(key), str) or not data[key].strip():
-            raise SnncError(f"{where}: '{key}' is required (a non-empty string): every figure names its source.")
+            raise InputFileError(f"{where}: '{key}' is required (a non-empty string): every figure names its source.")
     kind = data.get("kind", "neuromorphic")
-    if kind not in ENERGY_TERMS:
-        raise SnncError(f"{where}: kind '{kind}' is not one of {sorted(ENERGY_TERMS)}.")
+    if not isinstance(kind, str) or kind not in ENERGY_TERMS:
+        raise InputFileError(f"{where}: kind '{str(kind)[:80]}' is not one of {sorted(ENERGY_TERMS)}.")
     tables: dict[str, dict[str, float | None]] = {}
     for table, terms in (("energy_j", ENERGY_TERMS[kind]), ("time_s", TIME_TERMS if kind == "neuromorphic" else ())):
         given = data.get(table) or {}
         if not isinstance(given, dict):
-            raise SnncError(f"{where}: '{table}' must be a mapping of coefficient -> number or null.")
+            raise InputFileError(f"{where}: '{table}' must be a mapping of coefficient -> number or null.")
+        if not all(isinstance(k, str) for k in given):
+            raise InputFileError(f"{where}: {table} keys must be coefficient names, one of {list(terms)}.")
         bad = sorted(set(given) - set(terms))
         if bad:
-            raise SnncError(f"{where}: {table} has unknown coefficients {bad}; a '{kind}' model takes "
+            raise InputFileError(f"{where}: {table} has unknown coefficients {bad}; a '{kind}' model takes "
                             f"{list(terms)} (missing ones count as unknown, not zero).")
         tables[table] = {k: _number(where, f"{table}.{k}", given.get(k)) for k in terms}
     caveats = data.get("caveats") or []
     if not isinstance(caveats, list) or not all(isinstance(c, str) for c in caveats):
-        raise SnncError(f"{where}: 'caveats' must be a list of strings.")
+        raise InputFileError(f"{where}: 'caveats' must be a list of strings.")
     return CostModel(name=data["name"], title=str(data.get("title") or data["name"]), source=data["source"],
                      kind=kind, energy_j=tables["energy_j"], time_s=tables["time_s"],
                      static_w_per_chip=_number(where, "static_w_per_chip", data.get("static_w_per_chip")),

@@ -20,6 +20,8 @@ Dense layer after a conv reads the same vector the chip holds. The equations are
 """
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 import torch
@@ -94,8 +96,8 @@ class CubaConv(CubaNeurons):
         self._init_neurons(current_decay, voltage_decay, threshold, weight_scale, spiking)
         self.geom = ConvSynapses(in_shape, int(out_channels), kernel_size, stride, padding, dilation, groups)
         self.out_channels = int(out_channels)
-        self.in_features = int(torch.tensor(self.geom.in_shape).prod())
-        self.out_features = int(torch.tensor(self.geom.out_shape).prod())
+        self.in_features = math.prod(self.geom.in_shape)
+        self.out_features = math.prod(self.geom.out_shape)
         fan_in = self.geom.in_shape[0] // self.geom.groups * self.geom.kernel[0] * self.geom.kernel[1]
         self.weight = nn.Parameter(torch.empty(self.out_channels, self.geom.in_shape[0] // self.geom.groups,
                                                *self.geom.kernel))
@@ -217,7 +219,7 @@ class Flatten(nn.Module):
     def __init__(self, in_shape: tuple[int, ...]):
         super().__init__()
         self.in_shape = tuple(int(x) for x in in_shape)
-        self.out_features = self.in_features = int(torch.tensor(self.in_shape).prod())
+        self.out_features = self.in_features = math.prod(self.in_shape)
         self.out_shape = (self.out_features,)
 
     def spec(self) -> dict[str, Any]:
@@ -235,7 +237,7 @@ class SpikeDropout(nn.Module):
         if not 0 <= float(p) < 1:
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
         self.in_shape, self.p = tuple(int(x) for x in in_shape), float(p)
-        self.out_features = self.in_features = int(torch.tensor(self.in_shape).prod())
+        self.out_features = self.in_features = math.prod(self.in_shape)
         self.out_shape = self.in_shape
 
     def spec(self) -> dict[str, Any]:

@@ -31,6 +31,19 @@ import torch
 from snnc.errors import InputFileError, SnncError
 
 DEFAULT_TIMESTEPS = 20
+#: The most timesteps a file (checkpoint metadata, artifact manifest, netx tSample) may ask for: more
+#: would make the engines allocate (samples, T, inputs) arrays of absurd size from a few bytes of file.
+MAX_TIMESTEPS = 100_000
+#: The most values one sample may have (timesteps x input lines): the engines hold (samples, T, inputs).
+MAX_SAMPLE_VALUES = 2**25
+
+
+def sample_size_problem(timesteps: int, input_size: int) -> str | None:
+    """Why ``timesteps`` steps of ``input_size`` input lines are too many for one sample, or None."""
+    if timesteps * input_size > MAX_SAMPLE_VALUES:
+        return (f"{timesteps} timesteps x {input_size} input lines = {timesteps * input_size} values per sample, "
+                f"more than the {MAX_SAMPLE_VALUES} snnc simulates")
+    return None
 #: tonic's default structured event dtype (``tonic.io.events_struct``), so events need no tonic to exist.
 EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", bool)])
 

@@ -38,19 +38,36 @@ def layer_populations(layer: nn.Module) -> list[CubaNeurons]:
     return []
 
 
+#: What a layer constructor raises for parameter values it cannot use (a spec from a damaged or hand-edited
+#: file: wrong types, empty or absurd sizes, zero fan-in, sizes torch cannot allocate even on the meta device).
+_BAD_PARAMETERS = (TypeError, ValueError, KeyError, IndexError, ZeroDivisionError, OverflowError, RuntimeError)
+
+
 def layer_from_spec(index: int, spec: dict[str, Any]) -> nn.Module:
     """Build one layer from its spec, with an error that names the layer and what is supported."""
+    if not isinstance(spec, dict):
+        raise UnsupportedLayerError(f"layer {index} is a {type(spec).__name__}, not a layer spec (a mapping with "
+                                    f"'kind' and its parameters)")
     kind = spec.get("kind")
-    if kind not in LAYER_KINDS:
+    if not isinstance(kind, str) or kind not in LAYER_KINDS:
         raise UnsupportedLayerError(
-            f"layer {index} has kind '{kind}', which snnc cannot build or compile. Supported layer "
+            f"layer {index} has kind '{str(kind)[:80]}', which snnc cannot build or compile. Supported layer "
             f"kinds: {', '.join(sorted(LAYER_KINDS))}. Convolution, pooling and other layers come "
             f"in later versions; remove the layer or replace it with a supported one.")
     params = {k: v for k, v in spec.items() if k != "kind"}
+    if not all(isinstance(k, str) for k in params):
+        raise UnsupportedLayerError(f"layer {index} ({kind}): parameter names must be strings")
     try:
         return LAYER_KINDS[kind](**params)
-    except (TypeError, ValueError) as e:
-        raise UnsupportedLayerError(f"layer {index} ({kind}): bad parameters {params}: {e}") from None
+    except _BAD_PARAMETERS as e:
+        raise UnsupportedLayerError(f"layer {index} ({kind}): bad parameters {_short(params)}: "
+                                    f"{type(e).__name__}: {_short(e)}") from None
+
+
+def _short(x: object, limit: int = 300) -> str:
+    """``x`` in one short line (a spec from a file may hold huge values)."""
+    text = " ".join(str(x).split())
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class SpikingNet(nn.Module):
@@ -149,15 +166,33 @@ class SpikingNet(nn.Module):
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> "SpikingNet":
-        layers = [layer_from_spec(i, ls) for i, ls in enumerate(spec.get("layers", []))]
+        """The network a spec describes; UnsupportedLayerError (or the rule's SnncError) for a spec of
+        the wrong shape, so that a damaged checkpoint is reported, never a KeyError or TypeError."""
+        if not isinstance(spec, dict):
+            raise UnsupportedLayerError(f"the model spec is a {type(spec).__name__}, not a mapping")
+        layer_specs = spec.get("layers", [])
+        if not isinstance(layer_specs, list):
+            raise UnsupportedLayerError(f"the model spec's 'layers' is a {type(layer_specs).__name__}, not a list")
+        layers = [layer_from_spec(i, ls) for i, ls in enumerate(layer_specs)]
         if not layers:
             raise UnsupportedLayerError("the model spec has no layers")
         rule_spec = spec.get("rule") or {"name": "stbp-rect", "params": {}}
+        if (not isinstance(rule_spec, dict) or not isinstance(rule_spec.get("name"), str)
+                or not isinstance(rule_spec.get("params", {}), dict)
+                or not all(isinstance(k, str) for k in rule_spec.get("params", {}))):
+            raise UnsupportedLayerError(f"bad rule {_short(rule_spec)}: expected {{'name': str, 'params': {{...}}}}")
+        hardware_exact = spec.get("hardware_exact", True)
+        if not isinstance(hardware_exact, bool):
+            raise UnsupportedLayerError(f"'hardware_exact' must be true or false, got {_short(hardware_exact)}")
+        readout_spec = spec.get("readout")
+        if readout_spec is not None and (not isinstance(readout_spec, dict)
+                                         or not all(isinstance(k, str) for k in readout_spec)):
+            raise UnsupportedLayerError(f"bad readout {_short(readout_spec)}: expected a mapping")
         try:
-            readout = Readout.from_json(spec.get("readout"))
+            readout = Readout.from_json(readout_spec)
         except (TypeError, ValueError) as e:
-            raise UnsupportedLayerError(f"bad readout {spec.get('readout')}: {e}") from None
-        return cls(layers, hardware_exact=spec.get("hardware_exact", True),
+            raise UnsupportedLayerError(f"bad readout {_short(readout_spec)}: {_short(e)}") from None
+        return cls(layers, hardware_exact=hardware_exact,
                    rule=make_rule(rule_spec["name"], **rule_spec.get("params", {})), readout=readout)
 
     def traces(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

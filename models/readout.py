@@ -27,8 +27,10 @@ class Readout:
     voters: int = 1
 
     def __post_init__(self) -> None:
-        if self.kind not in READOUT_KINDS:
+        if not isinstance(self.kind, str) or self.kind not in READOUT_KINDS:
             raise ValueError(f"unknown readout '{self.kind}' (supported: {', '.join(READOUT_KINDS)})")
+        if isinstance(self.voters, bool) or not isinstance(self.voters, int):
+            raise ValueError(f"readout voters must be an integer, got {self.voters!r}")
         if self.voters < 1 or (self.kind != "voting" and self.voters != 1):
             raise ValueError(f"readout '{self.kind}' cannot have {self.voters} voters")
 
