@@ -15,7 +15,7 @@ BENCH_STAMP := $(VENV)/.snnc-bench-installed
 # `make fuzz`: mutants per reader (compile and run paths get a quarter); docs/fuzzing-results.md
 FUZZ_CASES ?= 600
 
-.PHONY: demo test test-fast bench install browser clean fuzz
+.PHONY: demo test test-fast bench install browser clean fuzz fuzz-coverage
 
 install: $(STAMP)
 
@@ -60,5 +60,17 @@ test-fast: $(STAMP)
 fuzz: $(STAMP)
 	$(BIN)/python tests/fuzzing.py --cases $(FUZZ_CASES)
 
+# Coverage-guided (atheris) on the readers that parse in-process; FUZZ_RUNS inputs each (tests/fuzz_coverage.py)
+FUZZ_RUNS ?= 30000
+FUZZ_STAMP := $(VENV)/.snnc-fuzz-installed
+$(FUZZ_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[test,fuzz]"
+	touch $(FUZZ_STAMP)
+
+fuzz-coverage: $(FUZZ_STAMP)
+	mkdir -p fuzz-out && cd fuzz-out && for k in onnx checkpoint cost_model; do \
+	  ../$(BIN)/python ../tests/fuzz_coverage.py --kind $$k --runs $(FUZZ_RUNS) >$$k.out 2>$$k.log \
+	    || { tail -5 $$k.log; exit 1; }; tail -1 $$k.out; done
+
 clean:
-	rm -rf $(VENV) $(DEMO) $(BENCH)
+	rm -rf $(VENV) $(DEMO) $(BENCH) fuzz-out

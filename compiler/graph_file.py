@@ -131,24 +131,24 @@ def damaged_hdf5(path: Path) -> Iterator[None]:
                              f"corrupted; write it again.") from None
 
 
-def group(parent: h5py.Group, key: str, where: str) -> h5py.Group:
-    """``parent[key]``, which must be a group (a damaged or edited file may hold a dataset there)."""
+def _member(parent: h5py.Group, key: str, where: str, cls: type, what: str) -> Any:
+    """``parent[key]``, which must be a ``cls`` (a damaged or edited file may hold the other kind there)."""
     if key not in parent:
-        raise InputFileError(f"{where}: missing group '{key}'")
+        raise InputFileError(f"{where}: missing {what} '{key}'")
     obj = parent[key]
-    if not isinstance(obj, h5py.Group):
-        raise InputFileError(f"{where}: '{key}' is a {type(obj).__name__}, not a group")
+    if not isinstance(obj, cls):
+        raise InputFileError(f"{where}: '{key}' is a {type(obj).__name__}, not a {what}")
     return obj
+
+
+def group(parent: h5py.Group, key: str, where: str) -> h5py.Group:
+    """``parent[key]``, which must be a group."""
+    return _member(parent, key, where, h5py.Group, "group")
 
 
 def dataset(parent: h5py.Group, key: str, where: str) -> h5py.Dataset:
-    """``parent[key]``, which must be a dataset (a damaged or edited file may hold a group there)."""
-    if key not in parent:
-        raise InputFileError(f"{where}: missing '{key}'")
-    obj = parent[key]
-    if not isinstance(obj, h5py.Dataset):
-        raise InputFileError(f"{where}: '{key}' is a {type(obj).__name__}, not a dataset")
-    return obj
+    """``parent[key]``, which must be a dataset."""
+    return _member(parent, key, where, h5py.Dataset, "dataset")
 
 
 def read_graph(path: Path) -> Graph:

@@ -7,13 +7,14 @@ mutates them (bytes, and structure: HDF5, ONNX protobuf, checkpoint payload, JSO
 what a reader does with each mutant (:func:`check_case`).
 
 Used by tests/test_fuzz.py (hypothesis draws the mutator and its seed) and by ``make fuzz``
-(``python -m tests.fuzzing --cases N``: a campaign with a summary table). Not a test module.
+(``python tests/fuzzing.py --cases N``: a campaign with a summary table). Not a test module.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import copy
+import importlib
 import json
 import math
 import os
@@ -644,6 +645,13 @@ class Outcome:
         return self.status == FAILURE
 
 
+#: The readers that take just a path: kind -> (module, function).
+_READERS = {"nir": ("snnc.compiler.nir_io", "read_nir"), "onnx": ("snnc.compiler.onnx_io", "read_onnx"),
+            "netx": ("snnc.compiler.netx_hdf5", "read_netx_file"), "graph": ("snnc.compiler.graph_file", "read_graph"),
+            "manifest": ("snnc.compiler.artifact", "load_artifact"),
+            "cost_model": ("snnc.hwsim.energy", "load_cost_model")}
+
+
 def _run_reader(kind: str, path: Path) -> None:
     """What each reader kind does with one file (``compile``/``run``: the full pipeline paths)."""
     if kind == "checkpoint":
@@ -651,30 +659,9 @@ def _run_reader(kind: str, path: Path) -> None:
         from snnc.models.checkpoint import load
 
         graph_from_checkpoint(load(path))
-    elif kind == "nir":
-        from snnc.compiler.nir_io import read_nir
-
-        read_nir(path)
-    elif kind == "onnx":
-        from snnc.compiler.onnx_io import read_onnx
-
-        read_onnx(path)
-    elif kind == "netx":
-        from snnc.compiler.netx_hdf5 import read_netx_file
-
-        read_netx_file(path)
-    elif kind == "graph":
-        from snnc.compiler.graph_file import read_graph
-
-        read_graph(path)
-    elif kind == "manifest":
-        from snnc.compiler.artifact import load_artifact
-
-        load_artifact(path)
-    elif kind == "cost_model":
-        from snnc.hwsim.energy import load_cost_model
-
-        load_cost_model(path)
+    elif kind in _READERS:
+        module, function = _READERS[kind]
+        getattr(importlib.import_module(module), function)(path)
     elif kind == "compile":
         from snnc.compiler.sources import load_source
         from snnc.pipeline import compile_model
@@ -828,7 +815,7 @@ def summary_table(results: dict[str, dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tests.fuzzing --cases N``: fuzz every reader, print the table; exit 1 on any failure."""
+    """``python tests/fuzzing.py --cases N``: fuzz every reader, print the table; exit 1 on any failure."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cases", type=int, default=200, help="mutants per reader (default 200)")
     p.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated readers (default: {','.join(KINDS)})")

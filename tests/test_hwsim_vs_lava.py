@@ -503,8 +503,8 @@ def test_no_processes_left_when_our_run_loop_raises(worker_pids: list[int],
     assert_nothing_left(worker_pids)
 
 
-def test_timeout_stops_a_hung_run(worker_pids: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
-    """A model that never finishes its step: LavaRunError at timeout_s, and nothing left running."""
+def _hang_at_step_3(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every LIF process model sleeps 10 minutes in step 3 (forked into Lava's processes)."""
     from lava.proc.lif.models import PyLifModelBitAcc
     original = PyLifModelBitAcc.run_spk
 
@@ -514,6 +514,11 @@ def test_timeout_stops_a_hung_run(worker_pids: list[int], monkeypatch: pytest.Mo
         original(self)
 
     monkeypatch.setattr(PyLifModelBitAcc, "run_spk", hanging)
+
+
+def test_timeout_stops_a_hung_run(worker_pids: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model that never finishes its step: LavaRunError at timeout_s, and nothing left running."""
+    _hang_at_step_3(monkeypatch)
     case = _small_case()
     t0 = time.monotonic()
     with pytest.raises(LavaRunError, match="timeout_s=2"):
@@ -524,15 +529,7 @@ def test_timeout_stops_a_hung_run(worker_pids: list[int], monkeypatch: pytest.Mo
 
 def test_every_run_has_a_time_limit_by_default(worker_pids: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
     """Without timeout_s a run is still bounded (TIMEOUT_FLOOR_S + TIMEOUT_FACTOR x expected time)."""
-    from lava.proc.lif.models import PyLifModelBitAcc
-    original = PyLifModelBitAcc.run_spk
-
-    def hanging(self) -> None:
-        if self.time_step == 3:
-            time.sleep(600)
-        original(self)
-
-    monkeypatch.setattr(PyLifModelBitAcc, "run_spk", hanging)
+    _hang_at_step_3(monkeypatch)
     monkeypatch.setattr(lava_backend, "TIMEOUT_FLOOR_S", 2.0)
     monkeypatch.setattr(lava_backend, "TIMEOUT_FACTOR", 0.0)
     case = _small_case()
