@@ -292,7 +292,7 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
             engines = "torch, hwsim and Lava" if model is not None else "hwsim and Lava"
             say(f"verifying {verify} samples on {engines}")
             verification = verify_engines(model, qgraph, sample_inputs(spec, qgraph.input, verify)[0], code,
-                                          lava_timeout)
+                                          lava_timeout=lava_timeout)
             if not verification.passed:
                 raise VerificationError(verification.describe_failure())
         report, counts = build_report(qgraph, mapping, inputs, labels, verification, findings, cost_model)
