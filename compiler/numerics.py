@@ -8,7 +8,8 @@ changes behaviour, as a finding (``snn-compile --strict`` makes every finding he
   biases rounded or clipped. A hardware-exact model trained with those very integers (its layers
   carry ``int_scale``), so for it they are reported as the model's own, not as findings;
 * state leaving its registers on the observed inputs (``snnc.hwsim.headroom``): u's 24-bit wrap,
-  v's clip, a Conv's 24-bit output wrap; a finding for every source, since no model computes it;
+  v's clip, a Conv's 24-bit output wrap; a finding for every source: a hardware-exact model
+  reproduces Lava's wrap, but silicon's true 24-bit wrap differs and a float model has none;
 * the measured result (``snnc.pipeline.float_agreement``): the share of (sample, step, neuron)
   spikes on which the compiled network equals the float model it came from.
 """
