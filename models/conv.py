@@ -91,23 +91,30 @@ class CubaConv(CubaNeurons):
     def __init__(self, in_shape: tuple[int, ...], out_channels: int, kernel_size: Any = 3, *, stride: Any = 1,
                  padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
                  batch_norm: bool = False, current_decay: float = 0.5, voltage_decay: float = 0.2,
-                 threshold: float = 1.0, weight_scale: float = 64.0, spiking: bool = True):
+                 threshold: float = 1.0, weight_scale: float | None = None, auto_scale: bool | None = None,
+                 spiking: bool = True):
         super().__init__()
-        self._init_neurons(current_decay, voltage_decay, threshold, weight_scale, spiking)
+        self._init_neurons(current_decay, voltage_decay, threshold, weight_scale, spiking, auto_scale)
         self.geom = ConvSynapses(in_shape, int(out_channels), kernel_size, stride, padding, dilation, groups)
         self.out_channels = int(out_channels)
         self.in_features = math.prod(self.geom.in_shape)
         self.out_features = math.prod(self.geom.out_shape)
-        fan_in = self.geom.in_shape[0] // self.geom.groups * self.geom.kernel[0] * self.geom.kernel[1]
+        fan_in = self.fan_in
         self.weight = nn.Parameter(torch.empty(self.out_channels, self.geom.in_shape[0] // self.geom.groups,
                                                *self.geom.kernel))
         nn.init.uniform_(self.weight, -1.0 / fan_in**0.5, 1.0 / fan_in**0.5)
         self.bias = nn.Parameter(torch.zeros(self.out_channels)) if bias else None
         self.bn = nn.BatchNorm2d(self.out_channels) if batch_norm else None
+        if weight_scale is None:
+            self.refit_format()
 
     @property
     def in_shape(self) -> tuple[int, ...]:
         return self.geom.in_shape
+
+    @property
+    def fan_in(self) -> int:
+        return self.geom.in_shape[0] // self.geom.groups * self.geom.kernel[0] * self.geom.kernel[1]
 
     @property
     def out_shape(self) -> tuple[int, int, int]:
@@ -152,6 +159,12 @@ class CubaConv(CubaNeurons):
             mean, var = bn.running_mean, bn.running_var
         scale = bn.weight / torch.sqrt(var + bn.eps)
         return self.weight * scale[:, None, None, None], b + bn.bias - scale * mean
+
+    def synapse_weights(self) -> list[torch.Tensor]:
+        return [self.effective()[0]]
+
+    def deployed_bias(self) -> torch.Tensor | None:
+        return self.effective()[1]
 
     def integer_params(self) -> dict[str, Any]:
         """The exact integers hardware-exact mode uses (what the compiler must write)."""
@@ -256,7 +269,7 @@ class ResidualBlock(nn.Module):
     """
 
     def __init__(self, in_shape: tuple[int, ...], out_channels: int, *, stride: int = 1, batch_norm: bool = False,
-                 **neuron: Any):
+                 weight_scales: list[float] | None = None, **neuron: Any):
         super().__init__()
         self.in_shape = tuple(int(x) for x in in_shape)
         self.conv_a = CubaConv(self.in_shape, out_channels, 3, padding=1, batch_norm=batch_norm, **neuron)
@@ -276,11 +289,23 @@ class ResidualBlock(nn.Module):
         self.out_shape = self.conv_b.out_shape
         self.in_features, self.out_features = self.conv_a.in_features, self.conv_b.out_features
         self.spiking = True
+        if weight_scales is not None:   # a checkpoint's per-population formats
+            if len(weight_scales) != 2:
+                raise ValueError(f"a residual block has two populations; got weight_scales {weight_scales}")
+            self.conv_a.weight_scale, self.conv_b.weight_scale = (float(s) for s in weight_scales)
+        elif neuron.get("weight_scale") is None:
+            self.refit_format()
+
+    def refit_format(self) -> None:
+        """Each population's format; the shortcut's weights arrive at the second one."""
+        self.conv_a.refit_format()
+        self.conv_b.refit_format(extra=[self.shortcut_weight])
 
     def spec(self) -> dict[str, Any]:
         neuron = self.conv_a._neuron_spec()
         return {"kind": "residual", "in_shape": list(self.in_shape), "out_channels": self.conv_b.out_channels,
-                "stride": self.conv_b.geom.stride[0], "batch_norm": self.conv_a.bn is not None, **neuron}
+                "stride": self.conv_b.geom.stride[0], "batch_norm": self.conv_a.bn is not None, **neuron,
+                "weight_scales": [self.conv_a.weight_scale, self.conv_b.weight_scale]}
 
     def elements(self) -> list[str]:
         return ["a residual block"]
@@ -309,6 +334,8 @@ class SpikingPool(CubaConv):
         self.weight.requires_grad_(False)
         with torch.no_grad():
             self.weight.fill_(self.POOL_WEIGHT)
+        if neuron.get("weight_scale") is None:
+            self.refit_format()
 
     def spec(self) -> dict[str, Any]:
         return {"kind": "spiking_pool", "in_shape": list(self.in_shape), "kernel_size": self.geom.kernel[0],

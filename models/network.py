@@ -57,6 +57,8 @@ def layer_from_spec(index: int, spec: dict[str, Any]) -> nn.Module:
     params = {k: v for k, v in spec.items() if k != "kind"}
     if not all(isinstance(k, str) for k in params):
         raise UnsupportedLayerError(f"layer {index} ({kind}): parameter names must be strings")
+    if "weight_scale" in params:   # checkpoints from before per-layer formats: the format they trained with, fixed
+        params.setdefault("auto_scale", False)
     try:
         return LAYER_KINDS[kind](**params)
     except _BAD_PARAMETERS as e:
@@ -123,6 +125,14 @@ class SpikingNet(nn.Module):
                     and tuple(have) != tuple(want):
                 raise UnsupportedLayerError(f"layer {i} ({type(b).__name__}) takes shape {tuple(want)} but layer "
                                             f"{i - 1} emits {tuple(have)}")
+
+    def refit_formats(self) -> None:
+        """Re-choose every automatic per-layer fixed-point format from the current weights (after each
+        optimiser step of hardware-exact training; float models are calibrated by the compiler)."""
+        if self.hardware_exact:
+            for layer in self.layers:
+                if isinstance(layer, POPULATION_LAYERS):
+                    layer.refit_format()
 
     def named_populations(self) -> list[tuple[str, CubaNeurons]]:
         """(graph name, layer holding its neuron parameters) for every population, in order."""

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from snnc.models.quant import (LOIHI_FIXED_POINT, FixedPointFormat, bias_to_int, decay_to_int,
-                               threshold_to_int, trunc_ste, weight_to_int)
+from snnc.models.quant import (LOIHI_FIXED_POINT, FixedPointFormat, bias_to_int, choose_weight_scale,
+                               decay_to_int, threshold_to_int, trunc_ste, weight_to_int)
 from snnc.models.recurrence import CubaConstants, cuba_recurrence, float_synapses, integer_synapses
 from snnc.models.rules import Rule
 
@@ -81,6 +81,11 @@ def cuba_hw_step(a: torch.Tensor, u: torch.Tensor, v: torch.Tensor, bias: torch.
     return s, u, _reset_and_carry(v, s, rule, unit)
 
 
+#: the one format every hardware-exact layer had before per-layer formats (slayer's convention): the
+#: threshold mantissa 64, weights in steps of 1/32 threshold up to 4 thresholds
+FIXED_WEIGHT_SCALE = 64.0
+
+
 class CubaNeurons(nn.Module):
     """The neuron half of every deployable layer: CUBA-LIF parameters, their chip integers, and the
     recurrence over time. Subclasses own the synapses and set ``out_features``."""
@@ -90,19 +95,48 @@ class CubaNeurons(nn.Module):
     voltage_decay: float
     threshold: float
     weight_scale: float
+    auto_scale: bool
     spiking: bool
 
     def _init_neurons(self, current_decay: float, voltage_decay: float, threshold: float,
-                      weight_scale: float, spiking: bool) -> None:
+                      weight_scale: float | None, spiking: bool, auto_scale: bool | None) -> None:
+        """``weight_scale`` None: the layer's format is chosen from its weights (``auto_scale``, the
+        default), starting from the value the constructor's :meth:`refit_format` call picks; a number
+        with ``auto_scale`` unset: that format, fixed (e.g. 64, the format of checkpoints before
+        per-layer formats); a number with ``auto_scale=True``: a checkpoint's current format."""
         if not threshold > 0:
             raise ValueError(f"threshold must be > 0, got {threshold}")
+        if weight_scale is not None and not float(weight_scale) > 0:
+            raise ValueError(f"weight_scale must be > 0, got {weight_scale}")
         self.current_decay, self.voltage_decay = float(current_decay), float(voltage_decay)
-        self.threshold, self.weight_scale = float(threshold), float(weight_scale)
+        self.auto_scale = weight_scale is None if auto_scale is None else bool(auto_scale)
+        self.threshold, self.weight_scale = float(threshold), float(weight_scale or FIXED_WEIGHT_SCALE)
         self.spiking = bool(spiking)
 
     def _neuron_spec(self) -> dict[str, Any]:
         return {"current_decay": self.current_decay, "voltage_decay": self.voltage_decay,
-                "threshold": self.threshold, "weight_scale": self.weight_scale}
+                "threshold": self.threshold, "weight_scale": self.weight_scale, "auto_scale": self.auto_scale}
+
+    def synapse_weights(self) -> list[torch.Tensor]:
+        """Float weights (threshold units) of every synapse into these neurons, as deployed."""
+        raise NotImplementedError
+
+    def deployed_bias(self) -> torch.Tensor | None:
+        """The per-neuron (or per-channel) bias in threshold units, as deployed; None for none."""
+        raise NotImplementedError
+
+    def refit_format(self, extra: list[torch.Tensor] = ()) -> None:  # type: ignore[assignment]
+        """Re-choose ``weight_scale`` from the current weights (plus ``extra`` synapses into the same
+        neurons) when the format is automatic (:func:`snnc.models.quant.choose_weight_scale`)."""
+        if self.auto_scale:
+            with torch.no_grad():
+                self.weight_scale = choose_weight_scale([*self.synapse_weights(), *extra], self.deployed_bias(),
+                                                        self.threshold, self.spiking, self.fmt)
+
+    @property
+    def fan_in(self) -> int:
+        """Inputs per neuron of this population's own synapses (what its weight initialisation uses)."""
+        raise NotImplementedError
 
     @property
     def fmt(self) -> FixedPointFormat:
@@ -143,8 +177,10 @@ class CubaDense(CubaNeurons):
     """Dense synapses into a population of CUBA-LIF neurons: one deployable layer.
 
     Parameters are in *threshold units* (the float model); ``weight_scale`` is the number of chip
-    integer units per float unit that hardware-exact mode uses (64 is slayer's convention: with
-    threshold 1.0 the chip threshold is 64 and weights step by 2/64).
+    integer units per float unit that hardware-exact mode uses: the layer's fixed-point format. By
+    default it is chosen per layer from the weights and re-chosen after every training step
+    (:func:`snnc.models.quant.choose_weight_scale`); pass a number to fix it (64 is slayer's
+    convention: with threshold 1.0 the chip threshold is 64 and weights step by 2/64).
 
     Architecture elements that rules bring with them, all deployed as real chip resources:
 
@@ -166,10 +202,10 @@ class CubaDense(CubaNeurons):
 
     def __init__(self, in_features: int, out_features: int, *, bias: bool = True,
                  current_decay: float = 0.5, voltage_decay: float = 0.2, threshold: float = 1.0,
-                 weight_scale: float = 64.0, spiking: bool = True, input_bits: int = 0,
-                 signed_input: bool = False, neunorm_decay: float | None = None):
+                 weight_scale: float | None = None, auto_scale: bool | None = None, spiking: bool = True,
+                 input_bits: int = 0, signed_input: bool = False, neunorm_decay: float | None = None):
         super().__init__()
-        self._init_neurons(current_decay, voltage_decay, threshold, weight_scale, spiking)
+        self._init_neurons(current_decay, voltage_decay, threshold, weight_scale, spiking, auto_scale)
         if not 0 <= int(input_bits) <= 8:
             raise ValueError(f"input_bits must be in [0, 8], got {input_bits}")
         if input_bits and signed_input:
@@ -191,6 +227,12 @@ class CubaDense(CubaNeurons):
                 self.aux.weight.fill_(1.0 / f)       # the integer 2 at weight_scale 2F
             self.alpha = nn.Parameter(torch.empty(f))
             nn.init.uniform_(self.alpha, -1.0 / f**0.5, 1.0 / f**0.5)
+        if weight_scale is None:
+            self.refit_format()
+
+    @property
+    def fan_in(self) -> int:
+        return self.in_features
 
     def spec(self) -> dict[str, Any]:
         """Plain-data description (goes into checkpoints; see :func:`layer_from_spec`)."""
@@ -207,6 +249,14 @@ class CubaDense(CubaNeurons):
         found = {"a readout integrator": not self.spiking, "an encoding layer": bool(self.input_bits),
                  "signed input": self.signed_input, "NeuNorm": self.aux is not None}
         return [name for name, present in found.items() if present]
+
+    def synapse_weights(self) -> list[torch.Tensor]:
+        """W, deployed as [W, -W] for signed input; NeuNorm's inhibition -(W alpha) too."""
+        weights = [self.weight, -self.weight] if self.signed_input else [self.weight]
+        return weights + ([self.inhibition()] if self.aux is not None else [])
+
+    def deployed_bias(self) -> torch.Tensor | None:
+        return self.bias
 
     def integer_params(self) -> dict[str, Any]:
         """The exact integers hardware-exact mode uses (what the compiler must write)."""

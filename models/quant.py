@@ -7,8 +7,9 @@ reads them from the compiled graph. Every constant names the Lava source it mirr
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
 
@@ -53,6 +54,37 @@ LOIHI_FIXED_POINT = FixedPointFormat(
         "bias_exp": "SP/lava/lib/dl/netx/hdf5.py:144-163 (bias_exp=6)",
     },
 )
+
+
+#: Per-layer formats (:func:`choose_weight_scale`): the largest threshold mantissa chosen automatically.
+#: ``vth << 6`` is then at most 2**17, so a spiking layer's 24-bit state keeps +-64 thresholds of
+#: headroom; a readout integrator, whose v sums its input over the whole window, keeps +-1024 (2**7).
+AUTO_VTH_MAX = 2**11
+AUTO_VTH_MAX_READOUT = 2**7
+
+
+def choose_weight_scale(weights: Sequence[torch.Tensor], bias: torch.Tensor | None, threshold: float,
+                        spiking: bool = True, fmt: FixedPointFormat = LOIHI_FIXED_POINT) -> float:
+    """A layer's fixed-point format: the integer units per threshold unit (``weight_scale``).
+
+    The largest power of two at which no weight of any synapse into the layer (``weights``, threshold
+    units) leaves the 8-bit range and no bias leaves the 13-bit mantissa, capped at a threshold
+    mantissa of :data:`AUTO_VTH_MAX` (:data:`AUTO_VTH_MAX_READOUT` for a readout integrator). The
+    threshold mantissa is then ``threshold * scale``: fine weight steps (2 / scale thresholds) where
+    weights are small, e.g. a 784-input layer's initial +-1/28 spans 71 levels at scale 2048 where
+    the fixed scale 64 gave it 3, and range where they are large. Nothing clips; rounding is the only
+    loss. A power of two, so that the integers change only when the weight range crosses a factor 2.
+    """
+    limits = [(AUTO_VTH_MAX if spiking else AUTO_VTH_MAX_READOUT) / threshold]
+    pos = max((float(w.detach().max()) for w in weights if w.numel()), default=0.0)
+    neg = max((float(-w.detach().min()) for w in weights if w.numel()), default=0.0)
+    if pos > 0:
+        limits.append(fmt.weight_max / pos)
+    if neg > 0:
+        limits.append(-fmt.weight_min / neg)
+    if bias is not None and bias.numel() and float(bias.detach().abs().max()) > 0:
+        limits.append(fmt.bias_mant_max / float(bias.detach().abs().max()))
+    return 2.0 ** math.floor(math.log2(min(limits)))
 
 
 def _ste(exact: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:

@@ -85,6 +85,42 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+#: the fan-in at which a layer trains with ``lr`` itself (the 8x8-digits MLP's first layer, where
+#: snnc's defaults were first measured); see :func:`param_groups`
+REFERENCE_FAN_IN = 64
+
+
+def param_groups(model: torch.nn.Module, lr: float, scaling: str = "fan-in") -> list[dict]:
+    """Adam parameter groups: with ``scaling='fan-in'`` each neuron population's parameters train at
+    ``lr * min(1, sqrt(REFERENCE_FAN_IN / fan_in))``.
+
+    Why: Adam moves every weight by about ``lr`` per step whatever its gradient's size, while a
+    layer's initial weights span +-1/sqrt(fan_in). One fixed ``lr`` therefore moves a 784-input
+    layer's weights 3.5x as far, relative to their range, as a 64-input layer's, and its potential
+    (a sum over 784 inputs) further still: at lr 5e-3 the 784-input MLP killed 78 of 128 hidden
+    neurons and 3 of 10 outputs in its first epoch (docs/rules.md, "Learning rate"). Scaled, every
+    layer moves by the same fraction of its initial range. ``scaling='none'``: one ``lr`` for all.
+    """
+    if scaling not in ("fan-in", "none"):
+        raise ValueError(f"unknown learning-rate scaling '{scaling}' (supported: fan-in, none)")
+    from snnc.models.neurons import CubaNeurons
+
+    groups: list[dict] = []
+    seen: set[int] = set()
+    for module in model.modules():
+        if not isinstance(module, CubaNeurons):
+            continue
+        params = [p for p in module.parameters() if id(p) not in seen]
+        seen.update(id(p) for p in params)
+        factor = min(1.0, (REFERENCE_FAN_IN / module.fan_in) ** 0.5) if scaling == "fan-in" else 1.0
+        if params:
+            groups.append({"params": params, "lr": lr * factor})
+    rest = [p for p in model.parameters() if id(p) not in seen]
+    if rest:
+        groups.append({"params": rest, "lr": lr})
+    return groups
+
+
 def train_step(model: SpikingNet, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                net: torch.nn.Module | None = None, loss_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimiser step on a batch -> (loss, scores), both detached.
@@ -97,11 +133,12 @@ def train_step(model: SpikingNet, opt: torch.optim.Optimizer, x: torch.Tensor, y
     opt.zero_grad()
     (loss * loss_weight if loss_weight != 1.0 else loss).backward()
     opt.step()
+    model.refit_formats()
     return loss.detach(), scores.detach()
 
 
 def train(model: SpikingNet, train_data: Dataset, *, epochs: int, timesteps: int, batch_size: int = 64,
-          lr: float = 5e-3, seed: int = 0, test_data: Dataset | None = None, max_steps: int | None = None,
+          lr: float = 5e-3, lr_scaling: str = "fan-in", seed: int = 0, test_data: Dataset | None = None, max_steps: int | None = None,
           device: str | torch.device = "cpu", resume: TrainState | None = None,
           on_epoch: Callable[[EpochLog, TrainState], None] | None = None) -> list[EpochLog]:
     """Train with the model's rule up to ``epochs`` (continuing ``resume`` if given).
@@ -124,14 +161,14 @@ def train(model: SpikingNet, train_data: Dataset, *, epochs: int, timesteps: int
         dev, joined = distributed.setup(ctx, dev)
     try:
         return _train(model, train_data, epochs=epochs, timesteps=timesteps, batch_size=batch_size, lr=lr,
-                      seed=seed, test_data=test_data, max_steps=max_steps, dev=dev, resume=resume,
+                      lr_scaling=lr_scaling, seed=seed, test_data=test_data, max_steps=max_steps, dev=dev, resume=resume,
                       on_epoch=on_epoch, ctx=ctx)
     finally:
         distributed.teardown(joined)
 
 
 def _train(model: SpikingNet, train_data: Dataset, *, epochs: int, timesteps: int, batch_size: int, lr: float,
-           seed: int, test_data: Dataset | None, max_steps: int | None, dev: torch.device,
+           lr_scaling: str, seed: int, test_data: Dataset | None, max_steps: int | None, dev: torch.device,
            resume: TrainState | None, on_epoch: Callable[[EpochLog, TrainState], None] | None,
            ctx: distributed.DistributedContext | None) -> list[EpochLog]:
     seed_everything(seed)
@@ -139,7 +176,7 @@ def _train(model: SpikingNet, train_data: Dataset, *, epochs: int, timesteps: in
     net: torch.nn.Module = model
     if ctx is not None:   # same initial weights on every rank: DDP broadcasts rank 0's at construction
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev] if dev.type == "cuda" else None)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = torch.optim.Adam(param_groups(model, lr, lr_scaling), lr=lr)
     g = torch.Generator().manual_seed(seed)
     first = 1
     logs: list[EpochLog] = []

@@ -20,6 +20,7 @@ def make_model(sizes: tuple[int, ...] = (64, 32, 10), *, hardware_exact: bool = 
             layer.weight.mul_(gain)
             if layer.bias is not None:
                 layer.bias.uniform_(-0.05, 0.05)
+    model.refit_formats()   # each layer's format for the weights it now has, as training keeps it
     return model
 
 

@@ -66,7 +66,7 @@ def test_neunorm_deploys_as_real_auxiliary_neurons() -> None:
     assert isinstance(aux_in, QDense) and aux_in.weight.tolist() == [[2] * 5]   # 1/F at scale 2F
     inh = g.nodes["nn2.inh"].weight[:, 0]  # type: ignore[union-attr]
     layer = model.layers[1]
-    expected = torch.round(-(layer.weight @ layer.alpha).detach().double() * 64 / 2) * 2
+    expected = torch.round(-(layer.weight @ layer.alpha).detach().double() * layer.weight_scale / 2) * 2
     assert inh.tolist() == expected.clamp(-256, 254).long().tolist()
     assert netx_limitation(g) is not None
 

@@ -74,7 +74,7 @@ def test_bad_inputs_give_one_paragraph_and_no_artifact(tmp_path: Path) -> None:
     torch.save(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3)), seq)
     _assert_clean_error(_cli("snn-compile", str(seq), "--out", str(out), "--allow-pickle-code-execution"),
                         "layer '0' is a Conv2d", "Supported layers")
-    big = save(make_model(threshold=5000.0), tmp_path / "big.pt")
+    big = save(make_model(threshold=5000.0, weight_scale=64.0), tmp_path / "big.pt")
     _assert_clean_error(_cli("snn-compile", str(big), "--out", str(out)), "lif1", "131071")
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.pt", "conv.pt", "junk.pt"]

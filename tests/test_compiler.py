@@ -46,7 +46,7 @@ def test_float_model_is_calibrated_to_fill_the_weight_range() -> None:
 
 
 def test_threshold_too_large_names_layer_and_factor() -> None:
-    model = make_model(threshold=5000.0)  # x 64 = 320000 > 131071
+    model = make_model(threshold=5000.0, weight_scale=64.0)  # x 64 = 320000 > 131071
     with pytest.raises(TargetLimitError, match=r"lif1.*320000.*131071.*2\.4x"):
         quantize(graph_from_module(model), LOIHI)
 
@@ -128,7 +128,7 @@ def test_unknown_target_and_unsupported_module(tmp_path: Path) -> None:
 
 
 def test_failed_compile_leaves_no_artifact(tmp_path: Path) -> None:
-    path = save(make_model(threshold=5000.0), tmp_path / "m.pt")
+    path = save(make_model(threshold=5000.0, weight_scale=64.0), tmp_path / "m.pt")
     out = tmp_path / "build"
     with pytest.raises(TargetLimitError):
         compile_model(path, out=out)

@@ -153,7 +153,7 @@ def test_strict_refuses_a_float_model_and_writes_nothing(tmp_path: Path) -> None
 def test_strict_refuses_state_overflow(tmp_path: Path) -> None:
     """Hardware-exact, but without decay and with a huge threshold v saturates on digits inputs."""
     path = tmp_path / "hot.pt"
-    save(make_model(gain=40.0, current_decay=0.0, voltage_decay=0.0, threshold=2000.0), path,
+    save(make_model(gain=40.0, current_decay=0.0, voltage_decay=0.0, threshold=2000.0, weight_scale=64.0), path,
          metadata={"dataset": "digits", "timesteps": 12})
     out = tmp_path / "out"
     with pytest.raises(StrictModeError, match=r"\[state_overflow\] layer 'lif1'.*v saturations"):
