@@ -155,6 +155,10 @@ class HM2BP(Rule):
 
     name: ClassVar[str] = "hm2bp"
     custom_layer_backward: ClassVar[bool] = True
+    #: measured on the 784-128-10 MLP (MNIST-format digits, 5 epochs): at 5e-3 (1.4e-3 for the 784-input
+    #: layer after fan-in scaling) the hidden layer lost 93 of 128 neurons to silence in the first epoch and
+    #: accuracy fell from 67% to 16%; at 2e-3 it trains steadily (76%). The paper: Adam 1e-3 at batch 1.
+    default_lr: ClassVar[float] = 2e-3
     desired_rate: float = 0.6
     undesired_rate: float = 0.05
     margin: float = 0.05

@@ -40,6 +40,9 @@ class Rule:
 
     name: ClassVar[str] = ""
     loss: str = "rate-mse"
+    #: Adam's learning rate for this rule when none is given (``snn-train --lr``); per population it is
+    #: scaled by fan-in (:func:`snnc.models.train.param_groups`)
+    default_lr: ClassVar[float] = 5e-3
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:

@@ -15,6 +15,7 @@ import torch
 from snnc.models import distributed
 from snnc.models.datasets import Dataset, batch_spikes
 from snnc.models.network import SpikingNet
+from snnc.models.presets import ADAM, CONSTANT, Optimizer, Schedule
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,8 @@ def train_step(model: SpikingNet, opt: torch.optim.Optimizer, x: torch.Tensor, y
 
 
 def train(model: SpikingNet, train_data: Dataset, *, epochs: int, timesteps: int, batch_size: int = 64,
-          lr: float = 5e-3, lr_scaling: str = "fan-in", seed: int = 0, test_data: Dataset | None = None, max_steps: int | None = None,
+          lr: float = 5e-3, lr_scaling: str = "fan-in", optimizer: Optimizer = ADAM,
+          schedule: Schedule = CONSTANT, seed: int = 0, test_data: Dataset | None = None, max_steps: int | None = None,
           device: str | torch.device = "cpu", resume: TrainState | None = None,
           on_epoch: Callable[[EpochLog, TrainState], None] | None = None) -> list[EpochLog]:
     """Train with the model's rule up to ``epochs`` (continuing ``resume`` if given).
@@ -161,14 +163,14 @@ def train(model: SpikingNet, train_data: Dataset, *, epochs: int, timesteps: int
         dev, joined = distributed.setup(ctx, dev)
     try:
         return _train(model, train_data, epochs=epochs, timesteps=timesteps, batch_size=batch_size, lr=lr,
-                      lr_scaling=lr_scaling, seed=seed, test_data=test_data, max_steps=max_steps, dev=dev, resume=resume,
+                      lr_scaling=lr_scaling, optimizer=optimizer, schedule=schedule, seed=seed, test_data=test_data, max_steps=max_steps, dev=dev, resume=resume,
                       on_epoch=on_epoch, ctx=ctx)
     finally:
         distributed.teardown(joined)
 
 
 def _train(model: SpikingNet, train_data: Dataset, *, epochs: int, timesteps: int, batch_size: int, lr: float,
-           lr_scaling: str, seed: int, test_data: Dataset | None, max_steps: int | None, dev: torch.device,
+           lr_scaling: str, optimizer: Optimizer, schedule: Schedule, seed: int, test_data: Dataset | None, max_steps: int | None, dev: torch.device,
            resume: TrainState | None, on_epoch: Callable[[EpochLog, TrainState], None] | None,
            ctx: distributed.DistributedContext | None) -> list[EpochLog]:
     seed_everything(seed)
@@ -176,7 +178,9 @@ def _train(model: SpikingNet, train_data: Dataset, *, epochs: int, timesteps: in
     net: torch.nn.Module = model
     if ctx is not None:   # same initial weights on every rank: DDP broadcasts rank 0's at construction
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev] if dev.type == "cuda" else None)
-    opt = torch.optim.Adam(param_groups(model, lr, lr_scaling), lr=lr)
+    groups = param_groups(model, lr, lr_scaling)
+    base_lrs = [group["lr"] for group in groups]
+    opt = optimizer.build(groups, lr)
     g = torch.Generator().manual_seed(seed)
     first = 1
     logs: list[EpochLog] = []
@@ -190,6 +194,8 @@ def _train(model: SpikingNet, train_data: Dataset, *, epochs: int, timesteps: in
     y_all = torch.from_numpy(train_data.y)
     main = ctx is None or ctx.is_main
     for epoch in range(first, epochs + 1):
+        for group, base in zip(opt.param_groups, base_lrs):
+            group["lr"] = base * schedule.factor(epoch)
         net.train()
         order = torch.randperm(len(y_all), generator=g)
         t0, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0

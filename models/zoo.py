@@ -38,6 +38,9 @@ LAYOUTS: dict[str, str] = {
     # Lee et al. 2020, src/cifar10_ResNet11.py at 1/2 width (its 512-channel 3x3 convs exceed 4096 fan-in):
     # 64C3-AP2-[128,128]+1x1-[256,256/s2]+1x1/s2-[512,512]+1x1-[512,512/s2]+id/s2-1024FC
     "resnet11": "32C3p1-P2-R64-R128s2-R256-R256s2-FC512",
+    # Shen et al. 2021 (BPSTA), official N-MNIST script: 128C-MP2-128C-MP2-256C-AP2-512C-AP4-Dropout(0.5)-FC;
+    # sum pooling for max pooling; the code's BN and ReLU before every node are not deployable and left out
+    "bpsta-nmnist": "128C3p1-P2-128C3p1-P2-256C3p1-P2-512C3p1-P4-D0.5",
 }
 
 _TOKEN = re.compile(r"^(?:(?P<c>\d+)C(?P<k>\d+)(?:p(?P<p>\d+))?(?:s(?P<s>\d+))?|P(?P<pool>\d+)|"

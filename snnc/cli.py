@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from snnc.errors import SnncError
+from snnc.models.presets import PRESETS
 
 if TYPE_CHECKING:
     from snnc.models.train import TrainState
@@ -64,6 +65,11 @@ def _lava_timeout(value: float | None) -> float | None:
     return math.inf if value == 0 else value
 
 
+#: snn-train's values for what neither a flag nor a --preset sets
+TRAIN_DEFAULTS = {"dataset": "digits", "arch": "mlp", "rule": "stbp-rect", "hidden": [128], "epochs": 5,
+                  "timesteps": 20, "batch_size": 32, "lr_scaling": "fan-in"}
+
+
 def train_main(argv: Sequence[str] | None = None) -> int:
     p = _parser("snn-train", "Train a spiking network with a surrogate-gradient rule and save a checkpoint.",
                 "  snn-train --dataset digits --arch mlp --rule stbp-rect --epochs 5 --out model.pt\n"
@@ -71,18 +77,21 @@ def train_main(argv: Sequence[str] | None = None) -> int:
                 "  snn-train --dataset digits --arch mlp --hidden 64 --float --out float.pt\n"
                 "  snn-train --dataset digits --arch lenet --epochs 2 --out lenet.pt\n"
                 "  snn-train --epochs 10 --out model.pt --resume     # continue a run to epoch 10")
-    p.add_argument("--dataset", default="digits",
+    p.add_argument("--preset", default=None, metavar="NAME",
+                   help="a seed paper's configuration (dataset, network, rule, T, epochs, batch, optimiser, "
+                        "schedule): " + ", ".join(PRESETS) + "; flags given beside it override it")
+    p.add_argument("--dataset", default=None,
                    help="training data (default: digits, scikit-learn's 8x8 digits); also mnist, synthetic-events, "
                         "nmnist, dvsgesture, cifar10dvs (docs/datasets.md)")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="where datasets live (default: $SNNC_DATA_DIR, else $XDG_CACHE_HOME/snnc/datasets); "
                         "see docs/datasets.md")
-    p.add_argument("--arch", default="mlp", help="architecture (default: mlp; the model zoo's convolutional "
+    p.add_argument("--arch", default=None, help="architecture (default: mlp; the model zoo's convolutional "
                                                  "lenet, cifarnet, vgg9, resnet11 take the dataset's input shape, "
                                                  "docs/models.md)")
-    p.add_argument("--rule", default="stbp-rect", help="training rule (default: stbp-rect; see docs/rules.md)")
+    p.add_argument("--rule", default=None, help="training rule (default: stbp-rect; see docs/rules.md)")
     p.add_argument("--loss", default=None, help="rate-mse or rate-ce (default: the rule's own)")
-    p.add_argument("--hidden", type=int, nargs="*", default=[128], help="hidden layer sizes (default: 128)")
+    p.add_argument("--hidden", type=int, nargs="*", default=None, help="hidden layer sizes (default: 128)")
     p.add_argument("--readout", choices=("rate", "voting", "membrane"), default=None,
                    help="output layer: one spiking neuron per class, 10 voters per class, or a non-spiking "
                         "leaky integrator read at the last step (default: the rule's own)")
@@ -90,10 +99,15 @@ def train_main(argv: Sequence[str] | None = None) -> int:
                    help="input code of static datasets: Bernoulli spikes, signed spikes (two input lines per "
                         "feature), or the analog value into an encoding layer (default: the rule's own; "
                         "event datasets always bring their own spikes)")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--timesteps", type=int, default=20, help="timesteps per sample (= time bins of event datasets)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=5e-3)
+    p.add_argument("--epochs", type=int, default=None, help="default: 5")
+    p.add_argument("--timesteps", type=int, default=None,
+                   help="timesteps per sample (= time bins of event datasets; default: 20)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: 32")
+    p.add_argument("--lr", type=float, default=None,
+                   help="Adam's learning rate (default: the rule's own, 5e-3 for most; docs/rules.md)")
+    p.add_argument("--lr-scaling", choices=("fan-in", "none"), default=None,
+                   help="fan-in (default): each layer trains at lr*min(1, sqrt(64/fan_in)), so that wide "
+                        "inputs (784, 2312) move no faster than 64; none: one lr for every layer")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=None, help="cap optimiser steps per epoch (smoke tests)")
     p.add_argument("--float", dest="hardware_exact", action="store_false",
@@ -106,6 +120,22 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     def body() -> int:
+        from snnc.models.presets import ADAM, CONSTANT, get_preset
+        preset = get_preset(args.preset) if args.preset else None
+        given = {"dataset": args.dataset, "arch": args.arch, "rule": args.rule, "hidden": args.hidden,
+                 "epochs": args.epochs, "timesteps": args.timesteps, "batch_size": args.batch_size,
+                 "lr": args.lr, "lr_scaling": args.lr_scaling, "encoding": args.encoding}
+        if preset is not None:
+            print(preset.describe())
+            for key, value in given.items():
+                if value is None and not (key == "encoding" and preset.dataset != args.dataset):
+                    setattr(args, key, list(getattr(preset, key)) if key == "hidden" else getattr(preset, key))
+        for key, value in TRAIN_DEFAULTS.items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+        optimizer = preset.optimizer if preset else ADAM
+        schedule = preset.schedule if preset else CONSTANT
+        rule_params = dict(preset.rule_params) if preset and args.rule == preset.rule else {}
         from snnc.models.checkpoint import atomic_torch_save, load, save
         from snnc.models.datasets import load_dataset
         from snnc.models.network import ARCHS
@@ -146,7 +176,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
             model = ARCHS[args.arch](train_data.input_size, train_data.num_classes, hidden=tuple(args.hidden),
                                      input_shape=train_data.input_shape,
                                      hardware_exact=args.hardware_exact,
-                                     rule=make_rule(args.rule, **({"loss": args.loss} if args.loss else {})),
+                                     rule=make_rule(args.rule, **rule_params,
+                                                    **({"loss": args.loss} if args.loss else {})),
                                      **arch)
         device = resolve_device(args.device)
         mode = "hardware-exact" if model.hardware_exact else "float"
@@ -170,7 +201,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
             log_path.write_text(json.dumps({"config": config, "epochs": state.logs}, indent=2) + "\n")
 
         train(model, train_data, epochs=args.epochs, timesteps=args.timesteps, batch_size=args.batch_size,
-              lr=args.lr, seed=args.seed, test_data=test_data, max_steps=args.max_steps, device=device,
+              lr=args.lr if args.lr is not None else model.rule.default_lr, lr_scaling=args.lr_scaling,
+              optimizer=optimizer, schedule=schedule, seed=args.seed, test_data=test_data, max_steps=args.max_steps, device=device,
               resume=resume, on_epoch=checkpoint)
         say(f"saved {args.out} (training state {state_path}, log {log_path})")
         return 0
