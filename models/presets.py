@@ -136,7 +136,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            deviations="the paper's N-MNIST network is not recoverable: STBP's 2312-800-10 MLP with NeuNorm; "
                       "the code's FC learning rate (0.01) for every layer"),
     Preset("bpsta-nmnist", "Shen et al. 2021 (BPSTA), official code's N-MNIST script", "nmnist", "bpsta-nmnist",
-           rule="bpsta", timesteps=16, epochs=300, batch_size=64, lr=1e-3,
+           rule="bpsta", rule_params={"loss": "rate-mse"}, timesteps=16, epochs=300, batch_size=64, lr=1e-3,
            optimizer=Optimizer("adamw", weight_decay=1e-4), schedule=Schedule("cosine", warmup=5, total=300),
            deviations="no batch norm or ReLU before the nodes (not deployable on Loihi), sum pooling for max "
                       "pooling, dropout 0.5 as spike dropout"),

@@ -214,6 +214,13 @@ class BPSTA(Rule):
 
     name: ClassVar[str] = "bpsta"
     reset_gradient: ClassVar[bool] = False
+    #: measured on the 784-128-(10x10 voters) MLP, MNIST-format digits, 5 epochs: with rate-mse 61 of the 100
+    #: voters and 53 of 128 hidden neurons fell silent in the first epoch (BPSA passes gradient only through
+    #: neurons that fired, so they never return): 68.6%; rate-ce pushes the wrong classes down relative to
+    #: the right one instead of every voter towards 0: 76.4%. The official code defaults to MSE and offers
+    #: cross-entropy (its --preset keeps MSE).
+    loss: str = "rate-ce"
+    default_lr: ClassVar[float] = 2e-3
     alpha: float = 0.2
 
     def surrogate(self, x: torch.Tensor) -> torch.Tensor:
@@ -249,6 +256,10 @@ class LeeLeakAware(Rule):
     name: ClassVar[str] = "lee"
     reset_gradient: ClassVar[bool] = False
     leak_gradient: ClassVar[bool] = False
+    #: measured on the 784-128-10 MLP, MNIST-format digits, 5 epochs: at 5e-3, 106 of 128 hidden neurons fell
+    #: silent in the first epoch (the gradient passes only at steps where a neuron fired) and accuracy reached
+    #: 68%; at 2e-3, 75%
+    default_lr: ClassVar[float] = 2e-3
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
