@@ -14,7 +14,8 @@ import torch
 
 from snnc.models import distributed
 from snnc.models.datasets import Dataset, batch_spikes
-from snnc.models.network import SpikingNet
+from snnc.models.network import POPULATION_LAYERS, SpikingNet, layer_populations
+from snnc.models.neurons import CubaDense
 from snnc.models.presets import ADAM, CONSTANT, Optimizer, Schedule
 
 
@@ -143,9 +144,33 @@ def calibrate_activity(model: SpikingNet, x: torch.Tensor, min_rate: float = MIN
     the initial weights is deployable and in the spirit of data-driven SNN initialisation (Rossbroich,
     Gygax & Zenke 2022, fluctuation-driven initialisation). Layers already active are left alone.
     """
-    gains: dict[str, float] = {}
+    gains: dict[int, float] = {}    # by id of the population
     if min_rate <= 0:
-        return gains
+        return {}
+    was_training = model.training
+    model.eval()
+    try:   # one layer at a time, each on the output of the (already calibrated) layers before it
+        for layer in model.layers:
+            if not isinstance(layer, POPULATION_LAYERS):
+                x = layer(x)
+                continue
+            pops = [p for p in layer_populations(layer) if p.spiking and p.weight.requires_grad
+                    and not (isinstance(layer, CubaDense) and p is layer.aux)]
+            while True:
+                out = layer.traces(x, model.rule, model.hardware_exact)
+                quiet = [p for p, trace in zip(pops, out[-len(pops):])
+                         if float(trace.float().mean()) < min_rate and gains.get(id(p), 1.0) < max_gain]
+                if not quiet:
+                    break
+                for pop in quiet:
+                    pop.weight.mul_(2 ** 0.5)
+                    gains[id(pop)] = gains.get(id(pop), 1.0) * 2 ** 0.5
+                layer.refit_format()
+            x = out[-1]
+    finally:
+        model.train(was_training)
+    names = {id(pop): name for name, pop in model.named_populations()}
+    return {names[k]: g for k, g in gains.items()}
     was_training = model.training
     model.eval()
     try:
