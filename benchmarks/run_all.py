@@ -3,7 +3,7 @@
     python benchmarks/run_all.py [--out bench-out] [--quick]
 
 Runs, one after the other (never side by side: each wants the whole machine), as child processes:
-hwsim_vs_lava.py, hwsim_scaling.py, train_throughput.py, compile_time.py. Writes OUT/results.json
+hwsim_vs_lava.py, hwsim_scaling.py, train_throughput.py, compile_time.py, accuracy.py. Writes OUT/results.json
 (everything measured, with the machine) and OUT/hwsim_scaling.png, and prints the tables that
 docs/performance.md reproduces. ``--quick`` shrinks every run (a smoke test of the scripts).
 """
@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import accuracy  # noqa: E402
 
 
 def child(out_dir: Path, script: str, *args: str) -> dict[str, Any]:
@@ -66,6 +69,8 @@ def summary(r: dict[str, Any]) -> str:
     for c in r["compile_time"]["results"]:
         lines.append(f"| {c['arch']} | {c['input_shape']} | {c['timesteps']} | {c['compile_s']:.1f} | "
                      f"{c['peak_mib']:.0f} | {c['neurons']} | {c['cores']} |")
+    lines += ["", "## Accuracy: every rule beside snnTorch and SpikingJelly (compiled, on hwsim)", "",
+              accuracy.table(r["accuracy"])]
     return "\n".join(lines)
 
 
@@ -83,6 +88,8 @@ def main() -> None:
         "train_throughput": child(args.out, "train_throughput.py", *(["--steps", "3"] if args.quick else [])),
         "compile_time": child(args.out, "compile_time.py", "--out", out,
                               *(["--archs", "mlp", "lenet"] if args.quick else [])),
+        "accuracy": child(args.out, "accuracy.py", "--out", str(args.out / "accuracy"),
+                          *(["--quick"] if args.quick else [])),
     }
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     print(summary(results))

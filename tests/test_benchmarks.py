@@ -11,8 +11,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
+import accuracy  # noqa: E402
 import common  # noqa: E402
 import hwsim_scaling  # noqa: E402
+import peers  # noqa: E402
 import hwsim_vs_lava  # noqa: E402
 
 from snnc.models.checkpoint import save  # noqa: E402
@@ -61,3 +63,35 @@ def test_scaling_point_reports_rates_and_both_throughputs() -> None:
     r = hwsim_scaling.point((64, 32, 10), 20, 16, 0.1)
     assert r["hwsim_samples_per_s"] > 0 and r["float32_gemm_samples_per_s"] > 0
     assert set(r["spike_rates"]) == {"lif1", "lif2"} and all(0 <= v <= 1 for v in r["spike_rates"].values())
+
+
+def test_nmnist_like_recordings_are_read_by_the_nmnist_loader(tmp_path: Path) -> None:
+    """Digits seen by a simulated DVS over three saccades, in N-MNIST's files: thousands of events each,
+    both polarities, and the training digits' labels (mnist_like's order)."""
+    root = common.nmnist_like(tmp_path, n_train=12, test_size=6)
+    train = load_dataset("nmnist", "train", timesteps=10, data_dir=root)
+    test = load_dataset("nmnist", "test", timesteps=10, data_dir=root)
+    assert train.x.shape == (12, 10, 2312) and test.x.shape == (6, 10, 2312) and train.input_shape == (2, 34, 34)
+    counts = train.x.reshape(12, 10, 2, -1).sum(axis=(1, 3))   # active (bin, pixel) per polarity
+    assert (counts > 100).all()
+    digits = load_dataset("mnist", "train", data_dir=common.mnist_like(tmp_path / "m", test_size=6))
+    assert sorted(train.y.tolist()) == sorted(digits.y[:12].tolist())
+
+
+@pytest.mark.parametrize("library", peers.LIBRARIES)
+def test_peers_train_on_snnc_data_and_report(library: str) -> None:
+    data = load_dataset("digits", "train")
+    small = type(data)(data.name, data.x[:64], data.y[:64], data.num_classes, data.encoding)
+    train = getattr(peers, f"train_{library}")
+    got = train(small, small, (64, 16, 10), timesteps=4, epochs=1, batch_size=16, lr=5e-3, seed=0)
+    assert got["library"] == library and 0.0 <= got["test_accuracy"] <= 1.0 and got["seconds"] > 0
+
+
+def test_accuracy_table_compares_each_rule_with_the_best_peer() -> None:
+    row = {"dataset": "mnist", "rule": "stbp-rect", "chip_accuracy": 0.80, "verified_samples": 4, "mismatches": 0,
+           "weight_scales": {"lif1": 2048.0, "lif2": 1024.0}}
+    result = {"snnc": [{**row, "mode": "hardware-exact"}, {**row, "mode": "float", "chip_accuracy": 0.79}],
+              "peers": [{"library": "snntorch", "dataset": "mnist", "test_accuracy": 0.81, "lr": 1e-3},
+                        {"library": "spikingjelly", "dataset": "mnist", "test_accuracy": 0.78, "lr": 5e-3}]}
+    line = next(x for x in accuracy.table(result).splitlines() if x.startswith("| stbp-rect"))
+    assert line == "| stbp-rect | 80.0% | 79.0% | +1.0 | -1.0 | 4, 0; 4, 0 | 2048 1024 |"
