@@ -92,6 +92,11 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rule", default=None, help="training rule (default: stbp-rect; see docs/rules.md)")
     p.add_argument("--loss", default=None, help="rate-mse or rate-ce (default: the rule's own)")
     p.add_argument("--hidden", type=int, nargs="*", default=None, help="hidden layer sizes (default: 128)")
+    p.add_argument("--current-decay", type=float, default=None, metavar="D",
+                   help="CUBA-LIF synaptic current decay per step, 0..1 (default 0.5; 1: no current memory, "
+                        "plain LIF as snnTorch's Leaky and SpikingJelly's LIFNode)")
+    p.add_argument("--voltage-decay", type=float, default=None, metavar="D",
+                   help="membrane decay per step, 0..1 (default 0.2; SpikingJelly's tau=2 LIF is 0.5)")
     p.add_argument("--readout", choices=("rate", "voting", "membrane"), default=None,
                    help="output layer: one spiking neuron per class, 10 voters per class, or a non-spiking "
                         "leaky integrator read at the last step (default: the rule's own)")
@@ -173,12 +178,18 @@ def train_main(argv: Sequence[str] | None = None) -> int:
                 arch["encoding"] = "rate"   # binary frames straight into the first layer
             elif args.encoding:
                 arch["encoding"] = args.encoding
+            neuron = {k: v for k, v in (("current_decay", args.current_decay), ("voltage_decay", args.voltage_decay))
+                      if v is not None}
+            for name, value in neuron.items():
+                if not 0.0 <= value <= 1.0:
+                    raise SnncError(f"--{name.replace('_', '-')} {value:g}: a decay is a fraction of the state "
+                                    f"lost per step, between 0 and 1.")
             model = ARCHS[args.arch](train_data.input_size, train_data.num_classes, hidden=tuple(args.hidden),
                                      input_shape=train_data.input_shape,
                                      hardware_exact=args.hardware_exact,
                                      rule=make_rule(args.rule, **rule_params,
                                                     **({"loss": args.loss} if args.loss else {})),
-                                     **arch)
+                                     **arch, **neuron)
         device = resolve_device(args.device)
         mode = "hardware-exact" if model.hardware_exact else "float"
         sizes = [model.input_shape, *[getattr(pop, "out_shape", pop.out_features) for _, pop in model.named_populations()]]
