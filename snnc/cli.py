@@ -157,11 +157,11 @@ def train_main(argv: Sequence[str] | None = None) -> int:
             if not state_path.is_file():
                 raise SnncError(f"--resume: no training state at {state_path}; start without --resume.")
             ckpt = load(args.out)
-            was = {k: ckpt.metadata.get(k) for k in ("dataset", "seed", "timesteps")}
-            now = {"dataset": args.dataset, "seed": args.seed, "timesteps": args.timesteps}
+            was = {k: ckpt.metadata.get(k) for k in ("dataset", "seed", "timesteps", "preset")}
+            now = {"dataset": args.dataset, "seed": args.seed, "timesteps": args.timesteps, "preset": args.preset}
             if was != now:
                 raise SnncError(f"--resume: {args.out} was trained with {was}; resume with the same "
-                                f"--dataset, --seed and --timesteps (got {now}).")
+                                f"--dataset, --seed, --timesteps and --preset (got {now}).")
             model = ckpt.build()
             resume = read_train_state(state_path)
         else:
@@ -187,8 +187,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
             model = ARCHS[args.arch](train_data.input_size, train_data.num_classes, hidden=tuple(args.hidden),
                                      input_shape=train_data.input_shape,
                                      hardware_exact=args.hardware_exact,
-                                     rule=make_rule(args.rule, **rule_params,
-                                                    **({"loss": args.loss} if args.loss else {})),
+                                     rule=make_rule(args.rule, **{**rule_params,
+                                                                  **({"loss": args.loss} if args.loss else {})}),
                                      **arch, **neuron)
         device = resolve_device(args.device)
         mode = "hardware-exact" if model.hardware_exact else "float"
@@ -207,6 +207,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
             save(model, args.out, metadata={
                 "dataset": args.dataset, "timesteps": args.timesteps, "rule": model.rule.name, "seed": args.seed,
                 "epochs": log.epoch, "test_accuracy": log.test_accuracy, "encoding": train_data.encoding,
+                **({"preset": args.preset} if args.preset else {}),
                 **({"data_dir": str(args.data_dir.expanduser().resolve())} if args.data_dir else {})})
             atomic_torch_save(state.to_dict(), state_path)
             log_path.write_text(json.dumps({"config": config, "epochs": state.logs}, indent=2) + "\n")

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from snnc.cli import train_main
+from snnc.models.checkpoint import load
 from snnc.models.network import mlp
 from snnc.models.presets import PRESETS, Schedule
 from snnc.models.quant import choose_weight_scale
@@ -64,6 +65,21 @@ def test_preset_flags_override_and_unknown_names_are_refused(tmp_path: Path, cap
     assert "Differs from the paper" in capsys.readouterr().out
     assert train_main(["--preset", "mnist-99", "--out", str(out)]) == 2
     assert "unknown --preset 'mnist-99'" in capsys.readouterr().err
+
+
+def test_a_preset_loss_can_be_overridden_and_resume_needs_the_same_preset(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    _write_nmnist(tmp_path, "Train", {0: 4, 1: 4})
+    _write_nmnist(tmp_path, "Test", {0: 2, 1: 2})
+    out = tmp_path / "m.pt"
+    common = ["--data-dir", str(tmp_path), "--arch", "mlp", "--hidden", "6", "--timesteps", "2", "--batch-size",
+              "4", "--max-steps", "1", "--out", str(out)]
+    assert train_main(["--preset", "bpsta-nmnist", "--loss", "rate-ce", "--epochs", "1", *common]) == 0
+    assert load(out).build().rule.loss == "rate-ce"          # the preset's MSE, overridden
+    assert train_main(["--dataset", "nmnist", "--timesteps", "2", "--epochs", "2", "--resume", *common[:-2],
+                       "--out", str(out)]) == 2
+    assert "--preset" in capsys.readouterr().err
+    assert train_main(["--preset", "bpsta-nmnist", "--epochs", "2", "--resume", *common]) == 0
 
 
 def test_learning_rates_scale_with_fan_in() -> None:

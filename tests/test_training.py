@@ -72,7 +72,7 @@ def test_cli_saves_every_epoch_logs_json_and_resumes(tmp_path: Path, capsys: pyt
     # resuming with different data settings is refused, with the reason
     capsys.readouterr()
     assert train_main(["--epochs", "3", "--resume", *[a if a != "6" else "7" for a in args]]) == 2
-    assert "same --dataset, --seed and --timesteps" in capsys.readouterr().err
+    assert "same --dataset, --seed, --timesteps and --preset" in capsys.readouterr().err
     assert train_main(["--epochs", "3", "--resume", "--out", str(tmp_path / "none.pt")]) == 2
 
 
