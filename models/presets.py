@@ -103,6 +103,15 @@ class Preset:
 _STBP_RECIPE = dict(rule="stbp-rect", timesteps=20, epochs=100, batch_size=100, lr=1e-3,
                     schedule=Schedule("step", gamma=0.1, every=40))
 
+def _hm2bp(dataset: str, network: str, timesteps: int, deviations: str) -> Preset:
+    """HM2-BP's official config (jinyyy666/mm-bp-snn): 784/2312-800-10, Adam 1e-3 / sqrt(epoch), 200
+    epochs, one millisecond per step, target counts 35 (correct class) and 5 (others), margin 5."""
+    counts = {"desired_rate": 35 / timesteps, "undesired_rate": 5 / timesteps, "margin": 5 / timesteps}
+    return Preset(f"hm2bp-{dataset}-mlp", f"Jin et al. 2018, {network}, official code's config", dataset, "mlp",
+                  hidden=(800,), rule="hm2bp", timesteps=timesteps, epochs=200, batch_size=32, lr=1e-3,
+                  schedule=Schedule("inv-sqrt"), rule_params=counts, deviations=deviations)
+
+
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("stbp-mnist-mlp", "Wu et al. 2018, MNIST 784-800-10; recipe of the official PyTorch code", "mnist",
            "mlp", hidden=(800,), **_STBP_RECIPE,    # type: ignore[arg-type]
@@ -112,17 +121,11 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            **_STBP_RECIPE,    # type: ignore[arg-type]
            deviations="T (20 time bins) and the recipe are the official MNIST code's; the paper's are not "
                       "recoverable; snnc's CUBA-LIF neuron"),
-    Preset("hm2bp-mnist-mlp", "Jin et al. 2018, MNIST 784-800-10, official code's config", "mnist", "mlp",
-           hidden=(800,), rule="hm2bp", timesteps=400, epochs=200, batch_size=32, lr=1e-3,
-           schedule=Schedule("inv-sqrt"),
-           rule_params={"desired_rate": 35 / 400, "undesired_rate": 5 / 400, "margin": 5 / 400},
-           deviations="batch 32 instead of 1 (200 epochs at batch 1 are about 12 million steps); snnc's "
-                      "CUBA-LIF decays instead of tau_m 64 / tau_s 8 ms and no refractory period"),
-    Preset("hm2bp-nmnist-mlp", "Jin et al. 2018, N-MNIST 2312-800-10, official code's config", "nmnist", "mlp",
-           hidden=(800,), rule="hm2bp", timesteps=540, epochs=200, batch_size=32, lr=1e-3,
-           schedule=Schedule("inv-sqrt"),
-           rule_params={"desired_rate": 35 / 540, "undesired_rate": 5 / 540, "margin": 5 / 540},
-           deviations="as hm2bp-mnist-mlp; T = 540 one-millisecond bins of the 540 ms the code uses"),
+    _hm2bp("mnist", "MNIST 784-800-10", 400,
+           "batch 32 instead of 1 (200 epochs at batch 1 are about 12 million steps); snnc's CUBA-LIF decays "
+           "instead of tau_m 64 / tau_s 8 ms and no refractory period"),
+    _hm2bp("nmnist", "N-MNIST 2312-800-10", 540,
+           "as hm2bp-mnist-mlp; T = 540 one-millisecond bins of the 540 ms the code uses"),
     Preset("lee-mnist-lenet", "Lee et al. 2020, MNIST LeNet 20C5-AP2-50C5-AP2-200FC-10, official code", "mnist",
            "lenet", rule="lee", timesteps=100, epochs=125, batch_size=64, lr=0.0085,
            optimizer=Optimizer("sgd", weight_decay=5e-4), schedule=Schedule("step", gamma=0.2, milestones=(75,)),

@@ -106,3 +106,15 @@ def test_silent_layers_start_louder_and_active_ones_are_left_alone() -> None:
     with torch.no_grad():
         assert float(model.traces(x)["lif2"].mean()) >= 0.01
     assert model.layers[1].weight_scale == choose_weight_scale([model.layers[1].weight], model.layers[1].bias, 1.0)
+
+
+@pytest.mark.parametrize("bad", [["--lr", "-1"], ["--lr", "0"], ["--hidden", "0"], ["--batch-size", "0"],
+                                 ["--epochs", "0"], ["--max-steps", "0"], ["--current-decay", "-0.5"],
+                                 ["--voltage-decay", "2"]])
+def test_bad_training_numbers_get_one_line_and_no_file(bad: list[str], tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "m.pt"
+    assert train_main([*bad, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("snn-train: error:") and bad[0] in err and "Traceback" not in err
+    assert not out.exists()
