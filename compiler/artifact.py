@@ -154,7 +154,7 @@ def _check_manifest(man: Any, mpath: Path) -> None:
     """Refuse a manifest whose fields snn-run / snn-report read have the wrong type or an absurd value,
     or whose ``files`` name anything but the artifact's own files (no '../x', no '/etc/passwd')."""
     from snnc.compiler.targets import TARGETS
-    from snnc.models.datasets import DATASETS, MAX_TIMESTEPS
+    from snnc.models.datasets import DATA_FILE_DATASET, DATASETS, FILE_SPLITS, LAYOUTS, MAX_TIMESTEPS
 
     def bad(what: str) -> InputFileError:
         return InputFileError(f"{mpath}: {what}. The manifest is damaged or was edited by hand; recompile.")
@@ -189,8 +189,15 @@ def _check_manifest(man: Any, mpath: Path) -> None:
     if not isinstance(code, dict) or code.get("kind", "rate") not in ENCODINGS:
         raise bad(f"input.encoding must be an object whose kind is one of {', '.join(ENCODINGS)}")
     dataset = spec.get("dataset")
-    if dataset is not None and (not isinstance(dataset, str) or dataset not in DATASETS):
-        raise bad(f"input.dataset '{str(dataset)[:80]}' is not one of {', '.join(sorted(DATASETS))}")
+    if dataset is not None and (not isinstance(dataset, str) or dataset not in (*DATASETS, DATA_FILE_DATASET)):
+        raise bad(f"input.dataset '{str(dataset)[:80]}' is not one of {', '.join(sorted(DATASETS))} or "
+                  f"'{DATA_FILE_DATASET}'")
+    if (dataset == DATA_FILE_DATASET and not isinstance(spec.get("data_file"), str)
+            or spec.get("data_split", "test") not in FILE_SPLITS or spec.get("data_layout", "static") not in LAYOUTS
+            or spec.get("data_sha256") is not None and not _SHA256.fullmatch(str(spec["data_sha256"]))):
+        raise bad(f"input.dataset '{DATA_FILE_DATASET}' needs input.data_file (a path); input.data_split must be one "
+                  f"of {', '.join(FILE_SPLITS)}, input.data_layout one of {', '.join(LAYOUTS)}, input.data_sha256 "
+                  f"64 hex digits")
     if not _is_int(spec.get("split_seed", 0)) or not isinstance(spec.get("data_dir", ""), str):
         raise bad("input.split_seed must be an integer and input.data_dir a path")
     shape = spec.get("shape")
@@ -198,17 +205,66 @@ def _check_manifest(man: Any, mpath: Path) -> None:
         raise bad("input.shape must be a list of positive integers")
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:200]
+
+
+#: what snn-compile reads (compiler/sources.py), by the kind sniff_content finds
+_MODEL_KINDS = {"torch": "a PyTorch model file", "pickle": "a Python pickle", "onnx": "an ONNX model file",
+                "hdf5": "an HDF5 file"}
+
+
+def not_an_artifact(path: Path) -> str:
+    """Why ``path`` is not an artifact directory, and what to pass instead (snn-run and snn-report)."""
+    take = ("snn-run and snn-report take the directory snn-compile writes (--out; by default the model's name "
+            "with .loihi)")
+    if not path.exists():
+        return f"{path}: no such artifact directory. {take}."
+    if path.is_file():
+        if path.name in (MANIFEST_FILE, *HASHED_FILES, REPORT_FILE, HTML_REPORT_FILE) and \
+                (path.parent / MANIFEST_FILE).is_file():
+            return f"{path}: is a file inside an artifact; pass the artifact directory {path.parent}."
+        from snnc.models.checkpoint import sniff_content
+
+        try:
+            content = sniff_content(path)
+        except OSError as e:
+            return f"{path}: cannot be read ({e.strerror or type(e).__name__}). {take}."
+        model = _MODEL_KINDS.get(content.kind)
+        if model is not None:
+            out = path.with_suffix(".loihi")
+            maybe = "If it is a model (NIR, netx or snnc's graph.h5), compile" if content.kind == "hdf5" else "Compile"
+            return (f"{path}: is {model}, not an artifact directory. {maybe} it first: snn-compile {path} --target "
+                    f"loihi writes {out}, then pass {out} to snn-run or snn-report.")
+        return f"{path}: is a file, not an snnc artifact directory: {content.clause}. {take}."
+    if not path.is_dir():
+        return f"{path}: is not a directory. {take}."
+    try:
+        entries = sorted(p.name for p in path.iterdir())
+    except OSError as e:
+        return f"{path}: cannot be read ({e.strerror or type(e).__name__}). {take}."
+    if not entries:
+        return (f"{path}: an empty directory, not an snnc artifact (no {MANIFEST_FILE}). Create one with "
+                f"snn-compile MODEL --target loihi --out {path}.")
+    if GRAPH_FILE in entries:
+        return (f"{path}: has {GRAPH_FILE} but no {MANIFEST_FILE}: an incomplete or damaged artifact. "
+                f"Recompile with snn-compile MODEL --target loihi --out {path}.")
+    shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+    return (f"{path}: not an snnc artifact directory (no {MANIFEST_FILE}; it holds {shown}). {take}; an "
+            f"artifact holds {MANIFEST_FILE}, {GRAPH_FILE}, {NIR_FILE}, {ONNX_FILE} and {REPORT_FILE}.")
+
+
 def load_artifact(path: str | Path) -> Artifact:
     """Read an artifact directory, checking its format, its fields and its file hashes."""
     path = Path(path)
     mpath = path / MANIFEST_FILE
     if not mpath.is_file():
-        raise InputFileError(f"{path}: not an snnc artifact directory (no {MANIFEST_FILE}). "
-                             f"Create one with snn-compile MODEL --target loihi --out {path}.")
+        raise InputFileError(not_an_artifact(path))
     try:
         man = json.loads(mpath.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputFileError(f"{mpath}: not valid JSON ({type(e).__name__}: {e}).") from None
+        raise InputFileError(f"{mpath}: not valid JSON ({type(e).__name__}: {_one_line(str(e))}). The manifest is "
+                             f"damaged or was edited by hand; recompile.") from None
     _check_manifest(man, mpath)
     for name, digest in man["files"].items():
         f = path / name

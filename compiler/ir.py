@@ -35,7 +35,7 @@ from typing import Any, Iterator, Mapping, Union
 
 import numpy as np
 
-from snnc.errors import GraphError
+from snnc.errors import GraphError, TargetLimitError
 from snnc.models.quant import LOIHI_FIXED_POINT, FixedPointFormat
 
 #: The discrete semantics every CubaLIF node carries into every file format we write.
@@ -79,6 +79,11 @@ MAX_EXP = 31
 MAX_INPUT_BITS = 24
 
 
+class LayerSizeError(TargetLimitError, GraphError):
+    """A node or graph larger than snnc compiles: a design-rule error (a TargetLimitError) that readers
+    catching GraphError still see, so their messages name the file."""
+
+
 def _integer(name: str, what: str, value: Any, lo: int, hi: int) -> int:
     """``value`` as an int in [lo, hi] (numpy integers too, never bool), else GraphError."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral) or not lo <= int(value) <= hi:
@@ -95,17 +100,18 @@ def _real(name: str, what: str, value: Any, lo: float, hi: float, *, open_lo: bo
     return float(value)
 
 
-def _dims(name: str, what: str, shape: Any) -> tuple[int, ...]:
-    """A shape as a tuple of positive ints whose product is at most MAX_NODE_SIZE."""
+def _dims(name: str, what: str, shape: Any, limit: int | None = MAX_NODE_SIZE) -> tuple[int, ...]:
+    """A shape as a tuple of positive ints whose product is at most ``limit`` (None: any)."""
     try:
         dims_ = tuple(np.asarray(shape).reshape(-1).tolist())
     except (TypeError, ValueError):
         dims_ = (str(shape),)
     if not dims_ or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims_):
         raise GraphError(f"{name}: {what} must be a tuple of positive integers, got {str(shape)[:60]}")
-    if math.prod(dims_) > MAX_NODE_SIZE:
-        raise GraphError(f"{name}: {what} {dims_} holds {math.prod(dims_)} values, more than the {MAX_NODE_SIZE} "
-                         f"one node may have")
+    if limit is not None and math.prod(dims_) > limit:
+        raise LayerSizeError(f"{name}: {what} {dims_} holds {math.prod(dims_):,} values, more than the {limit:,} "
+                             f"snnc maps in one node (1,024 Loihi cores). Make it smaller: fewer channels, a "
+                             f"stride, or pooling (downsample an input).")
     return dims_
 
 
@@ -309,12 +315,16 @@ class QConv(_ConvNode):
 
 def _check_shape(neuron: "CubaLIF | QCubaLIF") -> None:
     _node_name(neuron)
-    object.__setattr__(neuron, "size", _integer(neuron.name, "size", neuron.size, 1, MAX_NODE_SIZE))
+    object.__setattr__(neuron, "size", _integer(neuron.name, "size", neuron.size, 1, 2**62))
     if neuron.shape is not None:
-        shape = _dims(neuron.name, "shape", neuron.shape)
+        shape = _dims(neuron.name, "shape", neuron.shape, limit=None)
         object.__setattr__(neuron, "shape", shape)
-        if int(np.prod(shape)) != neuron.size:
-            raise GraphError(f"{neuron.name}: shape {shape} does not hold {neuron.size} neurons")
+    if neuron.size > MAX_NODE_SIZE:   # a design rule, named with the numbers, not a damaged-file error
+        from snnc.compiler.targets import population_size_problem
+
+        raise LayerSizeError(population_size_problem(neuron.name, neuron.size, neuron.shape, MAX_NODE_SIZE))
+    if neuron.shape is not None and math.prod(neuron.shape) != neuron.size:
+        raise GraphError(f"{neuron.name}: shape {neuron.shape} does not hold {neuron.size} neurons")
 
 
 def dims(node: "Node") -> tuple[int, ...]:
@@ -571,7 +581,10 @@ class Graph:
             raise GraphError("graph has no layers")
         total = sum(int(n.size) for n in order if isinstance(n, NEURONS))
         if total > MAX_GRAPH_NEURONS:
-            raise GraphError(f"the graph has {total} neurons, more than the {MAX_GRAPH_NEURONS} snnc compiles")
+            from snnc.compiler.targets import network_size_problem
+
+            largest = sorted(((n.name, int(n.size)) for n in order if isinstance(n, NEURONS)), key=lambda x: -x[1])
+            raise LayerSizeError(network_size_problem(total, largest, MAX_GRAPH_NEURONS))
         for node in order:
             name, ins, outs = node.name, pred[node.name], succ[node.name]
             kinds = [type(self.nodes[p]).__name__ for p in ins]

@@ -160,14 +160,16 @@ class NirImport:
     warnings: list[str] = field(default_factory=list)
 
 
-def read_nir(path: Path, *, convention: str = "auto", dt: float | None = None) -> NirImport:
+def read_nir(path: Path, *, convention: str = "auto", dt: float | None = None,
+             input_shape: tuple[int, ...] | None = None) -> NirImport:
     """Read a NIR file into an snnc graph; errors name the file, the node and what to do. The read runs
-    in a child process with a deadline (libhdf5 can loop forever on a damaged file, snnc.compiler.isolation)."""
+    in a child process with a deadline (libhdf5 can loop forever on a damaged file, snnc.compiler.isolation).
+    ``input_shape`` (``--input-shape``) is used when the Input node carries no usable shape."""
     path = Path(path)
-    return isolated(path, "HDF5", _read_nir, path, convention, dt)
+    return isolated(path, "HDF5", _read_nir, path, convention, dt, input_shape)
 
 
-def _read_nir(path: Path, convention: str, dt: float | None) -> NirImport:
+def _read_nir(path: Path, convention: str, dt: float | None, input_shape: tuple[int, ...] | None = None) -> NirImport:
     nir = _nir()
     try:
         g = nir.read(str(path), type_check=False)
@@ -175,7 +177,7 @@ def _read_nir(path: Path, convention: str, dt: float | None) -> NirImport:
         raise InputFileError(f"{path}: not a readable NIR file ({type(e).__name__}: {e}). Write NIR graphs with "
                              f"nir.write(path, graph) (snnTorch export_to_nir, norse.to_nir, ...).") from None
     try:
-        return graph_from_nir(g, convention=convention, dt=dt)
+        return graph_from_nir(g, convention=convention, dt=dt, input_shape=input_shape)
     except SnncError as e:
         raise type(e)(f"{path}: {e}") from None
 
@@ -200,7 +202,8 @@ def _meta(node: Any) -> dict[str, Any]:
     return out if isinstance(out, dict) else {}
 
 
-def graph_from_nir(g: Any, *, convention: str = "auto", dt: float | None = None) -> NirImport:
+def graph_from_nir(g: Any, *, convention: str = "auto", dt: float | None = None,
+                   input_shape: tuple[int, ...] | None = None) -> NirImport:
     """A NIR graph -> snnc graph. snnc's own files come back exactly; others are discretised."""
     if convention not in CONVENTIONS:
         raise SnncError(f"unknown NIR convention '{convention}' (supported: {', '.join(CONVENTIONS)})")
@@ -218,7 +221,7 @@ def graph_from_nir(g: Any, *, convention: str = "auto", dt: float | None = None)
     top = _meta(g)
     if top.get("format") == FORMAT:
         return NirImport(_exact_graph(g, top), "snnc (exact integers)", top.get("dt"))
-    return _Discretiser(g, convention, dt).run()
+    return _Discretiser(g, convention, dt, input_shape).run()
 
 
 def _exact_graph(g: Any, top: dict[str, Any]) -> Graph:
@@ -304,8 +307,9 @@ class _Pending:
 class _Discretiser:
     """Walks a foreign NIR graph in topological order and builds snnc's float graph."""
 
-    def __init__(self, g: Any, convention: str, dt: float | None):
+    def __init__(self, g: Any, convention: str, dt: float | None, input_shape: tuple[int, ...] | None = None):
         self.g = g
+        self.input_shape = input_shape
         self.warnings: list[str] = []
         self.convention, self.dt = self._choose(convention, dt)
         self.nodes: list[Node] = []
@@ -428,8 +432,12 @@ class _Discretiser:
         if len(shape) in (2, 4) and shape[0] == 1:   # Norse and nirtorch keep the sample's batch dimension
             shape = shape[1:]
             self.warnings.append(f"Input '{name}': leading batch dimension of 1 dropped, shape {shape}")
+        if len(shape) not in (1, 3) and self.input_shape is not None:
+            self.warnings.append(f"Input '{name}' has shape {shape}; --input-shape {self.input_shape} used")
+            shape = tuple(self.input_shape)
         if len(shape) not in (1, 3):
-            raise UnsupportedLayerError(f"Input '{name}' has shape {shape}: snnc takes (features,) or (C, H, W).")
+            raise UnsupportedLayerError(f"Input '{name}' has shape {shape}: snnc takes (features,) or (C, H, W); "
+                                        f"give the shape with --input-shape C,H,W or F.")
         self.nodes.append(Input(name, shape))
         self.flow[name] = _Pending(name, shape)
 

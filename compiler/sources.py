@@ -36,10 +36,17 @@ def sniff(path: Path) -> str:
     if not path.exists():
         raise InputFileError(f"{path}: no such file. snn-compile takes {', '.join(SUPPORTED)}.")
     if path.is_dir():
+        if (path / "manifest.json").is_file():
+            raise InputFileError(f"{path}: is an snnc artifact directory (snn-compile's output), not a model file: "
+                                 f"run it with snn-run {path}, or compile the model file it was made from.")
         raise InputFileError(f"{path}: is a directory, not a model file. snn-compile takes {', '.join(SUPPORTED)}.")
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if head.startswith(HDF5_MAGIC):
+    from snnc.models.checkpoint import sniff_content
+
+    try:
+        content = sniff_content(path)
+    except OSError as e:
+        raise InputFileError(f"{path}: cannot be read ({e.strerror or type(e).__name__}).") from None
+    if content.kind == "hdf5":
         from snnc.compiler.isolation import isolated
 
         kind, found = isolated(path, "HDF5", _sniff_hdf5, path)   # libhdf5 can loop on a damaged file
@@ -47,9 +54,15 @@ def sniff(path: Path) -> str:
             return kind
         raise InputFileError(f"{path}: an HDF5 file with groups {found}, neither NIR (/node), netx (/layer) nor "
                              f"snnc's graph.h5. snn-compile takes {', '.join(SUPPORTED)}.")
+    if content.kind == "onnx" or (content.kind == "binary" and path.suffix.lower() == ".onnx"):
+        return "onnx"   # a damaged .onnx file: the ONNX reader says what is wrong with it
+    if content.kind in ("torch", "pickle", "damaged"):
+        return "checkpoint"   # torch zip or legacy pickle; the checkpoint loader explains anything else
     if path.suffix.lower() == ".onnx":
-        return "onnx"
-    return "checkpoint"   # torch zip or legacy pickle; the checkpoint loader explains anything else
+        raise InputFileError(f"{path}: not an ONNX model despite its name: {content.clause}. snn-compile takes "
+                             f"{', '.join(SUPPORTED)}.")
+    raise InputFileError(f"{path}: not a PyTorch model file or any other model file snnc reads: {content.clause}. "
+                         f"snn-compile takes {', '.join(SUPPORTED)}.")
 
 
 def _sniff_hdf5(path: Path) -> tuple[str | None, list[str]]:
@@ -69,11 +82,29 @@ def _sniff_hdf5(path: Path) -> tuple[str | None, list[str]]:
         return None, sorted(h.keys())[:6]
 
 
+def _check_input_shape(src: Source, input_shape: tuple[int, ...]) -> None:
+    """``--input-shape`` beside a file that carries its input shape: it must say the same."""
+    from snnc.errors import SnncError
+
+    have = tuple(src.graph.input.shape)
+    if tuple(input_shape) != have:
+        raise SnncError(f"--input-shape {','.join(map(str, input_shape))}: {src.path} carries its input shape "
+                        f"{have} ({src.graph.input.size} inputs); leave --input-shape out (it is for netx files "
+                        f"without an input layer and NIR files whose Input node has no shape).")
+
+
 def load_source(path: str | Path, *, allow_pickle_code_execution: bool = False,
-                nir_convention: str = "auto", nir_dt: float | None = None) -> Source:
-    """Read any supported model file; errors name the file and what to do."""
+                nir_convention: str = "auto", nir_dt: float | None = None,
+                input_shape: tuple[int, ...] | None = None) -> Source:
+    """Read any supported model file; errors name the file and what to do. ``input_shape`` is the
+    input of a netx file without an input layer; any other file must carry the same shape."""
     path = Path(path)
     kind = sniff(path)
+    if input_shape is not None and kind not in ("netx", "nir"):
+        src = load_source(path, allow_pickle_code_execution=allow_pickle_code_execution,
+                          nir_convention=nir_convention, nir_dt=nir_dt)
+        _check_input_shape(src, input_shape)
+        return src
     if kind == "checkpoint":
         from snnc.compiler.frontend import graph_from_checkpoint
         from snnc.models.checkpoint import load
@@ -84,13 +115,16 @@ def load_source(path: str | Path, *, allow_pickle_code_execution: bool = False,
     if kind == "nir":
         from snnc.compiler.nir_io import read_nir
 
-        imp = read_nir(path, convention=nir_convention, dt=nir_dt)
-        return Source(path, kind, imp.graph, None, {}, [f"NIR read with the '{imp.convention}' convention, dt = "
-                                                         f"{imp.dt:g}" if imp.dt else imp.convention, *imp.warnings])
+        imp = read_nir(path, convention=nir_convention, dt=nir_dt, input_shape=input_shape)
+        src = Source(path, kind, imp.graph, None, {}, [f"NIR read with the '{imp.convention}' convention, dt = "
+                                                        f"{imp.dt:g}" if imp.dt else imp.convention, *imp.warnings])
+        if input_shape is not None:
+            _check_input_shape(src, input_shape)
+        return src
     if kind == "netx":
         from snnc.compiler.netx_hdf5 import read_netx_file
 
-        imp = read_netx_file(path)      # notes: what was read (layers, writer, Ts/tSample), then remarks
+        imp = read_netx_file(path, input_shape)      # notes: what was read (layers, writer, Ts/tSample), then remarks
         meta: dict[str, Any] = {"netx": {"writer": imp.writer, "Ts": imp.ts, "tSample": imp.tsample}}
         if imp.tsample:
             meta["timesteps"] = imp.tsample

@@ -94,6 +94,33 @@ LOIHI = Target(
 TARGETS: dict[str, Target] = {LOIHI.name: LOIHI}
 
 
+def population_size_problem(name: str, neurons: int, shape: tuple[int, ...] | None, limit: int,
+                            target: Target | None = None) -> str:
+    """A design-rule message for a population larger than snnc maps (``limit`` neurons): what it needs
+    on ``target`` (default: Loihi), what the target has, and what to change."""
+    t = target or LOIHI
+    cores = -(-neurons // t.neurons_per_core)
+    chips = -(-cores // t.cores_per_chip)
+    dims = f" ({' x '.join(str(d) for d in shape)})" if shape is not None and len(shape) > 1 else ""
+    return (f"layer '{name}' has {neurons:,} neurons{dims}: at {t.neurons_per_core:,} neurons per core it needs at "
+            f"least {cores:,} cores on {chips:,} chips of {t.cores_per_chip}, and snnc maps at most {limit:,} "
+            f"neurons ({-(-limit // t.neurons_per_core):,} cores) per population; the {t.name} target "
+            f"({t.system or t.name}) has {t.max_cores * t.neurons_per_core:,} neurons in all. "
+            f"Make the layer smaller: fewer channels or neurons, a stride, or pooling before it.")
+
+
+def network_size_problem(neurons: int, largest: list[tuple[str, int]], limit: int, target: Target | None = None) -> str:
+    """A design-rule message for a network with more neurons than snnc compiles (``limit``)."""
+    t = target or LOIHI
+    cores = -(-neurons // t.neurons_per_core)
+    big = ", ".join(f"'{n}' {k:,}" for n, k in largest[:3])
+    return (f"the network has {neurons:,} neurons: at {t.neurons_per_core:,} neurons per core it needs at least "
+            f"{cores:,} cores on {-(-cores // t.cores_per_chip):,} chips of {t.cores_per_chip}, and snnc compiles at "
+            f"most {limit:,} neurons per network; the {t.name} target ({t.system or t.name}) has "
+            f"{t.max_cores * t.neurons_per_core:,}. Largest layers: {big}. Use fewer channels or neurons, strides, "
+            f"or pooling.")
+
+
 def get_target(name: str) -> Target:
     """The target called ``name``; the error lists what is supported."""
     if name not in TARGETS:

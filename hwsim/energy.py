@@ -73,18 +73,31 @@ def load_cost_model(name_or_path: str | Path = DEFAULT_COST_MODEL) -> CostModel:
         ref = resources.files("snnc.hwsim") / "cost_models" / (text.replace("-", "_") + ".json")
         return _validated(json.loads(ref.read_text()), "(shipped)")
     path = Path(text)
+    takes = f"Pass a shipped name ({', '.join(shipped_cost_models())}) or a JSON/YAML file (docs/energy.md)."
+    if path.is_dir():
+        raise InputFileError(f"cost model '{text}': is a directory, not a cost model file. {takes}")
     if not path.is_file():
         raise InputFileError(f"cost model '{text}': no such shipped model ({', '.join(shipped_cost_models())}) "
                         f"and no such file. Pass a shipped name or a JSON/YAML file (docs/energy.md).")
     import yaml
 
+    from snnc.models.checkpoint import sniff_content
+
+    try:
+        content = sniff_content(path)
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__}). {takes}") from None
+    if content.kind not in ("text", "json"):
+        model = "; model files go to snn-compile" if content.kind in ("torch", "pickle", "hdf5", "onnx") else ""
+        raise InputFileError(f"{path}: not a JSON/YAML cost model: {content.clause}{model}. {takes}")
     yaml_file = path.suffix.lower() in (".yaml", ".yml")
     try:
         raw = path.read_text()
         data = yaml.safe_load(raw) if yaml_file else json.loads(raw)
     except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
         what = "YAML" if yaml_file else "JSON (use .yaml or .yml for YAML)"
-        raise InputFileError(f"{path}: not a readable {what} cost model ({type(exc).__name__}: {exc}).") from None
+        why = " ".join(str(exc).split())[:200]
+        raise InputFileError(f"{path}: not a readable {what} cost model ({type(exc).__name__}: {why}).") from None
     return _validated(data, str(path))
 
 

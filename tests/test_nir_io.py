@@ -394,3 +394,23 @@ def test_pooled_conv_graph_from_nir_folds_the_pool(tmp_path: Path) -> None:
         s1_prev = s1.double()
     np.testing.assert_array_equal(ref.spikes["if2"], torch.stack(s2, 1).numpy())
     assert ref.spikes["if2"].sum() > 0
+
+
+def test_input_without_shape_takes_input_shape(tmp_path: Path) -> None:
+    """An Input node without a usable shape is refused with the flag that fixes it; --input-shape (the
+    load_source / compile_model argument) supplies it, and must agree with a file that has one."""
+    from snnc.compiler.sources import load_source
+    from snnc.errors import SnncError
+
+    w = np.ones((3, 4))
+    nodes = {"in": nir.Input(input_type={"input": np.array([])}), "fc": nir.Linear(weight=w), "lif": _lif(3),
+             "out": nir.Output(output_type={"output": np.array([3])})}
+    path = _write(tmp_path, nodes, [("in", "fc"), ("fc", "lif"), ("lif", "out")])
+    with pytest.raises(UnsupportedLayerError, match="--input-shape"):
+        read_nir(path)
+    src = load_source(path, input_shape=(4,))
+    assert src.graph.input.shape == (4,) and any("--input-shape" in n for n in src.notes)
+    nodes["in"] = nir.Input(input_type={"input": np.array([4])})
+    path = _write(tmp_path, nodes, [("in", "fc"), ("fc", "lif"), ("lif", "out")])
+    with pytest.raises(SnncError, match="carries its input shape"):
+        load_source(path, input_shape=(1, 2, 2))
