@@ -53,7 +53,7 @@ from snnc.compiler.graph_file import damaged_hdf5, dataset, group, open_hdf5
 from snnc.compiler.isolation import isolated
 from snnc.compiler.lowering import CONV_GEOMETRY_MAX, lava_groups, merge_groups, split_groups
 from snnc.compiler.ir import Graph, Input, Output, QConv, QCubaLIF, QDense
-from snnc.errors import GraphError, InputFileError, UnsupportedLayerError
+from snnc.errors import GraphError, InputFileError, SnncError, UnsupportedLayerError
 from snnc.models.datasets import MAX_TIMESTEPS, sample_size_problem
 from snnc.models.quant import LOIHI_FIXED_POINT, FixedPointFormat
 
@@ -447,6 +447,21 @@ def _origin(f: h5py.File, layer: h5py.Group, keys: list[str]) -> str:
     return "an unknown writer (not snnc, not SLAYER's export_hdf5)"
 
 
+def _given_conv_input(shape: tuple[int, ...], w: np.ndarray, g: h5py.Group, where: str) -> tuple[int, ...]:
+    """``--input-shape`` for a first conv layer: (C, H, W) with C = the weight's input channels x groups."""
+    if len(shape) != 3:
+        raise SnncError(f"--input-shape {_shape_arg(shape)}: the first layer ({where}) is a conv layer, which "
+                        f"reads an image; give C,H,W.")
+    groups = _scalar(g, "groups", where) if "groups" in g else 1     # as written: C = in-per-group x groups
+    per_group = int(w.shape[1]) if w.ndim >= 2 else 0
+    want = per_group * groups
+    if shape[0] != want:
+        raise SnncError(f"--input-shape {_shape_arg(shape)}: the first layer ({where}, conv, weight "
+                        f"{tuple(int(d) for d in w.shape)}, groups {groups}) reads {want} input channel(s), not "
+                        f"{shape[0]}; give {want},H,W.")
+    return shape
+
+
 @dataclass(frozen=True)
 class NetxImport:
     """A netx file read into a graph, and what was read: ``notes[0]`` summarises the network, the rest
@@ -459,26 +474,47 @@ class NetxImport:
     tsample: int | None
 
 
-def read_netx(path: Path) -> Graph:
+def parse_input_shape(text: str, flag: str = "--input-shape") -> tuple[int, ...]:
+    """``C,H,W`` or ``F`` (commas, or an 'x') -> a tuple of positive ints; one-line error otherwise."""
+    parts = [p.strip() for p in str(text).replace("x", ",").split(",")]
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        shape = ()
+    if len(shape) not in (1, 3) or any(d < 1 for d in shape):
+        raise SnncError(f"{flag} {text}: expected C,H,W (e.g. 2,34,34) or F (e.g. 784), positive integers.")
+    return shape
+
+
+def _shape_arg(shape: tuple[int, ...]) -> str:
+    return ",".join(str(d) for d in shape)
+
+
+def read_netx(path: Path, input_shape: tuple[int, ...] | None = None) -> Graph:
     """Read a netx HDF5 file (ours, or lava-dl's slayer ``export_hdf5`` of CUBA Dense/Conv/Flatten
-    blocks) back into a fixed-point graph that computes what netx's Lava network computes."""
-    return read_netx_file(path).graph
+    blocks) back into a fixed-point graph that computes what netx's Lava network computes.
+    ``input_shape`` ((C, H, W) or (F,)) is the input for a file without an input layer (netx's
+    ``Network(input_shape=...)``); where the file has one, it must say the same."""
+    return read_netx_file(path, input_shape).graph
 
 
-def read_netx_file(path: Path) -> NetxImport:
+def read_netx_file(path: Path, input_shape: tuple[int, ...] | None = None) -> NetxImport:
     """:func:`read_netx`, with notes on what was read (``snn-compile`` prints them)."""
     path = Path(path)
-    return isolated(path, "HDF5", _read_netx_checked, path)   # libhdf5 can loop on a damaged file
+    shape = None if input_shape is None else tuple(int(d) for d in input_shape)
+    if shape is not None and (len(shape) not in (1, 3) or any(d < 1 for d in shape)):
+        raise SnncError(f"--input-shape {_shape_arg(shape)}: expected C,H,W or F, positive integers.")
+    return isolated(path, "HDF5", _read_netx_checked, path, shape)   # libhdf5 can loop on a damaged file
 
 
-def _read_netx_checked(path: Path) -> NetxImport:
+def _read_netx_checked(path: Path, input_shape: tuple[int, ...] | None = None) -> NetxImport:
     try:
-        return _read_netx_file(path)
+        return _read_netx_file(path, input_shape)
     except GraphError as e:   # a node the file describes is invalid (compiler/ir.py checks every node)
         raise InputFileError(f"{path}: {e}") from None
 
 
-def _read_netx_file(path: Path) -> NetxImport:
+def _read_netx_file(path: Path, input_shape: tuple[int, ...] | None = None) -> NetxImport:
     notes: list[str] = []
     with damaged_hdf5(path), open_hdf5(path) as f:
         if "layer" not in f:
@@ -522,6 +558,9 @@ def _read_netx_file(path: Path) -> NetxImport:
                         f"with slayer.block.cuba.Input(None, delay_shift=False) (supported: {SUPPORTED}).")
                 _extra_keys(g, kind, where, notes)
                 cur = tuple(int(s) for s in _ints(g, "shape", where).reshape(-1))
+                if input_shape is not None and cur != input_shape:
+                    raise SnncError(f"--input-shape {_shape_arg(input_shape)}: {where} is an input layer of shape "
+                                    f"{cur}; the file carries its input shape, leave --input-shape out.")
                 nodes.append(Input("input", cur))
                 prev = "input"
                 continue
@@ -559,10 +598,15 @@ def _read_netx_file(path: Path) -> NetxImport:
                 if flatten:
                     raise UnsupportedLayerError(f"{where}: a conv layer after a flatten layer is not "
                                                 f"supported (supported: {SUPPORTED}).")
-                if cur is None:
+                if cur is None and input_shape is None:
                     raise InputFileError(f"{where}: the first conv layer needs an input layer with the "
                                          f"(C, H, W) shape (without it netx needs Network(input_shape=...), "
-                                         f"hdf5.py:602-608; this reader takes the shape from the file only).")
+                                         f"hdf5.py:602-608); pass the shape: snn-compile --input-shape C,H,W.")
+                flag = ""
+                if cur is None:
+                    cur = _given_conv_input(input_shape, w[..., 0] if w.ndim == 5 and w.shape[4] == 1 else w, g, where)
+                    nodes.append(Input("input", cur))
+                    flag = f"--input-shape {_shape_arg(cur)}: "
                 if prev == "dense" or len(cur) != 3:
                     raise UnsupportedLayerError(
                         f"{where}: a conv layer reading {'a dense layer' if prev == 'dense' else f'shape {cur}'}: "
@@ -596,11 +640,12 @@ def _read_netx_file(path: Path) -> NetxImport:
                 try:
                     syn = QConv(f"conv{npop}", w, cur, groups=groups, **geo)
                 except GraphError as e:   # the geometry does not fit
-                    raise InputFileError(f"{where}: {e}") from None
+                    raise (SnncError if flag else InputFileError)(f"{flag}{where}: {e}") from None
                 out = syn.out_shape
                 shape = tuple(int(s) for s in _ints(g, "shape", where).reshape(-1))
                 if shape != out:
-                    raise InputFileError(f"{where}: shape {shape} is not the conv output {out} "
+                    raise (SnncError if flag else InputFileError)(f"{flag}{where}: shape {shape} is not the conv "
+                                         f"output {out} "
                                          f"(netx checks it, netx/blocks/process.py:461-465)")
                 size = int(np.prod(out))
                 bias = np.zeros(size, dtype=np.int64)
@@ -641,7 +686,11 @@ def _read_netx_file(path: Path) -> NetxImport:
                 raise InputFileError(f"{where}: dense weight {w.shape} does not fit shape ({n_out},)")
             _delay(g, where, kind, w.shape, notes)
             if cur is None:
-                cur = (int(w.shape[1]),)
+                if input_shape is not None and math.prod(input_shape) != w.shape[1]:
+                    raise SnncError(f"--input-shape {_shape_arg(input_shape)}: {math.prod(input_shape)} values, but "
+                                    f"the first layer ({where}, dense) reads {int(w.shape[1])} inputs; give a shape "
+                                    f"of {int(w.shape[1])} values.")
+                cur = input_shape or (int(w.shape[1]),)
                 nodes.append(Input("input", cur))
             if int(np.prod(cur)) != w.shape[1]:
                 raise InputFileError(f"{where}: dense weight reads {w.shape[1]} inputs, the layer before "
@@ -692,4 +741,5 @@ def _read_netx_file(path: Path) -> NetxImport:
 
 
 __all__ = ["netx_limitation", "netx_dense_weights", "write_netx", "read_netx", "read_netx_file", "NetxImport",
+           "parse_input_shape",
            "SUPPORTED", "GROUPS_KEY", "WRITER_ATTR"]

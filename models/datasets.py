@@ -17,6 +17,7 @@ tonic's own download is disabled. See docs/datasets.md.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 import tarfile
@@ -193,17 +194,33 @@ MNIST_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.
                "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
 MNIST_SOURCE = ("https://ossci-datasets.s3.amazonaws.com/mnist/ (torchvision's mirror of "
                 "http://yann.lecun.com/exdb/mnist/)")
+#: Where the mnist loader looks under DATA_DIR, in this order: snnc's own folder (the published .gz
+#: files), then torchvision's ``MNIST/raw`` (torchvision.datasets.MNIST unpacks the files there and
+#: keeps the .gz beside them); in either folder a file may be gzipped (NAME.gz) or not (NAME).
+MNIST_FOLDERS = ("mnist", "MNIST/raw")
+GZIP_MAGIC = b"\x1f\x8b"
 
 
-def read_idx_gz(path: Path, ndim: int) -> np.ndarray:
-    """Parse a gzipped big-endian IDX file of unsigned bytes (magic 0x0000080N, N = ``ndim``)."""
+def read_idx(path: Path, ndim: int) -> np.ndarray:
+    """Parse a big-endian IDX file of unsigned bytes (magic 0x0000080N, N = ``ndim``), gzipped or not
+    (told apart by the gzip magic bytes, not the name)."""
     try:
-        with gzip.open(path, "rb") as f:
-            raw = f.read()
+        with open(path, "rb") as f:
+            gzipped = f.read(2) == GZIP_MAGIC
+        if path.suffix == ".gz" and not gzipped:
+            raise InputFileError(f"{path}: not a readable gzip file (no gzip header, yet named .gz); "
+                                 f"re-download it.")
+        if gzipped:
+            with gzip.open(path, "rb") as f:
+                raw = f.read()
+        else:
+            raw = path.read_bytes()
     except (OSError, EOFError) as e:
-        raise InputFileError(f"{path}: not a readable gzip file ({e}); re-download it.") from None
+        raise InputFileError(f"{path}: not a readable {'gzip' if path.suffix == '.gz' else 'IDX'} file ({e}); "
+                             f"re-download it.") from None
     if len(raw) < 4 + 4 * ndim:
-        raise InputFileError(f"{path}: only {len(raw)} bytes after gunzip, too short for an IDX header.")
+        raise InputFileError(f"{path}: only {len(raw)} bytes{' after gunzip' if gzipped else ''}, too short for "
+                             f"an IDX header.")
     magic = struct.unpack(">I", raw[:4])[0]
     if magic != 0x800 + ndim:
         raise InputFileError(f"{path}: IDX magic number 0x{magic:08x}, expected 0x{0x800 + ndim:08x} "
@@ -216,19 +233,43 @@ def read_idx_gz(path: Path, ndim: int) -> np.ndarray:
     return np.frombuffer(body, dtype=np.uint8).reshape(dims)
 
 
+def read_idx_gz(path: Path, ndim: int) -> np.ndarray:
+    """Parse a gzipped IDX file (:func:`read_idx`, which also takes uncompressed ones)."""
+    if path.is_file():
+        with open(path, "rb") as f:
+            if f.read(2) != GZIP_MAGIC:
+                raise InputFileError(f"{path}: not a readable gzip file (no gzip header); re-download it.")
+    return read_idx(path, ndim)
+
+
+def mnist_files(data_dir: Path, split: str) -> tuple[Path, Path] | None:
+    """The (images, labels) IDX files of ``split`` under ``data_dir``: the first folder of
+    :data:`MNIST_FOLDERS` holding both, each as NAME.gz or uncompressed NAME; None if none does."""
+    found = []
+    for folder in MNIST_FOLDERS:
+        pair = []
+        for gz_name in MNIST_FILES[split]:
+            options = [data_dir / folder / gz_name, data_dir / folder / gz_name[:-3]]
+            pair.append(next((p for p in options if p.is_file()), None))
+        if all(pair):
+            found.append((pair[0], pair[1]))
+    return found[0] if found else None
+
+
 def _mnist(split: str, seed: int, *, data_dir: Path, limit: int | None = None, **_: Any) -> Dataset:
-    folder = data_dir / "mnist"
-    img_name, lbl_name = MNIST_FILES[split]
-    if not all((folder / f).is_file() for f in (img_name, lbl_name)):
+    files = mnist_files(data_dir, split)
+    if files is None:
         names = ", ".join(f for pair in MNIST_FILES.values() for f in pair)
-        raise _missing("mnist", folder, f"expected the four gzipped IDX files {names} in {folder}/.",
-                       MNIST_SOURCE)
-    images, labels = read_idx_gz(folder / img_name, 3), read_idx_gz(folder / lbl_name, 1)
+        raise _missing("mnist", data_dir / "mnist", f"expected the four gzipped IDX files {names} in "
+                       f"{data_dir / 'mnist'}/, or torchvision's layout {data_dir / 'MNIST' / 'raw'}/ (the same "
+                       f"names, gzipped or not, as torchvision.datasets.MNIST leaves them).", MNIST_SOURCE)
+    img_path, lbl_path = files
+    images, labels = read_idx(img_path, 3), read_idx(lbl_path, 1)
     if len(images) != len(labels):
-        raise InputFileError(f"{folder}: {img_name} holds {len(images)} images but {lbl_name} holds "
-                             f"{len(labels)} labels.")
+        raise InputFileError(f"{img_path.parent}: {img_path.name} holds {len(images)} images but {lbl_path.name} "
+                             f"holds {len(labels)} labels.")
     if labels.size and labels.max() > 9:
-        raise InputFileError(f"{folder / lbl_name}: label {int(labels.max())} is not a digit 0-9.")
+        raise InputFileError(f"{lbl_path}: label {int(labels.max())} is not a digit 0-9.")
     n = len(labels) if limit is None else min(limit, len(labels))
     x = (images[:n].reshape(n, -1) / 255.0).astype(np.float32)
     return Dataset("mnist", x, labels[:n].astype(np.int64), 10, shape=(1, 28, 28))
@@ -499,3 +540,375 @@ def load_dataset(name: str, split: str = "train", seed: int = 0, *, timesteps: i
     if t < 1:
         raise SnncError(f"timesteps must be at least 1, got {t}.")
     return DATASETS[name](split, seed, timesteps=t, data_dir=resolve_data_dir(data_dir), limit=limit)
+
+
+def is_event_dataset(name: str | None) -> bool:
+    """Whether built-in dataset ``name`` brings its own spikes (event frames) rather than static values."""
+    return name == "synthetic-events" or name in TONIC
+
+
+# ---------------------------------------------------------------- your own data: one .npz or torch file
+
+#: The ``dataset`` a checkpoint or manifest records for data given as ``--data FILE``.
+DATA_FILE_DATASET = "file"
+#: How ``x`` is read: static samples coded per the model's encoding, or event frames that already are spikes.
+LAYOUTS = ("static", "frames")
+#: The entries of a data file snnc reads; anything else in the file is ignored.
+DATA_KEYS = ("x", "y", "x_test", "y_test", "layout")
+#: Splits of a data file: 'train' and 'test' as snn-train uses them (x/y and x_test/y_test, or without
+#: x_test a seeded 10% of each class of x held out as 'test'); 'eval' = x_test/y_test when the file has
+#: them, else every sample of x/y (what snn-compile / snn-run --data FILE run).
+FILE_SPLITS = ("train", "test", "eval")
+#: The most classes a label file may imply (y.max() + 1): the output layer has one neuron per class.
+MAX_CLASSES = 1 << 16
+DATA_FORMAT = ("an .npz (numpy.savez) with arrays x (samples) and y (integer labels), optionally x_test/y_test "
+               "and layout, or a torch file holding the dict {'x': tensor, 'y': tensor, ...} (docs/datasets.md, "
+               "'Your own data')")
+HOLD_OUT = "10% of each class"
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes (recorded beside ``data_file`` so a changed file is noticed)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_data_arrays(path: str | Path) -> dict[str, Any]:
+    """The entries of a data file (:data:`DATA_KEYS` present in it) as numpy arrays, and ``layout`` as a
+    string; nothing validated beyond the container. Recognised by content: a zip holding ``data.pkl`` is a
+    torch file (read with ``torch.load(weights_only=True)``: no code from the file runs), another zip an
+    .npz (``np.load(allow_pickle=False)``), a pickle stream a legacy torch file; anything else is refused."""
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"{path}: no such data file; --data takes {DATA_FORMAT}.")
+    if path.is_dir():
+        raise InputFileError(f"{path}: is a directory, not a data file; --data takes {DATA_FORMAT}.")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise InputFileError(f"{path}: cannot be read ({e.strerror or e}).") from None
+    if head.startswith(b"PK"):
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError) as e:
+            raise InputFileError(f"{path}: a damaged zip archive ({e}), neither a readable .npz nor a torch file; "
+                                 f"--data takes {DATA_FORMAT}.") from None
+        torch_file = any(n == "data.pkl" or n.endswith("/data.pkl") for n in names)
+        return _read_torch_data(path) if torch_file else _read_npz_data(path, names)
+    if head[:1] == b"\x80":      # a pickle stream: torch.save(..., _use_new_zipfile_serialization=False)
+        return _read_torch_data(path)
+    raise InputFileError(f"{path}: neither an .npz archive nor a torch file (it starts with {head!r}); "
+                         f"--data takes {DATA_FORMAT}.")
+
+
+def _read_npz_data(path: Path, names: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            for key in DATA_KEYS:
+                if key not in z.files:
+                    continue
+                try:
+                    out[key] = z[key]
+                except ValueError:     # an object array: only numpy's pickle could read it
+                    raise InputFileError(f"{path}: array '{key}' holds Python objects, which only unpickling "
+                                         f"could read (snnc never unpickles data); save numeric arrays, e.g. "
+                                         f"np.savez(path, x=np.asarray(x, np.float32), y=np.asarray(y, np.int64)).") from None
+            found = list(z.files)
+    except InputFileError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise InputFileError(f"{path}: a zip archive that is not a readable .npz ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:120] if str(e) else 'unreadable'}); --data takes "
+                             f"{DATA_FORMAT}.") from None
+    out["_found"] = found
+    if "layout" in out:
+        out["layout"] = _layout_text(path, out["layout"])
+    return out
+
+
+def _read_torch_data(path: Path) -> dict[str, Any]:
+    import pickle
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise InputFileError(f"{path}: holds pickled Python objects beyond tensors and plain data; loading it would "
+                             f"run code stored in the file, so snnc refuses. Save a dict of tensors: "
+                             f"torch.save({{'x': x, 'y': y}}, path).") from None
+    except Exception as e:  # the weights-only reader runs no file code: any error means a damaged file
+        raise InputFileError(f"{path}: not a readable torch file ({type(e).__name__}); --data takes "
+                             f"{DATA_FORMAT}.") from None
+    if not isinstance(obj, dict):
+        raise InputFileError(f"{path}: a torch file holding a {type(obj).__name__}, not a dict; save "
+                             f"torch.save({{'x': x, 'y': y}}, path) (docs/datasets.md, 'Your own data').")
+    out: dict[str, Any] = {"_found": [str(k)[:40] for k in obj]}
+    for key in DATA_KEYS:
+        if key not in obj:
+            continue
+        value = obj[key]
+        if key == "layout":
+            out[key] = _layout_text(path, value)
+        elif isinstance(value, torch.Tensor):
+            t = value.detach().cpu()
+            if t.dtype in (torch.float16, torch.bfloat16):
+                t = t.to(torch.float32)
+            out[key] = t.numpy()
+        else:
+            raise InputFileError(f"{path}: '{key}' is a {type(value).__name__}, not a tensor; store "
+                                 f"torch.as_tensor({key}) in the dict.")
+    return out
+
+
+def _layout_text(path: Path, value: Any) -> str:
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "US":
+        value = str(value[()])
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    if not isinstance(value, str) or value not in LAYOUTS:
+        raise InputFileError(f"{path}: 'layout' is {str(value)[:40]!r}; it must be one of {', '.join(LAYOUTS)} "
+                             f"(or left out: see docs/datasets.md, 'Your own data').")
+    return value
+
+
+def _shape_text(shape: Sequence[int]) -> str:
+    return "(" + ", ".join(str(int(d)) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def infer_layout(x_shape: Sequence[int], layout: str | None = None, input_size: int | None = None) -> str:
+    """'static' or 'frames' for samples of ``x_shape`` (N first). In this order: ``layout`` when given
+    (``--data-layout``, or the file's ``layout`` entry); else, with a network (``input_size`` = the values
+    it takes per step), the reading whose per-sample size it takes; else the number of dimensions:
+    (N, F) and (N, C, H, W) are static, (N, T, F) and (N, T, C, H, W) frames."""
+    if layout is not None:
+        return layout
+    ndim = len(x_shape)
+    default = "static" if ndim in (2, 4) else "frames"
+    if input_size is not None and ndim in (3, 4):
+        size = {"static": math.prod(x_shape[1:]), "frames": math.prod(x_shape[2:])}
+        other = "frames" if default == "static" else "static"
+        if size[default] != input_size and size[other] == input_size:
+            return other
+    return default
+
+
+def dataset_from_arrays(x: Any, y: Any, *, layout: str | None = None, name: str = "arrays", key: str = "x",
+                        input_size: int | None = None, network: str | None = None, timesteps: int | None = None,
+                        timesteps_from: str = "--timesteps", num_classes: int | None = None) -> Dataset:
+    """A :class:`Dataset` from samples ``x`` and integer labels ``y`` (numpy arrays or tensors), checked
+    value by value; errors are one line naming ``name`` (the file) and ``key`` (which array).
+
+    ``x`` is static samples (N, F) or (N, C, H, W) with values in [0, 1] (encoding 'rate': coded per
+    the model's input code by :func:`batch_spikes`, like digits and mnist) or event frames (N, T, F) or
+    (N, T, C, H, W) of non-negative spike counts or booleans (encoding 'events', binarised to
+    'at least one spike', like the event datasets). ``layout`` ('static' | 'frames', default
+    :func:`infer_layout`) says which; (N, H, W) static and (N, T, H, W) frames need it said and get C = 1.
+    ``input_size`` (values per step the network takes, named ``network`` in errors) must match a
+    sample; ``timesteps`` (from ``timesteps_from``) must match the frames' T. ``num_classes``
+    defaults to ``y.max() + 1``.
+    """
+    if layout is not None and layout not in LAYOUTS:
+        raise SnncError(f"--data-layout {layout}: must be one of {', '.join(LAYOUTS)}.")
+    x, labels = _check_pair(x, y, name, key)
+    n = int(x.shape[0])
+    if x.dtype.kind not in "biuf":
+        raise InputFileError(f"{name}: {key} has dtype {x.dtype}; samples must be numbers (float in [0, 1] for "
+                             f"static samples, integer or bool spike counts for frames).")
+    lay = infer_layout(x.shape, layout, input_size)
+    if lay == "static":
+        if x.ndim == 5:
+            raise InputFileError(f"{name}: {key} has shape {_shape_text(x.shape)}, 5 dimensions: event frames "
+                                 f"(N, T, C, H, W), not static samples; drop the 'static' layout.")
+        per_sample = tuple(int(d) for d in x.shape[1:])
+        shape = per_sample if len(per_sample) == 3 else (1, *per_sample) if len(per_sample) == 2 else None
+        values = _static_values(x, name, key)
+        features = math.prod(per_sample)
+        flat = values.reshape(n, features)
+        t_bins = None
+    else:
+        if x.ndim == 2:
+            raise InputFileError(f"{name}: {key} has shape {_shape_text(x.shape)}: (N, F) is static samples, "
+                                 f"frames need a time axis (N, T, F); drop the 'frames' layout.")
+        per_sample = tuple(int(d) for d in x.shape[2:])
+        shape = per_sample if len(per_sample) == 3 else (1, *per_sample) if len(per_sample) == 2 else None
+        t_bins = int(x.shape[1])
+        if not 1 <= t_bins <= MAX_TIMESTEPS:
+            raise InputFileError(f"{name}: {key} holds frames of {t_bins} time bins; expected 1 to {MAX_TIMESTEPS}.")
+        features = math.prod(per_sample)
+        flat = _frame_spikes(x, name, key).reshape(n, t_bins, features)
+    if features == 0:
+        raise InputFileError(f"{name}: {key} has shape {_shape_text(x.shape)}: samples of zero values.")
+    if input_size is not None and features != input_size:
+        what = "samples" if lay == "static" else "frames (per time bin)"
+        raise InputFileError(f"{name}: {key} has {what} of shape {_shape_text(per_sample)} ({features} values) "
+                             f"but the network in {network or 'the model'} takes {input_size} inputs; give "
+                             f"{input_size} values per {'sample' if lay == 'static' else 'time bin'}.")
+    if t_bins is not None:
+        why = sample_size_problem(t_bins, features)
+        if why:
+            raise InputFileError(f"{name}: {key}: {why}.")
+        if timesteps is not None and timesteps != t_bins:
+            raise InputFileError(f"{name}: {key} holds frames of {t_bins} time bins but {timesteps} timesteps were "
+                                 f"asked for ({timesteps_from}); frames bring their own T: use {t_bins} timesteps.")
+    classes = int(labels.max()) + 1 if num_classes is None else int(num_classes)
+    encoding = "rate" if lay == "static" else "events"
+    return Dataset(name, flat, labels, classes, encoding, shape=shape)
+
+
+def _as_array(a: Any, name: str, key: str) -> np.ndarray:
+    if isinstance(a, torch.Tensor):
+        t = a.detach().cpu()
+        return (t.to(torch.float32) if t.dtype in (torch.float16, torch.bfloat16) else t).numpy()
+    if not isinstance(a, np.ndarray):
+        raise InputFileError(f"{name}: '{key}' is a {type(a).__name__}, not an array.")
+    return a
+
+
+def _check_pair(x: Any, y: Any, name: str, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Samples ``key`` and their labels (``y``/``y_test``): a shape snnc reads, at least one sample, and
+    one non-negative integer label per sample (labels as int64)."""
+    ykey = "y" + key[1:]
+    x, y = _as_array(x, name, key), _as_array(y, name, ykey)
+    if x.ndim < 2 or x.ndim > 5:
+        raise InputFileError(f"{name}: {key} has shape {_shape_text(x.shape)}; expected static samples (N, F) or "
+                             f"(N, C, H, W), or event frames (N, T, F) or (N, T, C, H, W).")
+    if x.shape[0] == 0:
+        raise InputFileError(f"{name}: {key} holds zero samples; give at least one.")
+    return x, _labels(y, int(x.shape[0]), name, key, ykey)
+
+
+def _labels(y: np.ndarray, n: int, name: str, key: str, ykey: str) -> np.ndarray:
+    """y as int64 (n,): integers, none negative, one per sample."""
+    if y.dtype.kind not in "iu":
+        raise InputFileError(f"{name}: {ykey} has dtype {y.dtype}; labels must be integers (class indices "
+                             f"0, 1, 2, ...), e.g. {ykey}.astype(np.int64).")
+    if y.ndim != 1:
+        raise InputFileError(f"{name}: {ykey} has shape {_shape_text(y.shape)}; labels must be one integer per "
+                             f"sample, shape ({n},).")
+    if len(y) != n:
+        raise InputFileError(f"{name}: {key} holds {n} samples but {ykey} holds {len(y)} labels; give one label "
+                             f"per sample.")
+    if y.dtype.kind == "i" and (y < 0).any():
+        raise InputFileError(f"{name}: {ykey} holds the negative label {int(y.min())}; labels are class indices "
+                             f"0, 1, 2, ...")
+    if int(y.max()) >= MAX_CLASSES:
+        raise InputFileError(f"{name}: {ykey} holds the label {int(y.max())}, which would need {int(y.max()) + 1} "
+                             f"output classes (at most {MAX_CLASSES}); labels are class indices 0, 1, 2, ...")
+    return y.astype(np.int64)
+
+
+def _static_values(x: np.ndarray, name: str, key: str) -> np.ndarray:
+    """Static samples as float32, checked finite and within [0, 1]."""
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        bad = "NaN" if np.isnan(x).any() else "infinite values"
+        raise InputFileError(f"{name}: {key} holds {bad}; static samples must be numbers in [0, 1].")
+    if x.dtype.kind == "b":
+        return x.astype(np.float32)
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0 or hi > 1:
+        hint = " (8-bit images: divide by 255)" if hi <= 255 and lo >= 0 else ""
+        raise InputFileError(f"{name}: {key} holds values in [{lo:g}, {hi:g}]; static samples must lie in [0, 1] "
+                             f"(they are spike probabilities or intensities){hint}. Event frames have a time axis: "
+                             f"(N, T, F) or (N, T, C, H, W).")
+    return x.astype(np.float32)
+
+
+def _frame_spikes(x: np.ndarray, name: str, key: str) -> np.ndarray:
+    """Event frames (counts or booleans) binarised to 'at least one spike in this bin'."""
+    if x.dtype.kind == "b":
+        return x
+    if x.dtype.kind == "f":
+        if not np.isfinite(x).all():
+            bad = "NaN" if np.isnan(x).any() else "infinite values"
+            raise InputFileError(f"{name}: {key} holds {bad}; event frames must be spike counts or booleans.")
+        if (x != np.round(x)).any():
+            raise InputFileError(
+                f"{name}: {key} ({_shape_text(x.shape)}, read as event frames) holds fractional values; frames are "
+                f"spike counts or booleans. If these are static samples, give them as (N, F) or (N, C, H, W), or "
+                f"say so with --data-layout static or a 'layout' entry 'static' in the file.")
+    if (x < 0).any():
+        raise InputFileError(f"{name}: {key} holds the negative value {x.min()!r}; event frames are spike counts "
+                             f"(>= 0) or booleans.")
+    return x > 0
+
+
+def load_data_file(path: str | Path, split: str = "eval", *, seed: int = 0, layout: str | None = None,
+                   input_size: int | None = None, network: str | None = None, timesteps: int | None = None,
+                   timesteps_from: str = "--timesteps", limit: int | None = None,
+                   sha256: str | None = None) -> Dataset:
+    """``split`` of a data file (``--data FILE``) as a :class:`Dataset`, every value checked.
+
+    The file is an .npz or a torch dict (:func:`read_data_arrays`) with ``x`` and ``y``, optionally
+    ``x_test``/``y_test`` and ``layout``. ``split``: 'train' / 'test' as snn-train uses them (x and
+    x_test; without x_test, :data:`HOLD_OUT` of x, seeded by ``seed``, is the test part), or 'eval'
+    (x_test if present, else all of x). ``layout`` overrides the file's; ``input_size``, ``network``,
+    ``timesteps`` are checked as :func:`dataset_from_arrays` does. ``limit`` keeps the first samples;
+    ``sha256``, when given, must be the file's (the file a model was trained on has not changed).
+    Classes are ``max(y, y_test) + 1`` over the whole file, so every split agrees.
+    """
+    path = Path(path)
+    if split not in FILE_SPLITS:
+        raise SnncError(f"unknown split '{split}' of a data file: use one of {', '.join(FILE_SPLITS)}.")
+    if layout is not None and layout not in LAYOUTS:
+        raise SnncError(f"--data-layout {layout}: must be one of {', '.join(LAYOUTS)}.")
+    arrays = read_data_arrays(path)
+    if sha256 is not None:
+        got = file_sha256(path)
+        if got != sha256:
+            raise InputFileError(f"{path}: changed since the model was trained on it (sha256 {got[:12]}..., recorded "
+                                 f"{sha256[:12]}...), so its test part may differ; pass --data {path} to run on the "
+                                 f"file as it is now, or retrain.")
+    found = arrays.pop("_found", [])
+    for k in ("x", "y"):
+        if k not in arrays:
+            raise InputFileError(f"{path}: no entry '{k}' (found: {', '.join(map(str, found[:8])) or 'nothing'}); "
+                                 f"--data takes {DATA_FORMAT}.")
+    if ("x_test" in arrays) != ("y_test" in arrays):
+        have, miss = ("x_test", "y_test") if "x_test" in arrays else ("y_test", "x_test")
+        raise InputFileError(f"{path}: has '{have}' but no '{miss}'; give both for a separate test split, or neither.")
+    lay = layout or arrays.get("layout")
+    name = str(path)
+    x, y = _check_pair(arrays["x"], arrays["y"], name, "x")
+    key = "x"
+    labels = [y]
+    if "x_test" in arrays:
+        xt, yt = _check_pair(arrays["x_test"], arrays["y_test"], name, "x_test")
+        labels.append(yt)
+        if tuple(xt.shape[1:]) != tuple(x.shape[1:]):
+            raise InputFileError(f"{path}: x_test has samples of shape {_shape_text(xt.shape[1:])} but x has "
+                                 f"{_shape_text(x.shape[1:])}; both splits need the same sample shape.")
+        if split in ("test", "eval"):
+            x, y, key = xt, yt, "x_test"
+    elif split in ("train", "test"):
+        if len(_own_split(y, "test", seed)) == 0 or len(_own_split(y, "train", seed)) == 0:
+            raise InputFileError(f"{path}: {len(y)} sample(s) are too few to hold out {HOLD_OUT} for testing "
+                                 f"(a class needs 2 samples to lend one); add samples, or give x_test and y_test.")
+        part = _own_split(y, split, seed)
+        x, y = x[part], y[part]
+    num_classes = max(int(a.max()) for a in labels) + 1   # over the whole file: every split agrees
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    return dataset_from_arrays(x, y, layout=lay, name=name, key=key, input_size=input_size, network=network,
+                               timesteps=timesteps, timesteps_from=timesteps_from, num_classes=num_classes)
+
+
+def load_data_file_splits(path: str | Path, *, seed: int = 0, layout: str | None = None,
+                          timesteps: int | None = None) -> tuple[Dataset, Dataset, str]:
+    """snn-train's (train, test) from a data file, and one line saying where the test samples came from."""
+    train = load_data_file(path, "train", seed=seed, layout=layout, timesteps=timesteps)
+    test = load_data_file(path, "test", seed=seed, layout=layout, timesteps=timesteps)
+    arrays_have_test = "x_test" in read_data_arrays(path)
+    kind = (f"static samples {train.input_shape} in [0, 1]" if train.encoding == "rate" else
+            f"event frames of {train.timesteps} time bins x {train.input_shape}, binarised")
+    where = ("the file's x_test/y_test" if arrays_have_test else
+             f"held out from x/y: {HOLD_OUT}, chosen with --seed {seed}")
+    about = (f"data {path}: {kind}, {train.num_classes} classes; {len(train.y)} training samples, "
+             f"{len(test.y)} test samples ({where})")
+    return train, test, about
