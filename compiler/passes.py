@@ -108,13 +108,16 @@ def quantize(graph: Graph, target: Target) -> Graph:
 class Finding:
     """One design-rule result: ``error`` stops the compile, ``warning`` goes into the report.
     ``numerical``: the compiled network computes something other than the model there (``--strict``
-    makes it an error; see snnc.compiler.numerics)."""
+    makes it an error; see snnc.compiler.numerics). ``health``: the network computes what the model
+    computes, but does not work on the report's samples (silent layers, undecided outputs, too few
+    timesteps for its depth; ``--strict`` makes it an error; see snnc.health)."""
 
     rule: str
     node: str
     severity: str
     message: str
     numerical: bool = False
+    health: bool = False
 
 
 def _max_input(graph: Graph, source: str) -> int:

@@ -189,6 +189,82 @@ def calibrate_activity(model: SpikingNet, x: torch.Tensor, min_rate: float = MIN
     return gains
 
 
+class TrainingWarning(UserWarning):
+    """A run that is not learning (a flat loss at chance, a silent output); ``snn-train`` prints it as
+    'snn-train: warning: ...', the API emits it through ``train(on_warning=...)`` or Python ``warnings``."""
+
+
+#: the loss has stopped moving when its relative spread over an epoch's steps, or its relative change
+#: between epochs at chance accuracy, is below this (a dead network's loss is the same on every batch:
+#: 0.5000 for rate-mse with a silent output)
+FLAT_LOSS = 1e-3
+#: train accuracy below this multiple of chance (1 / classes) counts as chance
+CHANCE_MARGIN = 1.5
+WHAT_HELPS = ("a larger --lr{lr}, --readout membrane (a decision even without output spikes), more --timesteps "
+              "(every layer delays by one step: the output cannot respond before step layers + 1), a different "
+              "--encoding, and check the data (labels, value range)")
+
+
+class TrainingMonitor:
+    """Watches a run for signs that it cannot learn and says so once per kind (``emit(kind, message)``):
+
+    * ``output_silent``: on some training batch every sample's output scores are all equal (no output
+      spike at all for a spiking readout): no decision, and rules that pass gradient only through
+      spikes get none;
+    * ``loss_flat``: the loss moved by less than :data:`FLAT_LOSS` (relative) over an epoch's steps,
+      or between two epochs while the train accuracy is at chance.
+    """
+
+    def __init__(self, classes: int, lr: float, emit: Callable[[str, str], None]) -> None:
+        self.classes, self.lr, self.emit = classes, lr, emit
+        self.said: set[str] = set()
+        self.losses: list[float] = []
+        self.previous: float | None = None
+
+    def warn(self, kind: str, message: str) -> None:
+        if kind not in self.said:
+            self.said.add(kind)
+            self.emit(kind, message)
+
+    def _helps(self) -> str:
+        return WHAT_HELPS.format(lr=f" (this run: {self.lr:g})")
+
+    def step(self, epoch: int, step: int, loss: torch.Tensor, scores: torch.Tensor) -> None:
+        self.losses.append(float(loss))
+        if self.classes < 2 or scores.numel() == 0 or "output_silent" in self.said:
+            return
+        if bool((scores == scores.max(dim=-1, keepdim=True).values).all()):
+            self.warn("output_silent",
+                      f"epoch {epoch}, step {step + 1}: the output decided nothing on any of the {scores.shape[0]} "
+                      f"samples of the training batch: every class scored {float(scores.flatten()[0]):g} (a spiking "
+                      f"readout: not one output spike). What helps: {self._helps()}.")
+
+    def end_epoch(self, log: EpochLog) -> None:
+        losses, self.losses = self.losses, []
+        chance = 1.0 / max(1, self.classes)
+        at_chance = log.train_accuracy < CHANCE_MARGIN * chance
+        mean = float(np.mean(losses)) if losses else log.loss
+        spread = (max(losses) - min(losses)) / abs(mean) if len(losses) >= 3 and mean != 0 else None
+        moved = abs(log.loss - self.previous) / abs(self.previous) if self.previous else None
+        self.previous = log.loss
+        if spread is not None and spread < FLAT_LOSS:
+            what = f"moved by {spread:.1e} (relative) over the epoch's {len(losses)} steps"
+        elif moved is not None and moved < FLAT_LOSS and at_chance:
+            what = f"changed by {moved:.1e} (relative) since the epoch before"
+        else:
+            return
+        self.warn("loss_flat",
+                  f"epoch {log.epoch}: the loss stayed at {log.loss:.4f} ({what}) with train accuracy "
+                  f"{log.train_accuracy:.1%} (chance with {self.classes} classes: {chance:.1%}): the network is "
+                  f"not learning. What helps: {self._helps()}.")
+
+
+def _warn(kind: str, message: str) -> None:
+    import warnings
+
+    warnings.warn(message, TrainingWarning, stacklevel=6)   # at train()'s caller
+
+
 def train_step(model: SpikingNet, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                net: torch.nn.Module | None = None, loss_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimiser step on a batch -> (loss, scores), both detached.
@@ -209,8 +285,17 @@ def train(model: SpikingNet, train_data: Dataset, *, epochs: int, timesteps: int
           lr: float = 5e-3, lr_scaling: str = "fan-in", optimizer: Optimizer = ADAM,
           schedule: Schedule = CONSTANT, min_rate: float = MIN_INITIAL_RATE, seed: int = 0, test_data: Dataset | None = None, max_steps: int | None = None,
           device: str | torch.device = "cpu", resume: TrainState | None = None,
-          on_epoch: Callable[[EpochLog, TrainState], None] | None = None) -> list[EpochLog]:
+          on_epoch: Callable[[EpochLog, TrainState], None] | None = None,
+          on_warning: Callable[[str, str], None] | None = None,
+          progress: Callable[[str, int, int], None] | None = None) -> list[EpochLog]:
     """Train with the model's rule up to ``epochs`` (continuing ``resume`` if given).
+
+    ``progress(task, done, total)`` hears each optimiser step (task 'epoch N steps') and each
+    finished epoch (task 'epochs'), on rank 0 only (snnc.progress draws it).
+
+    ``on_warning(kind, message)`` hears once per kind that the run is not learning (a flat loss at
+    chance, a silent output: :class:`TrainingMonitor`); without it they are Python warnings
+    (:class:`TrainingWarning`).
 
     Input spikes are drawn on the CPU from one seeded generator, so a run resumed from the state of
     epoch k gives bit-identical weights to an uninterrupted run (on the same device).
@@ -231,7 +316,7 @@ def train(model: SpikingNet, train_data: Dataset, *, epochs: int, timesteps: int
     try:
         return _train(model, train_data, epochs=epochs, timesteps=timesteps, batch_size=batch_size, lr=lr,
                       lr_scaling=lr_scaling, optimizer=optimizer, schedule=schedule, min_rate=min_rate, seed=seed, test_data=test_data, max_steps=max_steps, dev=dev, resume=resume,
-                      on_epoch=on_epoch, ctx=ctx)
+                      on_epoch=on_epoch, ctx=ctx, on_warning=on_warning, progress=progress)
     finally:
         distributed.teardown(joined)
 
@@ -239,7 +324,9 @@ def train(model: SpikingNet, train_data: Dataset, *, epochs: int, timesteps: int
 def _train(model: SpikingNet, train_data: Dataset, *, epochs: int, timesteps: int, batch_size: int, lr: float,
            lr_scaling: str, optimizer: Optimizer, schedule: Schedule, min_rate: float, seed: int, test_data: Dataset | None, max_steps: int | None, dev: torch.device,
            resume: TrainState | None, on_epoch: Callable[[EpochLog, TrainState], None] | None,
-           ctx: distributed.DistributedContext | None) -> list[EpochLog]:
+           ctx: distributed.DistributedContext | None,
+           on_warning: Callable[[str, str], None] | None = None,
+           progress: Callable[[str, int, int], None] | None = None) -> list[EpochLog]:
     seed_everything(seed)
     model.to(dev)
     model.refit_formats()   # the formats follow the weights, also weights loaded with load_state_dict
@@ -261,6 +348,7 @@ def _train(model: SpikingNet, train_data: Dataset, *, epochs: int, timesteps: in
         logs = [EpochLog(**log) for log in resume.logs]
     y_all = torch.from_numpy(train_data.y)
     main = ctx is None or ctx.is_main
+    monitor = TrainingMonitor(train_data.num_classes, lr, on_warning or _warn)   # rank 0 speaks
     if resume is None and min_rate > 0:   # its own generator: the training stream stays the same
         cal = torch.Generator().manual_seed(seed + 1)
         pick = torch.randperm(len(y_all), generator=cal)[:CALIBRATION_SAMPLES]
@@ -272,6 +360,11 @@ def _train(model: SpikingNet, train_data: Dataset, *, epochs: int, timesteps: in
         net.train()
         order = torch.randperm(len(y_all), generator=g)
         t0, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
+        steps = -(-len(order) // batch_size) if max_steps is None else min(max_steps, -(-len(order) // batch_size))
+        tell = progress if progress is not None and main else None
+        if tell is not None:
+            tell("epochs", epoch - 1, epochs)
+            tell(f"epoch {epoch} steps", 0, steps)
         for step, i in enumerate(range(0, len(order), batch_size)):
             if max_steps is not None and step >= max_steps:
                 break
@@ -286,6 +379,10 @@ def _train(model: SpikingNet, train_data: Dataset, *, epochs: int, timesteps: in
                 seen += len(y)
                 loss_sum += float(loss) * len(y)
                 correct += int((predict(scores) == y.to(dev)).sum())
+                if main:
+                    monitor.step(epoch, step, loss, scores)
+            if tell is not None:
+                tell(f"epoch {epoch} steps", step + 1, steps)
         elapsed = time.perf_counter() - t0
         if ctx is not None:
             total = distributed.all_sum([seen, loss_sum, correct], dev)
@@ -293,7 +390,11 @@ def _train(model: SpikingNet, train_data: Dataset, *, epochs: int, timesteps: in
         test_acc = evaluate(model, test_data, timesteps) if test_data is not None and main else None
         log = EpochLog(epoch, loss_sum / max(seen, 1), correct / max(seen, 1), test_acc, seen / elapsed)
         logs.append(log)
+        if tell is not None:
+            tell("epochs", epoch, epochs)
         if on_epoch and main:
             on_epoch(log, TrainState(epoch, opt.state_dict(), g.get_state(), [asdict(x) for x in logs],
                                      torch.get_rng_state()))
+        if main:
+            monitor.end_epoch(log)
     return logs

@@ -164,6 +164,75 @@ def core_map_svg(report: dict[str, Any], cores_per_tile: int, mesh: tuple[int, i
     return _svg(fig)
 
 
+def training_svg(report: dict[str, Any]) -> str | None:
+    """Loss, and train and test accuracy, per epoch of the training log (report.json 'training')."""
+    epochs = (report.get("training") or {}).get("epochs") or []
+    if not epochs:
+        return None
+    plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 2.6))
+    x = [e["epoch"] for e in epochs]
+
+    def series(key: str) -> list[float]:
+        return [np.nan if e.get(key) is None else e[key] for e in epochs]
+
+    marker = "o" if len(x) < 30 else None
+    a1.plot(x, series("loss"), color="tab:red", marker=marker, ms=3)
+    a1.set_xlabel("epoch")
+    a1.set_ylabel("training loss")
+    a1.xaxis.set_major_locator(MaxNLocator(integer=True))
+    a2.plot(x, 100 * np.asarray(series("train_accuracy")), label="train", color="tab:blue", marker=marker, ms=3)
+    a2.plot(x, 100 * np.asarray(series("test_accuracy")), label="test", color="tab:green", marker=marker, ms=3)
+    a2.set_xlabel("epoch")
+    a2.set_ylabel("accuracy (%)")
+    a2.set_ylim(0, 101)
+    a2.xaxis.set_major_locator(MaxNLocator(integer=True))
+    a2.legend(frameon=False, fontsize=7)
+    return _svg(fig)
+
+
+CONFUSION_LABELS = 20   # counts written into the cells up to this many classes
+
+
+def confusion_svg(report: dict[str, Any]) -> str | None:
+    """The compiled network's decisions (hwsim) against the labels of the report's samples; vector
+    cells (pcolormesh), no embedded image."""
+    conf = report.get("confusion")
+    if not conf:
+        return None
+    plt = _plt()
+    m = np.asarray(conf["matrix"], dtype=np.int64)
+    k = m.shape[0]
+    side = min(7.0, 2.2 + 0.3 * k)
+    fig, ax = plt.subplots(figsize=(side + 0.8, side))
+    mesh = ax.pcolormesh(np.arange(k + 1) - 0.5, np.arange(k + 1) - 0.5, m, cmap="Blues",
+                         vmin=0, vmax=max(1, int(m.max())), edgecolors="#eee", linewidth=0.3)
+    ax.set_xlim(-0.5, k - 0.5)
+    ax.set_ylim(k - 0.5, -0.5)
+    ax.set_aspect("equal")
+    step = max(1, k // 20)
+    ax.set_xticks(range(0, k, step))
+    ax.set_yticks(range(0, k, step))
+    ax.set_xlabel("decision (hwsim)")
+    ax.set_ylabel("true label")
+    if k <= CONFUSION_LABELS:
+        top = max(1, int(m.max()))
+        for i in range(k):
+            for j in range(k):
+                if m[i, j]:
+                    ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=7,
+                            color="white" if m[i, j] > top / 2 else "black")
+    from matplotlib.ticker import MaxNLocator
+
+    top = max(1, int(m.max()))    # few colour levels: matplotlib rasterizes a colorbar of 50 or more
+    bar = fig.colorbar(mesh, ax=ax, fraction=0.046, pad=0.04, label="samples",
+                       boundaries=np.linspace(0, top, min(top, 10) + 1))
+    bar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    return _svg(fig)
+
+
 def si(x: float | None, unit: str) -> str:
     """3 significant digits with an SI prefix; 'not priced' for an unknown."""
     if x is None:
@@ -181,14 +250,18 @@ def render_html(report: dict[str, Any], counts: DetailedCounts, inputs: np.ndarr
     """The whole page as one string (no timestamp: the same artifact gives the same bytes)."""
     import jinja2
 
+    from snnc.health import health_summary
+
     env = jinja2.Environment(loader=jinja2.PackageLoader("snnc", "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined)
     env.filters["si"] = si
     charts = {"raster": raster_svg(counts, inputs), "activity": activity_svg(report),
               "energy": energy_svg(report), "latency": latency_svg(report),
-              "core_map": core_map_svg(report, cores_per_tile, mesh)}
+              "core_map": core_map_svg(report, cores_per_tile, mesh), "training": training_svg(report),
+              "confusion": confusion_svg(report)}
     mapping_cores = {m["name"]: m["cores"] for m in report["mapping"]["layers"]}
     energy_by_layer = {e["name"]: e for e in report["energy"]["layers"]}
     return env.get_template("report.html.j2").render(
         r=report, title=title, charts=charts, cores_of=mapping_cores, energy_of=energy_by_layer,
+        unwell=health_summary(report), findings=sorted(report.get("findings") or [], key=lambda f: not f.get("health")),
         core_rows=report["energy"]["cores"][:CORE_TABLE_ROWS], core_rows_total=len(report["energy"]["cores"]))

@@ -4,9 +4,11 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
+from snnc.health import health_summary
 from snnc.html_report import si as _si
 
 
@@ -123,16 +125,44 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
         con.print(f"Quantization: compiled spikes equal the float model's on "
                   f"{min(agree.values()):.2%} of (sample, step, neuron) in the worst layer ('{worst}'); "
                   f"see report.json quantization.float_agreement.", highlight=False)
+    training = report.get("training")
+    if training and training.get("epochs"):
+        last = training["epochs"][-1]
+        test = last.get("test_accuracy")
+        con.print(f"Training ({training['log']}): {len(training['epochs'])} epochs; last: loss "
+                  f"{_num(last.get('loss'), '.4f')}, train accuracy {_num(last.get('train_accuracy'), '.1%')}, "
+                  f"test accuracy {_num(test, '.1%')}; report.html draws the curves.", highlight=False)
+    unwell = health_summary(report)
     v = report["verification"]
     if v.get("samples"):
         status = "[green]PASS[/]" if v["passed"] else "[red]FAIL[/]"
+        but = ""
+        if v["passed"] and unwell:      # engines agreeing on a dead network is no 'all is well'
+            status, but = "[yellow]PASS[/]", f" [bold red]The engines agree, but {unwell}: see the findings below.[/]"
         pairs = ", ".join(f"{p}: {sum(per.values())}" for p, per in v["mismatches"].items())
         con.print(f"Verification {status}: {v['samples']} samples x {v['timesteps']} steps, engines "
-                  f"{', '.join(v['engines'])}; mismatched spikes {pairs}.")
+                  f"{', '.join(v['engines'])}; mismatched spikes {pairs}.{but}", highlight=False)
     else:
-        con.print("Verification: not run (use --verify N).")
-    for f in report.get("findings", []):
-        con.print(f"[yellow]warning[/] [{f['rule']}] {f['message']}", highlight=False)
+        con.print("Verification: not run (use --verify N)." + (f" [bold red]Health: {unwell}: see the findings "
+                                                               f"below.[/]" if unwell else ""), highlight=False)
     con.print("Caveats (energy and latency are estimates, bit-exact to Lava's Loihi fixed-point models):")
     for c in report["energy"]["caveats"]:
         con.print(f"  - {c}", highlight=False)
+    render_findings(report, con)
+
+
+def _num(x: float | None, fmt: str) -> str:
+    return "n/a" if x is None else format(x, fmt)
+
+
+def render_findings(report: dict[str, Any], console: Console) -> None:
+    """Every finding, health first (a network that does not work), last in the output so it is seen."""
+    found = report.get("findings") or []
+    if not found:
+        return
+    unwell = [f for f in found if f.get("health")]
+    console.print(f"[bold]Findings[/] ({len(found)}; report.json findings"
+                  f"{', snn-compile --strict refuses health and numerical ones' if unwell else ''}):")
+    for f in sorted(found, key=lambda f: not f.get("health")):
+        tag = "[bold red]health[/]" if f.get("health") else "[yellow]warning[/]"
+        console.print(f"{tag} " + escape(f"[{f['rule']}] {f['message']}"), highlight=False)
