@@ -59,7 +59,7 @@ def snnc_row(rule: str, hardware_exact: bool, dataset: str, data_dir: Path, out:
     t = time.perf_counter()
     _run([str(BIN / "snn-train"), "--dataset", dataset, "--data-dir", str(data_dir), "--arch", "mlp",
           "--hidden", str(a.hidden), "--rule", rule, "--epochs", str(a.epochs), "--timesteps", str(a.timesteps),
-          "--batch-size", str(a.batch_size), "--seed", str(a.seed), "--out", str(model),
+          "--batch-size", str(a.batch_size), "--seed", str(a.seed), "--out", str(model), "--overwrite",
           *([] if hardware_exact else ["--float"])])
     train_s = time.perf_counter() - t
     log = json.loads(model.with_suffix(".log.json").read_text())["epochs"]

@@ -11,14 +11,18 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
-from concurrent.futures import ProcessPoolExecutor
-from typing import Collection
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Callable, Collection
 
 import numpy as np
 
 from snnc.compiler.ir import Graph
 from snnc.hwsim.sim import HwSim, HwSimResult, merge_results
 from snnc.processes import die_with_parent
+
+
+#: the fewest samples in one chunk of a run that reports progress (a chunk is one engine call)
+PROGRESS_CHUNK = 64
 
 
 def warm_up(graph: Graph, engine: str = "auto", device: str = "cpu") -> None:
@@ -71,13 +75,38 @@ class HwSimPool:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def run(self, inputs: np.ndarray, keep: Collection[str] | None = None) -> HwSimResult:
-        """``keep`` as in :meth:`HwSim.run` (what travels back from the workers)."""
-        if self._pool is None or len(inputs) < 2:
-            return HwSim.from_graph(self.graph).run(inputs, engine=self.engine, keep=keep)
-        bounds = np.linspace(0, len(inputs), min(self.workers, len(inputs)) + 1).astype(int)
-        futures = [self._pool.submit(_run_shard, self.graph, inputs[a:b], self.engine, keep)
-                   for a, b in zip(bounds[:-1], bounds[1:])]
+    def run(self, inputs: np.ndarray, keep: Collection[str] | None = None,
+            progress: Callable[[str, int, int], None] | None = None) -> HwSimResult:
+        """``keep`` as in :meth:`HwSim.run` (what travels back from the workers).
+
+        ``progress(task, done, total)`` hears samples finished (task 'hwsim samples'): the batch then
+        runs in chunks of at least :data:`PROGRESS_CHUNK` samples (about 20 of them, or 4 per worker),
+        which gives the same result (samples are independent) at a little more overhead."""
+        n = len(inputs)
+        parts = 1 if self._pool is None or n < 2 else min(self.workers, n)
+        if progress is not None:
+            parts = max(parts, min(max(20, 4 * parts), -(-n // PROGRESS_CHUNK)))
+        bounds = np.linspace(0, n, max(parts, 1) + 1).astype(int)
+        chunks = list(zip(bounds[:-1], bounds[1:]))
+        if self._pool is None or n < 2:
+            if len(chunks) <= 1:
+                res = HwSim.from_graph(self.graph).run(inputs, engine=self.engine, keep=keep)
+                if progress is not None:
+                    progress("hwsim samples", n, n)
+                return res
+            sim, results = HwSim.from_graph(self.graph), []
+            for a, b in chunks:
+                results.append(sim.run(inputs[a:b], engine=self.engine, keep=keep))
+                if progress is not None:
+                    progress("hwsim samples", int(b), n)
+            return merge_results(results)
+        futures = [self._pool.submit(_run_shard, self.graph, inputs[a:b], self.engine, keep) for a, b in chunks]
+        if progress is not None:
+            sizes, done = {f: int(b - a) for f, (a, b) in zip(futures, chunks)}, 0
+            for f in as_completed(futures):
+                f.result()
+                done += sizes[f]
+                progress("hwsim samples", done, n)
         return merge_results([f.result() for f in futures])
 
 

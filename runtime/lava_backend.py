@@ -43,7 +43,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
-from typing import Any, NoReturn
+from typing import Any, Callable, NoReturn
 
 import numpy as np
 
@@ -251,10 +251,12 @@ def run_on_lava_with_stats(graph: Graph, inputs: np.ndarray, *,
 
 
 def run_on_lava_full(graph: Graph, inputs: np.ndarray, *, read_v: tuple[str, ...] = (),
-                     timeout_s: float | None = None, record: tuple[str, ...] | None = None) -> LavaResult:
+                     timeout_s: float | None = None, record: tuple[str, ...] | None = None,
+                     progress: Callable[[str, int, int], None] | None = None) -> LavaResult:
     """Spikes of every population (or only of ``record``: each recorded population costs Lava one
     more process to synchronise every step), ``v`` after the last step of the ``read_v``
-    populations, and timings."""
+    populations, and timings. ``progress(task, done, total)`` hears each sample Lava finishes
+    (task 'lava samples'; the worker sends a message per sample over its pipe)."""
     net = replace(net_spec(graph, read_v), record=record)
     x = graph.input.check_values(inputs)
     batch, steps = x.shape[:2]
@@ -269,7 +271,7 @@ def run_on_lava_full(graph: Graph, inputs: np.ndarray, *, read_v: tuple[str, ...
         timeout_s = default_timeout(net, batch, steps)
     _preload_lava()
     start = time.perf_counter()
-    spikes, final_v, stats = _run_in_worker(net, x, timeout_s)
+    spikes, final_v, stats = _run_in_worker(net, x, timeout_s, progress)
     stats.total_s = time.perf_counter() - start
     return LavaResult(spikes, final_v, stats)
 
@@ -323,19 +325,21 @@ def _preload_lava() -> None:
 
 # --------------------------------------------------------------------------------------- the caller
 
-def _run_in_worker(net: NetSpec, x: np.ndarray, timeout_s: float
+def _run_in_worker(net: NetSpec, x: np.ndarray, timeout_s: float,
+                   progress: Callable[[str, int, int], None] | None = None
                    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], LavaRunStats]:
     """Fork the worker, wait for its one message (or the deadline), and always reap its process group."""
     ctx = mp.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
-    worker = ctx.Process(target=_worker_main, args=(net, x, send, os.getpid()), name="snnc-lava-worker")
+    worker = ctx.Process(target=_worker_main, args=(net, x, send, os.getpid(), progress is not None),
+                         name="snnc-lava-worker")
     deadline = time.monotonic() + timeout_s   # inf: no deadline
     finished = False
     worker.start()
     try:
         _set_own_group(worker.pid)
         send.close()
-        message = _wait_for_message(recv, worker, deadline, timeout_s)
+        message = _wait_for_message(recv, worker, deadline, timeout_s, progress)
         finished = True
     finally:
         recv.close()
@@ -355,15 +359,22 @@ def _set_own_group(pid: int) -> None:
 
 
 def _wait_for_message(recv: mp.connection.Connection, worker: mp.Process, deadline: float | None,
-                      timeout_s: float | None) -> tuple[str, Any]:
-    """The worker's ("ok", result) or ("error", text); LavaRunError on timeout or a silent death."""
+                      timeout_s: float | None, progress: Callable[[str, int, int], None] | None = None
+                      ) -> tuple[str, Any]:
+    """The worker's ("ok", result) or ("error", text); LavaRunError on timeout or a silent death.
+    ("progress", (done, total)) messages on the way go to ``progress``."""
     while True:
         wait = _POLL_S * 10 if deadline is None else max(0.0, min(_POLL_S * 10, deadline - time.monotonic()))
         if recv.poll(wait):
             try:
-                return recv.recv()
+                message = recv.recv()
             except EOFError:
                 break
+            if message[0] != "progress":
+                return message
+            if progress is not None:
+                progress("lava samples", *message[1])
+            continue
         if not worker.is_alive():
             if recv.poll(0):
                 try:
@@ -419,8 +430,10 @@ class _Network:
 class _Worker:
     """State of the worker process: where it is (for error messages) and what must be torn down."""
 
-    def __init__(self, send: mp.connection.Connection):
+    def __init__(self, send: mp.connection.Connection, tell_progress: bool = False):
         self.send = send
+        self.tell_progress = tell_progress
+        self.total = 0
         self.stage = "importing Lava"
         self.runtime: Any = None
         self.lock = threading.Lock()
@@ -434,6 +447,13 @@ class _Worker:
                 self.send.close()
                 self.send = None
 
+    def progress(self, done: int) -> None:
+        """Tell the caller that ``done`` samples are finished (when it asked to hear it)."""
+        if self.tell_progress:
+            with self.lock:
+                if self.send is not None:
+                    self.send.send(("progress", (done, self.total)))
+
     def abort(self, text: str | None) -> NoReturn:
         """Report ``text`` (if any), kill Lava's processes, and exit the worker at once."""
         if os.getpid() != self.pid:   # a Lava child that inherited our signal handler
@@ -446,13 +466,14 @@ class _Worker:
             os._exit(1)
 
 
-def _worker_main(net: NetSpec, x: np.ndarray, send: mp.connection.Connection, parent: int) -> None:
+def _worker_main(net: NetSpec, x: np.ndarray, send: mp.connection.Connection, parent: int,
+                 tell_progress: bool = False) -> None:
     """Entry point of the forked worker: simulate, send the result or the error, exit."""
     try:
         os.setpgid(0, 0)
     except OSError:
         pass
-    worker = _Worker(send)
+    worker = _Worker(send, tell_progress)
     signal.signal(signal.SIGTERM, lambda signum, frame: worker.abort(None))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the caller handles Ctrl-C and then terminates us
     # the caller killed outright (it is not our process group): SIGTERM, whose handler kills Lava's
@@ -483,6 +504,7 @@ def _simulate(worker: _Worker, api: SimpleNamespace, spec: NetSpec, x: np.ndarra
     batch, steps, n_in = x.shape
     per_block = max(1, MAX_BLOCK_VALUES // (n_in * steps))
     stats = LavaRunStats(batch, steps)
+    worker.total = batch
     parts: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = []
     for first in range(0, batch, per_block):
         parts.append(_simulate_block(worker, api, spec, x[first:first + per_block], first, stats))
@@ -524,6 +546,7 @@ def _simulate_block(worker: _Worker, api: SimpleNamespace, spec: NetSpec, x: np.
                 v = np.asarray(net.lifs[name].v.get()).astype(np.int64)
                 final_v[name].append(from_lava_layout(v, spec.layout(name)))
             stats.per_sample_s.append(time.perf_counter() - ts)
+            worker.progress(offset + k + 1)
         stats.run_s += sum(stats.per_sample_s[-batch:])
         t1 = time.perf_counter()
         spikes = {}

@@ -34,10 +34,12 @@ from snnc.hwsim.energy import (ANN_COST_MODEL, DEFAULT_COST_MODEL, activity_dist
 from snnc.hwsim.parallel import HwSimPool, shard_range, warm_up
 from snnc.hwsim.reference import run_float
 from snnc.hwsim.sim import HwSim
-from snnc.models.datasets import batch_spikes, from_engine_input, load_dataset, to_engine_input
+from snnc.models.datasets import (DATA_FILE_DATASET, batch_spikes, from_engine_input, is_event_dataset,
+                                  load_data_file, load_dataset, to_engine_input)
 from snnc.models.network import SpikingNet
 from snnc.models.readout import Readout
 from snnc.verify import VerificationResult, compare
+from snnc.health import confusion, health_findings, refuse_health_findings, training_section
 
 DEFAULT_TIMESTEPS = 20
 ENCODING_SEED = 2024
@@ -49,16 +51,18 @@ class CompileResult:
     report: dict[str, Any]
 
 
-def input_spec(metadata: dict[str, Any], timesteps: int | None, encoding: str | None = None) -> dict[str, Any]:
+def input_spec(metadata: dict[str, Any], timesteps: int | None, encoding: str | None = None,
+               data_file: str | Path | None = None) -> dict[str, Any]:
     """How to feed the network (the caller adds the shape): enough to rebuild the same test inputs.
 
     Static datasets are coded with a fixed seed ('rate' Bernoulli spikes, 'signed' two-channel
     spikes) or sent as 8-bit graded values ('analog', an encoding layer); event datasets are tonic
     frames with T time bins. ``split_seed`` is the training seed (it fixes digits' split);
-    ``data_dir`` only if one was given.
+    ``data_dir`` only if one was given. ``data_file`` (``--data FILE``) feeds the file's 'eval' samples
+    instead of the recorded dataset; a model trained on a data file feeds that file's test part.
     """
     t = int(timesteps or metadata.get("timesteps") or DEFAULT_TIMESTEPS)
-    if metadata.get("encoding") == "events":
+    if metadata.get("encoding") == "events" or is_event_dataset(metadata.get("dataset")):
         code: dict[str, Any] = {"kind": "events", "frames": f"tonic ToFrame(n_time_bins={t})", "binarised": True}
     elif encoding == "analog":
         code = {"kind": "analog", "bits": 8, "values": "round(255 x), x in [0, 1], every step"}
@@ -71,6 +75,37 @@ def input_spec(metadata: dict[str, Any], timesteps: int | None, encoding: str | 
                             "split_seed": int(metadata.get("seed") or 0)}
     if metadata.get("data_dir"):
         spec["data_dir"] = metadata["data_dir"]
+    if data_file is not None:
+        spec.update(dataset=DATA_FILE_DATASET, data_file=str(Path(data_file).expanduser().resolve()),
+                    data_split="eval")
+        spec.pop("data_dir", None)
+    elif metadata.get("dataset") == DATA_FILE_DATASET:
+        spec.update({"data_file": metadata["data_file"], "data_split": "test",
+                     **{k: metadata[k] for k in ("data_sha256", "data_layout") if metadata.get(k)}})
+    if spec.get("data_file") and code["kind"] == "events":
+        code["frames"] = "the data file's frames"
+    return spec
+
+
+def data_file_spec(spec: dict[str, Any], graph_input: Input, network: str,
+                   adopt_timesteps: bool = False) -> dict[str, Any]:
+    """``spec`` for its data file (checked against ``network``'s input): the layout recorded, frames fed
+    as they are ('events'), static samples rate-coded where the network was trained on frames; with
+    ``adopt_timesteps`` (nothing else fixed the sample length) the frames' T becomes the timesteps."""
+    code = _code(spec)
+    data = load_data_file(spec["data_file"], spec.get("data_split", "eval"), seed=int(spec.get("split_seed") or 0),
+                          layout=spec.get("data_layout"), input_size=graph_input.size // (2 if code == "signed" else 1),
+                          network=network, limit=1, sha256=spec.get("data_sha256"))
+    spec = {**spec, "data_layout": "frames" if data.encoding == "events" else "static"}
+    if data.encoding == "events":
+        if code in ("signed", "analog"):
+            raise SnncError(f"{spec['data_file']}: holds event frames, but the network in {network} takes "
+                            f"'{code}'-coded static input; give static samples (N, F) or (N, C, H, W) in [0, 1].")
+        if adopt_timesteps:
+            spec["timesteps"] = data.timesteps
+        spec["encoding"] = {"kind": "events", "frames": "the data file's frames", "binarised": True}
+    elif code == "events":
+        spec["encoding"] = {"kind": "rate", "distribution": "bernoulli", "seed": ENCODING_SEED}
     return spec
 
 
@@ -78,10 +113,22 @@ def _code(spec: dict[str, Any]) -> str:
     return str(spec.get("encoding", {}).get("kind", "rate"))
 
 
-def sample_inputs(spec: dict[str, Any], graph_input: Input, n: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """The first ``n`` test samples of the model's dataset as the chip receives them (binary spikes
-    or graded values, ``Input.check_values`` accepts them); random ones if the model has no dataset."""
+def sample_inputs(spec: dict[str, Any], graph_input: Input, n: int,
+                  network: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The first ``n`` test samples of the model's dataset (or data file, checked against ``network``'s
+    input) as the chip receives them (binary spikes or graded values, ``Input.check_values`` accepts
+    them); random ones if the model has no dataset."""
     code = _code(spec)
+    if spec.get("data_file"):
+        data = load_data_file(spec["data_file"], spec.get("data_split", "eval"), seed=int(spec.get("split_seed") or 0),
+                              layout=spec.get("data_layout"), input_size=graph_input.size // (2 if code == "signed" else 1),
+                              network=network, timesteps=spec["timesteps"],
+                              timesteps_from=f"{network or 'the network'} runs {spec['timesteps']} steps", limit=n,
+                              sha256=spec.get("data_sha256"))
+        code = "events" if data.encoding == "events" else ("rate" if code == "events" else code)
+        n = min(n, len(data.y))
+        x = batch_spikes(data, slice(0, n), spec["timesteps"], torch.Generator().manual_seed(ENCODING_SEED), code)
+        return to_engine_input(x.numpy(), code), data.y[:n]
     if spec.get("dataset"):
         data = load_dataset(spec["dataset"], "test", int(spec.get("split_seed") or 0),
                             timesteps=spec["timesteps"], data_dir=spec.get("data_dir"), limit=n)
@@ -150,9 +197,10 @@ def run_torch(model: SpikingNet, graph: Graph, inputs: np.ndarray, encoding: str
 
 
 def verify_engines(model: SpikingNet | None, graph: Graph, inputs: np.ndarray,
-                   encoding: str = "rate", lava_timeout: float | None = None) -> VerificationResult:
+                   encoding: str = "rate", lava_timeout: float | None = None,
+                   progress: Callable[[str, int, int], None] | None = None) -> VerificationResult:
     """torch (if a model is given), hwsim and Lava on the same inputs, every population and step
-    (and the readout integrator's final v)."""
+    (and the readout integrator's final v); ``progress`` hears Lava's samples."""
     from snnc.runtime.lava_backend import run_on_lava_full
 
     runs: dict[str, dict[str, np.ndarray]] = {}
@@ -161,7 +209,8 @@ def verify_engines(model: SpikingNet | None, graph: Graph, inputs: np.ndarray,
     hw = HwSim.from_graph(graph).run(inputs)
     runs["hwsim"] = observables(graph, hw.spikes, hw.final_v)
     v_name = readout_v_name(graph)
-    lava = run_on_lava_full(graph, inputs, read_v=(v_name,) if v_name else (), timeout_s=lava_timeout)
+    lava = run_on_lava_full(graph, inputs, read_v=(v_name,) if v_name else (), timeout_s=lava_timeout,
+                            progress=progress)
     runs["lava"] = observables(graph, lava.spikes, lava.final_v)
     return compare(runs, list(runs["hwsim"]))
 
@@ -207,6 +256,10 @@ def build_report(graph: Graph, mapping: Mapping, inputs: np.ndarray, labels: np.
         pred = decisions(graph, result.spikes, result.final_v)
         report["accuracy"] = {"engine": "hwsim", "samples": int(len(labels)),
                               "value": float((pred == labels).mean())}
+        readout = Readout.from_json(graph.meta.get("readout"))
+        report["confusion"] = confusion(labels, pred, readout.classes(graph.output.size))
+    report["health"], unwell = health_findings(graph, report, inputs, labels is None)   # silent, undecided, T vs depth
+    report["findings"] += [asdict(f) for f in unwell]
     return report, counts
 
 
@@ -242,9 +295,11 @@ def rebuild_report(path: str | Path, *, cost_model: str | None = None, samples: 
     report, counts = build_report(art.graph, mapping, inputs, labels, None, [], cost_model)
     if verification is not None:
         report["verification"] = verification
-    for key in ("findings", "quantization", "numerics"):   # made at compile time, from the model
+    for key in ("quantization", "numerics", "training"):   # made at compile time, from the model
         if key in old:
             report[key] = old[key]
+    # the compile-time findings, then health measured again on these samples
+    report["findings"] = [f for f in old.get("findings") or [] if not f.get("health")] + report["findings"]
     if html is not None:
         write_html(report, counts, inputs, mapping, html, title=Path(art.manifest.get("source", {}).get("path", path)).name)
     return report
@@ -255,35 +310,66 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
                   report_samples: int = 32, on_stage: Callable[[str], None] | None = None,
                   nir_convention: str = "auto", nir_dt: float | None = None,
                   cost_model: str = DEFAULT_COST_MODEL, strict: bool = False,
-                  lava_timeout: float | None = None) -> CompileResult:
+                  lava_timeout: float | None = None, data_file: str | Path | None = None,
+                  input_shape: tuple[int, ...] | None = None,
+                  progress: Callable[[str, int, int], None] | None = None) -> CompileResult:
     """Compile ``model_path`` (any file :func:`load_source` reads) to an artifact directory; with
     ``verify`` > 0, check that every engine agrees spike for spike. The report is priced under
     ``cost_model`` (a shipped name or a JSON/YAML file, checked before anything is compiled).
-    ``strict``: any numerical finding (:func:`assess_numerics`) is an error, and nothing is written.
-    ``lava_timeout``: seconds the Lava verification may take (None: Lava's default bound)."""
+    ``strict``: any numerical finding (:func:`assess_numerics`) or health finding (snnc.health: silent
+    layers, undecided outputs, T too short for the depth) is an error, and nothing is written.
+    ``lava_timeout``: seconds the Lava verification may take (None: Lava's default bound).
+    ``data_file``: report, numerics and verification on this data file's samples (``--data FILE``);
+    ``input_shape``: the input of a netx file without an input layer (``--input-shape``).
+    ``progress(task, done, total)``: the stages done (task 'compile stages') and the Lava samples
+    verified (task 'lava samples'), for snnc.progress."""
     say = on_stage or (lambda _msg: None)
+    stages = [0, 6 + (verify > 0)]
+
+    def stage_done() -> None:
+        stages[0] += 1
+        if progress is not None:
+            progress("compile stages", min(stages[0], stages[1]), stages[1])
     load_cost_model(cost_model)
     model_path = Path(model_path)
     tgt = get_target(target)
     src = load_source(model_path, allow_pickle_code_execution=allow_pickle_code_execution,
-                      nir_convention=nir_convention, nir_dt=nir_dt)
+                      nir_convention=nir_convention, nir_dt=nir_dt, input_shape=input_shape)
     for note in src.notes:
         say(note)
+    stage_done()    # read
     model = src.model
     qgraph = src.graph if src.graph.is_fixed_point else quantize(src.graph, tgt)
     findings = check(qgraph, tgt)
     mapping = map_cores(qgraph, tgt)
+    stage_done()    # quantized, checked, mapped
     encoding = model.input_encoding if model is not None else None
-    spec = {**input_spec(src.metadata, timesteps, encoding), "shape": list(qgraph.input.shape)}
+    spec = {**input_spec(src.metadata, timesteps, encoding, data_file), "shape": list(qgraph.input.shape)}
+    if spec.get("data_file"):
+        spec = data_file_spec(spec, qgraph.input, str(model_path),
+                              adopt_timesteps=timesteps is None and not src.metadata.get("timesteps"))
     out_dir = Path(out) if out is not None else model_path.with_name(f"{model_path.stem}.{tgt.name}")
     say(f"compiled {len(mapping.layers)} populations onto {mapping.cores} cores")
-    inputs, labels = sample_inputs(spec, qgraph.input, max(report_samples, verify))
+    if spec.get("data_file"):
+        say(f"report inputs: {spec['data_file']} ({'its test part' if spec.get('data_split') == 'test' else 'x_test/y_test if it has them, else x/y'}, "
+            f"{spec['data_layout']})")
+    elif not spec.get("dataset"):
+        say(f"report inputs: random spikes ({model_path} records no dataset); pass --data FILE for real ones")
+    inputs, labels = sample_inputs(spec, qgraph.input, max(report_samples, verify), network=str(model_path))
+    stage_done()    # samples loaded
     numerics, agreement, found = assess_numerics(src.graph, qgraph, tgt, inputs)
     findings += found
+    # before anything is written or verified: --strict refuses health findings (snnc.health) too
+    report, counts = build_report(qgraph, mapping, inputs, labels, None, findings, cost_model)
+    if src.kind == "checkpoint" and (training := training_section(model_path, src.metadata, say)):
+        report["training"] = training      # snn-train's MODEL.log.json: the epoch curves
     if strict:
-        refuse_numerical_findings(findings, model_path)
+        refuse_numerical_findings(findings, model_path, src.kind, src.graph.meta.get("hardware_exact"))
+        refuse_health_findings(report["findings"], model_path)
+    stage_done()    # numerics and the report's counts
     with staged_directory(out_dir) as tmp:
         files = _write_graph_files(qgraph, tmp, spec["timesteps"])
+        stage_done()    # graph files written and read back
         netx = (f"written: {NETWORK_FILE}" if NETWORK_FILE in files
                 else f"not written: {netx_limitation(qgraph)}")
         verification = None
@@ -291,11 +377,13 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
         if verify > 0:
             engines = "torch, hwsim and Lava" if model is not None else "hwsim and Lava"
             say(f"verifying {verify} samples on {engines}")
-            verification = verify_engines(model, qgraph, sample_inputs(spec, qgraph.input, verify)[0], code,
-                                          lava_timeout=lava_timeout)
+            verification = verify_engines(model, qgraph, sample_inputs(spec, qgraph.input, verify, str(model_path))[0], code,
+                                          lava_timeout=lava_timeout, progress=progress)
+            stage_done()    # verified
             if not verification.passed:
                 raise VerificationError(verification.describe_failure())
-        report, counts = build_report(qgraph, mapping, inputs, labels, verification, findings, cost_model)
+        if verification is not None:
+            report["verification"] = verification.to_json()
         report["numerics"] = numerics
         if agreement is not None:
             report["quantization"]["float_agreement"] = agreement
@@ -305,6 +393,7 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
                   "metadata": src.metadata, "notes": src.notes}
         write_json(tmp / MANIFEST_FILE, manifest(qgraph, target=tgt.name, input_spec=spec, files=files,
                                                  source=source, netx=netx))
+    stage_done()    # report, page and manifest in place
     return CompileResult(out_dir.resolve(), report)
 
 
@@ -339,16 +428,34 @@ def assess_numerics(float_graph: Graph, qgraph: Graph, target: Target, inputs: n
             agreement, numeric_findings(effects, state, agreement, target))
 
 
-def refuse_numerical_findings(findings: list[Finding], source: Path) -> None:
-    """``--strict``: StrictModeError listing every numerical finding, if there is any."""
+def refuse_numerical_findings(findings: list[Finding], source: Path, kind: str | None = None,
+                              hardware_exact: bool | None = None) -> None:
+    """``--strict``: StrictModeError listing every numerical finding, if there is any; the advice fits
+    where the model came from (``kind``: Source.kind; ``hardware_exact``: graph.meta['hardware_exact'])."""
     numerical = [f for f in findings if f.numerical]
     if numerical:
         raise StrictModeError(
             f"{source}: --strict: the compiled network would not compute exactly what the model computes "
             f"({len(numerical)} finding(s)); nothing was written:\n" +
             "\n".join(f"  [{f.rule}] {f.message}" for f in numerical) +
-            "\nTrain with hardware-exact quantization (snn-train --rule stbp-rect, docs/rules.md), lower the "
-            "weights, or compile without --strict to accept these differences (they are listed in report.json).")
+            f"\n{_strict_advice(numerical, kind, hardware_exact)}, or compile without --strict to accept these "
+            f"differences (they are listed in report.json).")
+
+
+def _strict_advice(numerical: list[Finding], kind: str | None, hardware_exact: bool | None) -> str:
+    """What removes --strict's findings, for this source: retraining helps only where rounding did it."""
+    rounding = any(f.rule != "state_overflow" for f in numerical)
+    if kind == "checkpoint" and hardware_exact is False and rounding:
+        return ("The model was trained in float (snn-train --float, or hardware_exact=False): retrain it without "
+                "--float (hardware-exact training on the chip's integers is the default, docs/rules.md), lower the "
+                "weights")
+    if kind == "checkpoint" and hardware_exact is False:
+        return "Lower the weights or the layers' weight_scale (or retrain without --float, docs/rules.md)"
+    if kind in ("nir",) and rounding:
+        return ("The NIR graph holds float weights and thresholds, rounded here to the chip's integers: train the "
+                "network with snn-train (hardware-exact by default, docs/rules.md) or quantization-aware in its "
+                "own library, lower the weights")
+    return "Lower the weights or the layers' weight_scale (the state leaves the chip's 24-bit registers)"
 
 
 def float_agreement(float_graph: Graph, qgraph: Graph, inputs: np.ndarray) -> dict[str, float]:
@@ -381,21 +488,35 @@ def _same_synapse(a: Any, b: Any) -> bool:
 
 def run_artifact(path: str | Path, *, backend: str, dataset: str | None, samples: int,
                  data_dir: str | Path | None = None, workers: int = 1, device: str = "cpu",
-                 shard: tuple[int, int] | None = None, lava_timeout: float | None = None) -> dict[str, Any]:
+                 shard: tuple[int, int] | None = None, lava_timeout: float | None = None,
+                 data_file: str | Path | None = None, progress: Callable[[str, int, int], None] | None = None,
+                 started: float | None = None) -> dict[str, Any]:
     """Run ``samples`` test samples through an artifact on ``backend``; accuracy and throughput.
+    ``data_file`` (``--data FILE``) runs that file's samples (x_test/y_test if it has them, else x/y).
 
     hwsim runs on ``device`` (the numba engine on the CPU, the torch engine elsewhere), split over
     ``workers`` processes on the CPU. ``shard`` = (k, n) keeps the k-th of n equal parts of the
     samples, so that n machines can share a test set and add their ``correct`` counts.
+    ``progress(task, done, total)`` hears the samples done (snnc.progress). ``started``: the
+    ``time.perf_counter()`` the caller's wait began (a command: its process start), so that
+    ``startup_s`` (all but the simulation) and ``wall_s`` (everything) count what the user waited.
     """
-    t0 = time.perf_counter()
+    t0 = time.perf_counter() if started is None else started
     art: Artifact = load_artifact(path)
     spec = dict(art.manifest["input"])
+    if dataset and data_file:
+        raise SnncError(f"--dataset {dataset} and --data {data_file}: give one of them.")
+    if dataset or data_file:
+        for key in ("data_file", "data_split", "data_layout", "data_sha256"):
+            spec.pop(key, None)
     if dataset:
         spec["dataset"] = dataset
     if data_dir:
         spec["data_dir"] = str(data_dir)
-    inputs, labels = sample_inputs(spec, art.graph.input, samples)
+    if data_file:
+        spec.update(dataset=DATA_FILE_DATASET, data_file=str(Path(data_file).expanduser().resolve()), data_split="eval")
+        spec = data_file_spec(spec, art.graph.input, str(path))
+    inputs, labels = sample_inputs(spec, art.graph.input, samples, network=str(path))
     if shard is not None:
         part = shard_range(len(inputs), *shard)
         inputs, labels = inputs[part.start:part.stop], None if labels is None else labels[part.start:part.stop]
@@ -405,7 +526,8 @@ def run_artifact(path: str | Path, *, backend: str, dataset: str | None, samples
         keep = {art.graph.output.name}     # all that decisions() reads: a whole test set fits in memory
         with contextlib.ExitStack() as stack:
             if device == "cpu":     # start (and warm) the workers before the clock starts
-                run = partial(stack.enter_context(HwSimPool(art.graph, workers=workers, engine=engine)).run, keep=keep)
+                run = partial(stack.enter_context(HwSimPool(art.graph, workers=workers, engine=engine)).run, keep=keep,
+                              progress=progress)
             else:
                 warm_up(art.graph, engine, device)
                 run = partial(HwSim.from_graph(art.graph).run, engine=engine, device=device, keep=keep)
@@ -423,7 +545,7 @@ def run_artifact(path: str | Path, *, backend: str, dataset: str | None, samples
         v_name = readout_v_name(art.graph)
         lava = run_on_lava_full(art.graph, inputs, read_v=(v_name,) if v_name else (),
                                 record=(art.graph.output.name,),    # all decisions() reads: no sink per layer
-                                timeout_s=lava_timeout)
+                                timeout_s=lava_timeout, progress=progress)
         pred = decisions(art.graph, lava.spikes, lava.final_v)
         stats = lava.stats
         elapsed = stats.run_s + stats.read_s          # simulation and read-back of every sample
@@ -439,4 +561,7 @@ def run_artifact(path: str | Path, *, backend: str, dataset: str | None, samples
         result["correct"] = int((pred == labels).sum())
         result["accuracy"] = result["correct"] / max(1, len(labels))
         result["dataset"] = spec["dataset"]
+        if spec.get("data_file"):
+            result["data_file"] = spec["data_file"]
+    result["wall_s"] = time.perf_counter() - t0
     return result

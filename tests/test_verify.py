@@ -50,7 +50,7 @@ def test_a_mismatch_fails_the_compile_and_leaves_no_artifact(model_path: Path, t
 
     monkeypatch.setattr(pipeline.HwSim, "run", off_by_one_spike)
     monkeypatch.setattr(pipeline, "verify_engines",
-                        lambda model, graph, x, code, lava_timeout=None: compare({"torch": pipeline.run_torch(
+                        lambda model, graph, x, code, lava_timeout=None, **_: compare({"torch": pipeline.run_torch(
                             pipeline.hardware_exact_model(model, graph), graph, x, code),
                             "hwsim": pipeline.HwSim.from_graph(graph).run(x).spikes}, ["lif1", "lif2"]))
     out = tmp_path / "build"
