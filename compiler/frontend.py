@@ -8,26 +8,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from snnc.compiler.ir import Conv, CubaLIF, Dense, Graph, Input, Output
+from snnc.compiler.ir import Conv, CubaLIF, Dense, Graph, Input, LayerSizeError, Output
 from snnc.compiler.lowering import fuse_pool_into_conv, fuse_pool_into_dense
-from snnc.errors import GraphError, InputFileError, UnsupportedLayerError
+from snnc.errors import GraphError, InputFileError, TargetLimitError, UnsupportedLayerError
 from snnc.models.checkpoint import Checkpoint
 from snnc.models.datasets import DEFAULT_TIMESTEPS, sample_size_problem
 from snnc.models.conv import ConvSynapses, CubaConv, Flatten, ResidualBlock, SpikeDropout, SumPool
-from snnc.models.network import POPULATION_LAYERS, TRANSFORMS, SpikingNet
+from snnc.models.network import LAYER_ADVICE, POPULATION_LAYERS, SUPPORTED_LAYERS, TRANSFORMS, SpikingNet
 from snnc.models.neurons import CubaDense, CubaNeurons
 
-SUPPORTED = ("CubaDense (Linear synapses + CUBA-LIF neurons), CubaConv (Conv2d + CUBA-LIF, optional BatchNorm), "
-             "ResidualBlock, SumPool, Flatten, SpikeDropout (all in snnc.models), and nn.Flatten / nn.Dropout / "
-             "nn.Identity")
-_ADVICE = {
-    "MaxPool2d": "max pooling of spikes has no exact linear form on Loihi; use snnc.models.SumPool (sum pooling, "
-                 "folded into the next layer)",
-    "AvgPool2d": "use snnc.models.SumPool: average pooling is sum pooling with 1/k^2 in the next layer's weights",
-    "Conv2d": "use snnc.models.CubaConv (a Conv2d with its CUBA-LIF neurons)",
-    "Linear": "use snnc.models.CubaDense (a Linear layer with its CUBA-LIF neurons)",
-    "BatchNorm2d": "use CubaConv(..., batch_norm=True): snnc folds it into the weights and bias",
-}
+SUPPORTED = SUPPORTED_LAYERS
+_ADVICE = LAYER_ADVICE
 
 
 def as_spiking_net(module: nn.Module, source: str) -> SpikingNet:
@@ -44,8 +35,10 @@ def as_spiking_net(module: nn.Module, source: str) -> SpikingNet:
         if not isinstance(layer, (*POPULATION_LAYERS, *TRANSFORMS)):
             kind = type(layer).__name__
             hint = _ADVICE.get(kind, "replace the layer or train with snnc.models")
+            model = "" if isinstance(module, SpikingNet) else f"the model is a {type(module).__module__}." \
+                                                                   f"{type(module).__name__}; "
             raise UnsupportedLayerError(
-                f"{source}: layer '{name}' is a {kind}, which snnc cannot compile for this target: {hint}. "
+                f"{source}: {model}layer '{name}' is a {kind}, which snnc cannot compile for this target: {hint}. "
                 f"Supported layers: {SUPPORTED}.")
     if isinstance(module, SpikingNet):
         return module
@@ -192,6 +185,8 @@ def graph_from_checkpoint(ckpt: Checkpoint) -> tuple[Graph, SpikingNet]:
     model = as_spiking_net(ckpt.build(), str(ckpt.path))
     try:
         graph = graph_from_module(model, {"source": str(ckpt.path), "metadata": ckpt.metadata})
+    except LayerSizeError as e:   # a layer larger than snnc maps: a design rule, not a damaged file
+        raise TargetLimitError(f"{ckpt.path}: {e}") from None
     except GraphError as e:   # e.g. non-finite weights or thresholds in the state dict (compiler/ir.py checks)
         raise InputFileError(f"{ckpt.path}: the model does not make a valid graph: {e}. The file is damaged "
                              f"or the model was trained into NaN/inf; retrain or re-save it.") from None

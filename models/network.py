@@ -25,6 +25,43 @@ LAYER_KINDS: dict[str, Callable[..., nn.Module]] = {
     "flatten": Flatten, "dropout": SpikeDropout, "spiking_pool": SpikingPool}
 POPULATION_LAYERS = (CubaDense, CubaConv, ResidualBlock)
 TRANSFORMS = (SumPool, Flatten, SpikeDropout)
+#: What snnc layers are, in one line (errors of SpikingNet and of the compiler's frontend quote it).
+SUPPORTED_LAYERS = ("CubaDense (Linear synapses + CUBA-LIF neurons), CubaConv (Conv2d + CUBA-LIF, optional "
+                    "BatchNorm), ResidualBlock, SumPool, SpikingPool, Flatten, SpikeDropout (all importable from "
+                    "snnc.models), and torch's nn.Flatten / nn.Dropout / nn.Identity (converted)")
+#: torch layer -> the snnc layer that does its job on the chip
+LAYER_ADVICE = {
+    "MaxPool2d": "max pooling of spikes has no exact linear form on Loihi; use snnc.models.SumPool (sum pooling, "
+                 "folded into the next layer) or SpikingPool (pooling neurons)",
+    "AvgPool2d": "use snnc.models.SumPool: average pooling is sum pooling with 1/k^2 in the next layer's weights",
+    "AdaptiveAvgPool2d": "use snnc.models.SumPool with a fixed kernel",
+    "Conv2d": "use snnc.models.CubaConv (a Conv2d with its CUBA-LIF neurons)",
+    "Linear": "use snnc.models.CubaDense (a Linear layer with its CUBA-LIF neurons)",
+    "BatchNorm2d": "use CubaConv(..., batch_norm=True): snnc folds it into the weights and bias",
+    "ReLU": "a spiking layer needs no activation: CubaDense / CubaConv hold their neurons",
+    "Leaky": "snnTorch's Leaky neurons belong to the layer before them: use snnc.models.CubaDense or CubaConv "
+             "(current_decay=1.0, voltage_decay=1-beta), or export the snnTorch model to NIR (docs/from-snntorch.md)",
+    "LIFNode": "SpikingJelly's LIF neurons belong to the layer before them: use snnc.models.CubaDense or CubaConv "
+               "(current_decay=1.0, voltage_decay=1/tau)",
+}
+
+
+def adopt_torch_layers(layers: list[nn.Module]) -> list[nn.Module]:
+    """torch's shape-only layers as their snnc counterparts: ``nn.Flatten`` -> :class:`Flatten` of the
+    previous layer's shape (dropped in first place: snnc's input is already flat), ``nn.Dropout`` ->
+    :class:`SpikeDropout`, ``nn.Identity`` dropped. Anything else is left for the chain check."""
+    out: list[nn.Module] = []
+    for layer in layers:
+        prev = out[-1] if out else None
+        shape = getattr(prev, "out_shape", None) or ((prev.out_features,) if hasattr(prev, "out_features") else None)
+        if isinstance(layer, nn.Identity) or (isinstance(layer, nn.Flatten) and prev is None):
+            continue
+        if isinstance(layer, nn.Flatten) and shape is not None:
+            layer = Flatten(shape)
+        elif isinstance(layer, nn.Dropout) and shape is not None:
+            layer = SpikeDropout(shape, p=layer.p)
+        out.append(layer)
+    return out
 
 
 def layer_populations(layer: nn.Module) -> list[CubaNeurons]:
@@ -78,9 +115,14 @@ class SpikingNet(nn.Module):
     ``readout`` says how the last layer's activity becomes a class (``snnc.models.readout``).
     """
 
-    def __init__(self, layers: list[nn.Module], *, hardware_exact: bool = True, rule: Rule | None = None,
+    def __init__(self, layers: "list[nn.Module] | nn.Sequential", *, hardware_exact: bool = True, rule: Rule | None = None,
                  readout: Readout | None = None):
         super().__init__()
+        if isinstance(layers, nn.Module):
+            layers = list(layers.children()) if isinstance(layers, nn.Sequential) else [layers]
+        layers = adopt_torch_layers(list(layers))
+        if not layers:
+            raise UnsupportedLayerError(f"a SpikingNet needs at least one layer. Supported: {SUPPORTED_LAYERS}.")
         self.layers = nn.ModuleList(layers)
         self.hardware_exact = bool(hardware_exact)
         self.rule: Rule = rule or STBPRect()
@@ -112,9 +154,10 @@ class SpikingNet(nn.Module):
         kinds = (*POPULATION_LAYERS, *TRANSFORMS)
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, kinds):
-                raise UnsupportedLayerError(
-                    f"layer {i} is a {type(layer).__name__}; supported: "
-                    f"{', '.join(k.__name__ for k in kinds)}")
+                kind = type(layer).__name__
+                hint = LAYER_ADVICE.get(kind, "replace it with an snnc layer")
+                raise UnsupportedLayerError(f"layer {i} is a {kind}, which snnc cannot deploy: {hint}. "
+                                            f"Supported: {SUPPORTED_LAYERS}.")
         for i, (a, b) in enumerate(zip(self.layers[:-1], self.layers[1:]), start=1):
             if a.out_features != b.in_features:  # type: ignore[union-attr]
                 raise UnsupportedLayerError(f"layer {i - 1} emits {a.out_features} values but layer {i} "  # type: ignore[union-attr]

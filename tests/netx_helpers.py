@@ -41,9 +41,9 @@ def run_netx(path: Path, x: np.ndarray, in_shape: tuple[int, ...]) -> list[np.nd
     (SP/lava/proc/io/source.py:40-44, sink.py:48-52), so sample k reads and writes columns k*T..k*T+T-1.
     """
     from snnc.runtime.lava_backend import lava_api
+    from snnc.runtime.netx import load_netx
 
-    lava_api()   # Lava importable, plus the runtime's patches: ReshapePort on NumPy >= 2.4, Conv >= 128 channels
-    from lava.lib.dl import netx
+    lava_api()   # before any lava import (load_netx applies it too)
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.sink import RingBuffer as Sink
@@ -52,7 +52,7 @@ def run_netx(path: Path, x: np.ndarray, in_shape: tuple[int, ...]) -> list[np.nd
     single = x.ndim == 2
     xb = x[None] if single else x
     batch, steps = xb.shape[:2]
-    net = netx.hdf5.Network(net_config=str(path))
+    net = load_netx(path)   # with Lava's patches: ReshapePort on NumPy >= 2.4, Conv >= 128 channels
     data = xb.reshape(batch, steps, *in_shape)
     if len(net.inp.shape) == 3:   # (B, T, C, H, W) -> (W, H, C, B*T)
         data = data.transpose(4, 3, 2, 0, 1).reshape(*data.shape[4:1:-1], batch * steps)
