@@ -111,6 +111,12 @@ def _silence_stdout() -> None:
         pass
 
 
+def _data_arg(p: argparse.ArgumentParser, use: str) -> None:
+    """--data FILE: the user's own samples (models.datasets.load_data_file), for ``use``."""
+    p.add_argument("--data", type=v.existing_file("your data file (.npz or torch file with x and y)"), default=None,
+                   metavar="FILE", help=f"{use} (an .npz or torch file with x and y; docs/datasets.md, 'Your own data')")
+
+
 def _lava_timeout_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lava-timeout", type=v.real(0, None, "the seconds a Lava run may take (0: no limit)",
                                                  example="600"), default=None, metavar="S",
@@ -162,11 +168,8 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=v.data_dir, default=None,
                    help="where datasets live (default: $SNNC_DATA_DIR, else $XDG_CACHE_HOME/snnc/datasets); "
                         "see docs/datasets.md")
-    p.add_argument("--data", type=v.existing_file("your data file (.npz or torch file with x and y)"), default=None,
-                   metavar="FILE",
-                   help="your own data instead of --dataset: an .npz or torch file with x (samples) and y (integer "
-                        "labels), optionally x_test/y_test (else 10%% of each class is held out for testing); "
-                        "docs/datasets.md, 'Your own data'")
+    _data_arg(p, "your own data instead of --dataset: x (samples), y (integer labels), optionally x_test/y_test "
+                 "(else 10%% of each class is held out for testing)")
     p.add_argument("--data-layout", choices=("static", "frames"), default=None,
                    help="how --data's x is read: static samples in [0, 1] or event frames (default: the file's "
                         "'layout' entry, else by shape: (N, F), (N, C, H, W) static; (N, T, F), (N, T, C, H, W) frames)")
@@ -421,14 +424,11 @@ def compile_parser() -> argparse.ArgumentParser:
                         "computes: weights clipped or rounded, thresholds, decays or biases rounded, state leaving "
                         "24 bits on the observed inputs, spikes differing from a float model; or if the network does not "
                         "work: a silent layer, most outputs undecided, T too short for its depth (docs/reliability.md)")
-    p.add_argument("--data", type=v.existing_file("your data file (.npz or torch file with x and y)"), default=None,
-                   metavar="FILE",
-                   help="report, numerics and --verify on this file's samples (an .npz or torch file with x and y; "
-                        "x_test/y_test if it has them) instead of the recorded dataset or random spikes "
-                        "(docs/datasets.md, 'Your own data')")
+    _data_arg(p, "report, numerics and --verify on this file's samples (x_test/y_test if it has them) instead of "
+                 "the recorded dataset or random spikes")
     p.add_argument("--input-shape", type=v.input_shape, default=None, metavar="C,H,W|F",
                    help="the input shape of a netx file without an input layer (a SLAYER conv export; netx itself "
-                        "asks for Network(input_shape=...)), e.g. 2,34,34")
+                        "asks for Network(input_shape=...)) or of a NIR file whose Input has no shape, e.g. 2,34,34")
     return p
 
 
@@ -467,10 +467,7 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("hwsim", "lava"), default="hwsim")
     p.add_argument("--dataset", type=v.name(_datasets, "--dataset"), default=None,
                    help="default: the dataset recorded in the artifact")
-    p.add_argument("--data", type=v.existing_file("your data file (.npz or torch file with x and y)"), default=None,
-                   metavar="FILE",
-                   help="run this file's samples (an .npz or torch file with x and y; x_test/y_test if it has them), "
-                        "accuracy from its labels (docs/datasets.md, 'Your own data')")
+    _data_arg(p, "run this file's samples (x_test/y_test if it has them), accuracy from its labels")
     p.add_argument("--samples", type=v.integer(1, v.MAX_SAMPLES, "the number of test samples", 100), default=100,
                    help="test samples to run (default 100)")
     p.add_argument("--data-dir", type=v.data_dir, default=None,

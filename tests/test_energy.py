@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 from dataclasses import replace
-from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ from snnc.models.readout import Readout
 from snnc.pipeline import compile_model
 
 from conftest import make_model
+from html_helpers import Page
 from test_mapping import connectivity
 from test_onnx_io import fixed_point_graphs, spikes_of
 
@@ -253,32 +253,10 @@ def test_unreadable_cost_models_name_the_file(tmp_path: Path, artifact: Path,
     assert set(shipped_cost_models()) >= {"loihi1-davies2018", "loihi2-counts-only", "ann-horowitz2014-45nm"}
 
 
-class _Page(HTMLParser):
-    """Ids, tags, text and external references of a page."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.ids: set[str] = set()
-        self.tags: dict[str, int] = {}
-        self.text: list[str] = []
-        self.external: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags[tag] = self.tags.get(tag, 0) + 1
-        for k, v in attrs:
-            if k == "id" and v:
-                self.ids.add(v)
-            if k in ("src", "href", "xlink:href") and v and not v.startswith("#"):
-                self.external.append(v)
-
-    def handle_data(self, data: str) -> None:
-        self.text.append(data)
-
-
 def test_report_html_is_complete_offline_and_matches_report_json(artifact: Path) -> None:
     from snnc.html_report import si
 
-    page = _Page()
+    page = Page()
     page.feed((artifact / "report.html").read_text())
     rep = json.loads((artifact / "report.json").read_text())
     text = " ".join(page.text)
@@ -311,7 +289,7 @@ def test_report_renders_in_headless_chromium(artifact: Path, tmp_path: Path) -> 
     url = (artifact / "report.html").resolve().as_uri()
     flags = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
     dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
-    page = _Page()
+    page = Page()
     page.feed(dom)
     rep = json.loads((artifact / "report.json").read_text())
     assert "summary" in page.ids and rep["energy"]["model"] in " ".join(page.text)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ import pytest
 import torch
 
 from conftest import make_model
+from html_helpers import Page
 from snnc.cli import compile_main, report_main, train_main
 from snnc.compiler.ir import CubaLIF, Dense, Graph, Input, Output
 from snnc.errors import StrictModeError
@@ -167,22 +167,6 @@ def _log(path: Path, out: str, epochs: int = 3) -> None:
         {"config": {"out": out, "dataset": "digits", "timesteps": 12, "lr": 0.005, "device": "cpu"}, "epochs": rows}))
 
 
-class _Page(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.ids: set[str] = set()
-        self.tags: dict[str, int] = {}
-        self.external: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags[tag] = self.tags.get(tag, 0) + 1
-        for k, v in attrs:
-            if k == "id" and v:
-                self.ids.add(v)
-            if k in ("src", "href", "xlink:href") and v and not v.startswith("#"):
-                self.external.append(v)
-
-
 def _trained_artifact(tmp: Path) -> tuple[Path, Path]:
     path = tmp / "model.pt"
     save(make_model((64, 32, 10)), path, metadata={"dataset": "digits", "timesteps": 12, "epochs": 3})
@@ -200,7 +184,7 @@ def test_training_curves_and_confusion_in_report_and_page(tmp_path: Path, capsys
     m = np.asarray(rep["confusion"]["matrix"])
     assert m.shape == (10, 10) and m.sum() == rep["confusion"]["samples"] == 16
     assert np.trace(m) / m.sum() == pytest.approx(rep["accuracy"]["value"])
-    page = _Page()
+    page = Page()
     page.feed((art / "report.html").read_text())
     assert {"training", "confusion"} <= page.ids and page.external == [] and "script" not in page.tags
     assert page.tags.get("image", 0) == 0 and page.tags["svg"] >= 7     # vector charts, no embedded bitmaps
