@@ -305,7 +305,7 @@ def _code_refusal(path: Path, cls: str | None, error: Exception) -> str:
         return f"{path}: holds a pickled {cls} (a whole Python object, not an snnc checkpoint). {risk}{resave}"
     return (f"{path}: holds a pickled {cls} (a whole Python object, not an snnc checkpoint). {risk}; a plain "
             f"torch.nn model must be rebuilt from snnc.models layers and saved with snnc.save(model, path) "
-            f"(docs/models.md).")
+            f"(docs/your-own-model.md).")
 
 
 def _from_payload(path: Path, obj: Any) -> Checkpoint:
