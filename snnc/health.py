@@ -50,6 +50,20 @@ def synaptic_depth(graph: Graph) -> dict[str, int]:
     return depth
 
 
+def timesteps_problem(graph: Graph, steps: int) -> tuple[int, int, str | None]:
+    """(depth, the fewest timesteps that suit it, why ``steps`` are too few or None): the output can
+    respond at step depth + 1 at the earliest, and below DEPTH_FACTOR x depth accuracy drops steeply."""
+    out = graph.output.name
+    d = synaptic_depth(graph)[out]
+    needed = int(math.ceil(DEPTH_FACTOR * d))
+    if steps >= needed:
+        return d, needed, None
+    return d, needed, (f"T={steps} is short for a network {d} synapses deep (input to '{out}'): every synapse delays "
+                       f"by one step on Loihi and in Lava, so the output can respond at the earliest at step {d + 1} "
+                       f"and only {max(0, steps - d)} of the {steps} input steps ever reach it. Below "
+                       f"{DEPTH_FACTOR:g} x depth = {needed} steps accuracy drops steeply (docs/reliability.md).")
+
+
 def _rate(spikes: float, neurons: int, timesteps: int) -> float:
     """Spikes per neuron per step from a mean per inference."""
     return spikes / max(1, neurons * timesteps)
@@ -110,19 +124,13 @@ def health_findings(graph: Graph, report: dict[str, Any], inputs: np.ndarray,
             f"on these samples is luck. What helps: more timesteps (--timesteps), retraining (a larger "
             f"snn-train --lr, --readout membrane, another --encoding), and checking the data.{note}", health=True))
 
-    depth = synaptic_depth(graph)
-    d = depth[out]
+    d, needed, short = timesteps_problem(graph, steps)
     first = d + 1
-    needed = int(math.ceil(DEPTH_FACTOR * d))
-    if steps < needed:
-        reach = max(0, steps - d)
+    if short:
         found.append(Finding(
             "timesteps_below_depth", out, "warning",
-            f"T={steps} is short for a network {d} synapses deep (input to '{out}'): every synapse delays by one "
-            f"step on Loihi and in Lava, so the output can respond at the earliest at step {first} and only "
-            f"{reach} of the {steps} input steps ever reach it. Below {DEPTH_FACTOR:g} x depth = {needed} "
-            f"steps accuracy drops steeply (docs/reliability.md). Raise the timesteps to at least {needed}: "
-            f"snn-compile --timesteps {needed}, and train at it (snn-train --timesteps {needed}).", health=True))
+            f"{short} Raise the timesteps to at least {needed}: snn-compile --timesteps {needed}, and train at it "
+            f"(snn-train --timesteps {needed}).", health=True))
 
     section = {"silent_layers": silent, "undecided_fraction": undecided, "undecided_limit": UNDECIDED_LIMIT,
                "depth": d, "first_output_step": first, "timesteps": steps, "depth_factor": DEPTH_FACTOR,

@@ -265,5 +265,14 @@ def test_snn_train_prints_its_warnings(tmp_path: Path, capsys: pytest.CaptureFix
                        "--out", str(out)]) == 0
     err = capsys.readouterr().err
     lines = [ln for ln in err.splitlines() if ln.startswith("snn-train: warning:")]
-    assert len(lines) == 2 and any("not learning" in ln for ln in lines), err
+    assert len(lines) == 3 and any("not learning" in ln for ln in lines), err
     assert any("decided nothing" in ln for ln in lines)
+    # said before the first step, from the model's graph: depth 2 wants T >= 6
+    assert "short for a network 2 synapses deep" in lines[0] and "--timesteps 6 or more" in lines[0]
+
+
+def test_snn_train_at_enough_timesteps_says_nothing_of_depth(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert train_main(["--dataset", "digits", "--timesteps", "6", "--epochs", "1", "--max-steps", "2",
+                       "--out", str(tmp_path / "m.pt")]) == 0
+    assert "synapses deep" not in capsys.readouterr().err
