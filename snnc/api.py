@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -113,6 +114,11 @@ def train(model: SpikingNet, data: Any, *, test_data: Any = None, epochs: int = 
         if ds is not None and int(ds.y.max()) >= model.num_outputs:
             raise SnncError(f"snnc.train: {what} has label {int(ds.y.max())} but the network's readout has "
                             f"{model.num_outputs} classes.")
+    from snnc.health import model_timesteps_warning
+    from snnc.models.train import TrainingWarning
+
+    if (short := model_timesteps_warning(model, timesteps)) is not None:
+        warnings.warn(short.replace("--timesteps ", "timesteps="), TrainingWarning, stacklevel=3)
     metadata = {"dataset": data if isinstance(data, str) else None, "timesteps": timesteps,
                 "rule": model.rule.name, "seed": seed, "encoding": train_set.encoding}
 

@@ -318,7 +318,9 @@ def train_main(argv: Sequence[str] | None = None) -> int:
                                                                   **({"loss": args.loss} if args.loss else {})}),
                                      **arch, **neuron)
         device = resolve_device(args.device)
-        warn_short_timesteps(model, args.timesteps)
+        from snnc.health import model_timesteps_warning
+        if (short := model_timesteps_warning(model, args.timesteps)) is not None:
+            print(f"snn-train: warning: {short}", file=sys.stderr, flush=True)
         mode = "hardware-exact" if model.hardware_exact else "float"
         sizes = [model.input_shape, *[getattr(pop, "out_shape", pop.out_features) for _, pop in model.named_populations()]]
         code = model.input_encoding or train_data.encoding
@@ -353,21 +355,6 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     return _guard("snn-train", body)
-
-
-def warn_short_timesteps(model: object, timesteps: int) -> None:
-    """Before training: a T too short for the network's depth (snnc.health) is said now, not after the
-    run, when snn-compile would find it."""
-    from snnc.compiler.frontend import graph_from_module
-    from snnc.health import timesteps_problem
-
-    try:
-        graph = graph_from_module(model)  # type: ignore[arg-type]
-    except SnncError:
-        return      # snn-compile explains what it cannot build
-    _, needed, short = timesteps_problem(graph, timesteps)
-    if short:
-        print(f"snn-train: warning: {short} Train with --timesteps {needed} or more.", file=sys.stderr, flush=True)
 
 
 def read_train_state(path: Path) -> "TrainState":

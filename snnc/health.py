@@ -64,6 +64,20 @@ def timesteps_problem(graph: Graph, steps: int) -> tuple[int, int, str | None]:
                        f"{DEPTH_FACTOR:g} x depth = {needed} steps accuracy drops steeply (docs/reliability.md).")
 
 
+def model_timesteps_warning(model: Any, timesteps: int) -> str | None:
+    """Before training ``model`` (a SpikingNet) at ``timesteps``: what :func:`timesteps_problem` says of its
+    graph and the fix, or None (also when the model makes no graph: snn-compile explains that)."""
+    from snnc.compiler.frontend import graph_from_module
+    from snnc.errors import SnncError
+
+    try:
+        graph = graph_from_module(model)
+    except SnncError:
+        return None
+    _, needed, short = timesteps_problem(graph, timesteps)
+    return None if short is None else f"{short} Train with --timesteps {needed} or more."
+
+
 def _rate(spikes: float, neurons: int, timesteps: int) -> float:
     """Spikes per neuron per step from a mean per inference."""
     return spikes / max(1, neurons * timesteps)

@@ -155,3 +155,12 @@ def test_run_on_lava_equals_hwsim_on_own_arrays(model_path: Path, tmp_path: Path
     assert set(hw.spikes) == set(lava.spikes) == {"lif2"} and hw.spikes["lif2"].any()
     assert np.array_equal(hw.spikes["lif2"], lava.spikes["lif2"])
     assert np.array_equal(hw.predictions, lava.predictions)
+
+
+def test_train_warns_when_timesteps_are_short_for_the_depth() -> None:
+    from snnc.models.train import TrainingWarning
+
+    x, y, _, _ = _digits_arrays()
+    net = make_model((64, 32, 32, 10))
+    with pytest.warns(TrainingWarning, match=r"3 synapses deep.*timesteps=9 or more"):
+        snnc.train(net, (x, y), epochs=1, timesteps=4, max_steps=1)
