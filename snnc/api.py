@@ -23,12 +23,15 @@ from snnc.models.network import SpikingNet
 from snnc.models.train import EpochLog
 
 #: What ``data`` may be, in one line for errors.
-DATA_KINDS = ("a built-in dataset name (digits, mnist, synthetic-events, ...)", "an (x, y) pair of arrays or tensors",
+DATA_KINDS = ("a built-in dataset name (digits, mnist, synthetic-events, ...)",
+              "an (x, y) pair of arrays or tensors (or a dict with 'x' and 'y')",
               "a torch DataLoader or Dataset yielding (x, y)", "an snnc.models.Dataset")
 
 
 def _arrays(data: Any, what: str) -> tuple[np.ndarray, np.ndarray | None]:
     """(x, y) as numpy from a pair, a torch Dataset or an iterable of (x, y) batches (a DataLoader)."""
+    if isinstance(data, dict) and "x" in data:      # as a --data torch file holds them
+        data = (data["x"], data.get("y"))
     if isinstance(data, (tuple, list)) and len(data) == 2 and not isinstance(data[0], (tuple, list)):
         x, y = data
         return _numpy(x, f"{what} x"), None if y is None else _numpy(y, f"{what} y")

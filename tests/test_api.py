@@ -96,6 +96,7 @@ def test_run_on_own_arrays_equals_snn_run_and_a_dataloader(model_path: Path, tmp
     assert out.spikes["lif1"].any()
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=10)
     assert np.array_equal(snnc.run(art, loader).predictions, out.predictions)
+    assert np.array_equal(snnc.run(art, {"x": x, "y": y}).predictions, out.predictions)
     bare = snnc.run(art, x[:5])
     assert bare.labels is None and bare.accuracy is None and np.array_equal(bare.predictions, out.predictions[:5])
     with pytest.raises(SnncError, match="64 inputs"):
