@@ -289,6 +289,11 @@ def train_main(argv: Sequence[str] | None = None) -> int:
             if was != now:
                 raise SnncError(f"--resume: {args.out} was trained with {was}; resume with the same "
                                 f"--dataset, --seed, --timesteps and --preset (got {now}).")
+            if ckpt.metadata.get("data_sha256") and ckpt.metadata["data_sha256"] != data_meta.get("data_sha256"):
+                raise SnncError(f"--resume: {args.out} was trained on {ckpt.metadata.get('data_file')} (sha256 "
+                                f"{str(ckpt.metadata['data_sha256'])[:12]}...), and --data "
+                                f"{args.data} holds other samples; resume on the same data file, or train "
+                                f"with another --out.")
             model = ckpt.build()
             resume = read_train_state(state_path)
         else:

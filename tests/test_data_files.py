@@ -239,6 +239,21 @@ def test_train_compile_run_on_a_static_file(tmp_path: Path, capsys: pytest.Captu
     res = json.loads(capsys.readouterr().out)
     assert res["samples"] == len(y) and res["data_file"] == str(data.resolve()) and 0 <= res["correct"] <= len(y)
 
+    # --resume continues on the same file only: another path is another setting, other bytes another file
+    args = ["--epochs", "2", "--max-steps", "2", "--hidden", "8", "--timesteps", "6", "--out", str(model),
+            "--device", "cpu", "--resume"]
+    other = _write(tmp_path / "other.npz", x=x[::-1].copy(), y=y[::-1].copy())
+    assert train_main(["--data", str(other), *args]) == 2
+    assert "other settings: --data" in capsys.readouterr().err
+    original = data.read_bytes()
+    data.write_bytes(other.read_bytes())
+    assert train_main(["--data", str(data), *args]) == 2
+    assert "holds other samples; resume on the same data file" in capsys.readouterr().err
+    data.write_bytes(original)
+    assert train_main(["--data", str(data), "--epochs", "2", "--max-steps", "2", "--hidden", "8", "--timesteps",
+                       "6", "--out", str(model), "--device", "cpu", "--resume"]) == 0
+    assert load(model).metadata["epochs"] == 2
+
     # a file that does not fit the network: one line naming both
     wrong = _write(tmp_path / "wrong.npz", x=np.zeros((3, 1, 28, 28), np.float32), y=np.arange(3))
     capsys.readouterr()
