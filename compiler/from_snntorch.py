@@ -13,7 +13,6 @@ snnTorch is the user's library, imported only when this is called.
 from __future__ import annotations
 
 import copy
-import math
 import os
 import warnings
 from pathlib import Path
@@ -27,21 +26,22 @@ from snnc.errors import SnncError
 NEURON_PARAMETERS = ("beta", "alpha", "threshold")
 
 
-def _neuron_sizes(net: torch.nn.Module, sample: torch.Tensor, kinds: tuple[type, ...]) -> dict[str, int]:
-    """Neurons per snnTorch layer: the size of the current each one receives on one sample."""
-    sizes: dict[str, int] = {}
+def _neuron_shapes(net: torch.nn.Module, sample: torch.Tensor, kinds: tuple[type, ...]) -> dict[str, tuple[int, ...]]:
+    """Neurons per snnTorch layer: the shape of the current each one receives for one sample ((n,) after a
+    Linear, (C, H, W) after a Conv2d)."""
+    sizes: dict[str, tuple[int, ...]] = {}
     hooks = []
     for name, module in net.named_modules():
         if isinstance(module, kinds):
             def hook(_m: Any, args: tuple[Any, ...], name: str = name) -> None:
-                sizes[name] = math.prod(args[0].shape)
+                sizes[name] = tuple(args[0].shape[1:])     # per sample (a batch of one)
             hooks.append(module.register_forward_pre_hook(hook))
     try:
         with torch.no_grad():
             for module in net.modules():     # init_hidden layers keep state between calls
                 if hasattr(module, "reset_hidden"):
                     module.reset_hidden()
-            net(sample)
+            net(sample[None])
     except Exception as e:  # the user's model on their sample: anything it raises
         raise SnncError(f"export_snntorch: the model does not run on a sample of shape {tuple(sample.shape)} "
                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); give the shape of "
@@ -53,8 +53,9 @@ def _neuron_sizes(net: torch.nn.Module, sample: torch.Tensor, kinds: tuple[type,
 
 
 def export_snntorch(net: torch.nn.Module, path: str | os.PathLike, input_shape: tuple[int, ...] | int) -> Path:
-    """Export snnTorch model ``net`` (an ``nn.Sequential`` of torch layers and snnTorch neurons with
-    ``init_hidden=True``) to the NIR file ``path``, for ``snn-compile path --target loihi``.
+    """Export snnTorch model ``net`` (an ``nn.Sequential`` of ``nn.Linear`` layers and snnTorch neurons
+    with ``init_hidden=True``) to the NIR file ``path``, for ``snn-compile path --target loihi``. Conv
+    networks are refused: snnTorch 1.0's exporter cannot write them readably (docs/nir.md).
 
     ``input_shape``: one sample's shape without batch or time, e.g. ``784`` or ``(2, 34, 34)``.
     """
@@ -69,9 +70,15 @@ def export_snntorch(net: torch.nn.Module, path: str | os.PathLike, input_shape: 
     if not shape or any(s < 1 for s in shape):
         raise SnncError(f"export_snntorch: input_shape {input_shape}: give positive sizes, e.g. 784 or (2, 34, 34).")
     kinds = (snn.Leaky, snn.Synaptic)
+    convs = [name for name, m in net.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    if convs:
+        raise SnncError(f"export_snntorch: layer '{convs[0]}' is an nn.Conv2d, and snnTorch 1.0's exporter cannot "
+                        f"write conv networks that snnc can read (an unbatched sample breaks nn.Flatten, a batched "
+                        f"one NIR's type inference; docs/nir.md). Rebuild the network with snnc.models.CubaConv "
+                        f"and train it with snnc.train (docs/from-snntorch.md).")
     model = copy.deepcopy(net).cpu().eval()
     sample = torch.zeros(shape)
-    sizes = _neuron_sizes(model, sample, kinds)
+    shapes = _neuron_shapes(model, sample, kinds)
     for name, module in model.named_modules():
         if not isinstance(module, kinds):
             continue
@@ -79,14 +86,14 @@ def export_snntorch(net: torch.nn.Module, path: str | os.PathLike, input_shape: 
             warnings.warn(f"snnTorch layer '{name}' resets by '{module.reset_mechanism}'; NIR records no reset "
                           f"mechanism and Loihi (and snnc) reset to zero, so its spikes will differ from snnTorch's. "
                           f"Train with reset_mechanism='zero' (docs/from-snntorch.md).", stacklevel=2)
-        n = sizes.get(name)
-        if n is None:
+        shape_n = shapes.get(name)
+        if shape_n is None:
             raise SnncError(f"export_snntorch: snnTorch layer '{name}' did not run on the sample; the model must "
                             f"be an nn.Sequential whose neuron layers use init_hidden=True.")
         for param in NEURON_PARAMETERS:
             value = getattr(module, param, None)
             if isinstance(value, torch.Tensor) and value.numel() == 1:
-                full = torch.full((n,), float(value), dtype=value.dtype)
+                full = torch.full(shape_n, float(value), dtype=value.dtype)
                 if isinstance(value, torch.nn.Parameter):
                     setattr(module, param, torch.nn.Parameter(full, requires_grad=value.requires_grad))
                 elif param in module._buffers:
@@ -100,8 +107,8 @@ def export_snntorch(net: torch.nn.Module, path: str | os.PathLike, input_shape: 
         graph = export_to_nir(model, sample)
     except Exception as e:  # snnTorch's exporter on the user's model
         raise SnncError(f"export_snntorch: snnTorch's exporter failed ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0] if str(e) else ''}). Supported: nn.Sequential of nn.Linear / "
-                        f"nn.Conv2d / nn.Flatten / nn.AvgPool2d and snn.Leaky / snn.Synaptic with init_hidden=True.") from None
+                        f"{str(e).splitlines()[0] if str(e) else ''}). Supported: an nn.Sequential of nn.Linear "
+                        f"layers and snn.Leaky / snn.Synaptic neurons with init_hidden=True.") from None
     out = Path(path)
     nir.write(str(out), graph)
     return out

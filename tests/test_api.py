@@ -144,6 +144,9 @@ def test_export_snntorch_with_scalar_beta(tmp_path: Path) -> None:
         export_snntorch(subtract, tmp_path / "t.nir", input_shape=12)
     with pytest.raises(SnncError, match="does not run on a sample of shape"):
         export_snntorch(model, tmp_path / "u.nir", input_shape=13)
+    conv = nn.Sequential(nn.Conv2d(2, 4, 3), snn.Leaky(beta=0.9, init_hidden=True), nn.Flatten(), nn.Linear(144, 3))
+    with pytest.raises(SnncError, match="layer '0' is an nn.Conv2d.*snnc.models.CubaConv"):
+        export_snntorch(conv, tmp_path / "v.nir", input_shape=(2, 8, 8))
 
 
 @pytest.mark.slow
