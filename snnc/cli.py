@@ -261,7 +261,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         from snnc.models.network import ARCHS
         from snnc.models.readout import Readout
         from snnc.models.rules import make_rule
-        from snnc.models.train import TrainState, resolve_device, seed_everything, train
+        from snnc.models.train import resolve_device, seed_everything, train
 
         state_path, log_path = args.out.with_suffix(".state.pt"), args.out.with_suffix(".log.json")
         where = {"timesteps": args.timesteps, "data_dir": args.data_dir}

@@ -116,7 +116,7 @@ def health_findings(graph: Graph, report: dict[str, Any], inputs: np.ndarray,
             rate = "silent too" if rates[src] == 0 else f"{rates[src]:.3f} spikes per {unit[:-1]} per step"
             fed.append(f"{what} ({size} {unit}, {rate})")
         live = [src for _, src in pop.inputs if rates[src] > 0]
-        why = (f" Its inputs are active, so its weights are too weak or too negative for its threshold."
+        why = (" Its inputs are active, so its weights are too weak or too negative for its threshold."
                if live else " Nothing reaches it: start with the first silent layer.")
         found.append(Finding(
             "silent_layer", pop.name, "warning",
