@@ -8,7 +8,8 @@ Two kinds of data, one way in: ``Dataset.encoding`` says whether ``x`` holds sta
 - ``digits``: scikit-learn's 8x8 handwritten digits (1797 images, shipped with scikit-learn).
 - ``mnist``: the four standard gzipped IDX files in ``DATA_DIR/mnist/``.
 - ``synthetic-events``: a generated, seeded moving-bar event stream (2x16x16 sensor, 4 directions).
-- ``nmnist``, ``dvsgesture``, ``cifar10dvs``: read from ``DATA_DIR`` by tonic's dataset classes.
+- ``nmnist``, ``dvsgesture``, ``cifar10dvs``, ``shd`` (Spiking Heidelberg Digits, 700 channels): read
+  from ``DATA_DIR`` by tonic's dataset classes.
 
 ``DATA_DIR`` is ``--data-dir``, else ``$SNNC_DATA_DIR``, else ``$XDG_CACHE_HOME/snnc/datasets``
 (``~/.cache/snnc/datasets``). A missing dataset raises :class:`InputFileError` naming the files;
@@ -518,9 +519,65 @@ def _tonic_loader(name: str) -> Callable[..., Dataset]:
     return lambda split, seed, **kw: _tonic(name, split, seed, **kw)
 
 
+# ---------------------------------------------------------------- Spiking Heidelberg Digits
+
+#: tonic.datasets.SHD: one HDF5 file per split under DATA_DIR/SHD/ (Cramer et al. 2020's own format:
+#: spikes/times (s) and spikes/units (channel 0..699) as variable-length arrays per sample, labels,
+#: extra/keys, extra/speaker); tonic adds polarity 1 and bins by time (sensor_size (700, 1, 1)).
+SHD = TonicSpec("SHD", {"train": "", "test": ""}, {"train": "shd_train.h5.zip", "test": "shd_test.h5.zip"},
+                ".h5", "shd_train.h5 and shd_test.h5 (the Spiking Heidelberg Digits' HDF5 files)",
+                "https://zenkelab.org/datasets/ (shd_train.h5.zip, shd_test.h5.zip)", 20)
+SHD_CHANNELS = 700
+
+
+def _shd(split: str, seed: int, *, timesteps: int, data_dir: Path, limit: int | None = None,
+         **_: Any) -> Dataset:
+    """Spiking Heidelberg Digits through tonic's reader and ToFrame: 700 cochlea channels per time bin,
+    20 classes (digits 0-9 in English and German), the official train/test split."""
+    import h5py
+
+    root = data_dir / SHD.cls
+    h5 = root / f"shd_{split}.h5"
+    archive = root / SHD.archives[split]
+    if not h5.is_file() and archive.is_file():
+        from tonic.download_utils import extract_archive
+
+        try:
+            extract_archive(str(archive), str(root))
+        except (OSError, ValueError, RuntimeError, zipfile.BadZipFile) as e:
+            raise InputFileError(f"{archive}: could not be extracted ({e}); re-download it.") from None
+    if not h5.is_file():
+        raise _missing("shd", root, f"expected {SHD.layout} under {root}/, or the archive {archive.name} there "
+                       f"to extract.", SHD.source)
+    try:
+        with h5py.File(h5, "r") as f:
+            labels = np.asarray(f["labels"][()], dtype=np.int64)
+            if len(f["spikes/times"]) != len(labels) or len(f["spikes/units"]) != len(labels):
+                raise ValueError(f"{len(labels)} labels but {len(f['spikes/times'])} spike trains")
+        ds = _tonic_class(SHD)(save_to=str(data_dir), train=split == "train",
+                               transform=frame_transform((SHD_CHANNELS, 1, 1), timesteps))
+    except (OSError, KeyError, ValueError, TypeError) as e:
+        raise InputFileError(f"{h5}: not a readable SHD file ({type(e).__name__}: {e}); expected the groups "
+                             f"spikes/times, spikes/units, labels and extra/keys of the Heidelberg files.") from None
+    if labels.size and (labels.min() < 0 or labels.max() >= SHD.num_classes):
+        raise InputFileError(f"{h5}: labels run from {labels.min()} to {labels.max()}; SHD has "
+                             f"{SHD.num_classes} classes (0-19).")
+    index = _sample_order(labels, split, seed, False)[:limit]
+    x = np.zeros((len(index), timesteps, SHD_CHANNELS), dtype=bool)
+    for row, i in enumerate(index):
+        try:
+            frames, _ = ds[int(i)]
+        except IndexError:   # a sample without spikes: tonic's slicer has nothing to bin
+            continue
+        except (OSError, KeyError, ValueError) as e:
+            raise InputFileError(f"{h5}: sample {int(i)} could not be read ({type(e).__name__}: {e}).") from None
+        x[row] = frames_to_spikes(frames, timesteps)
+    return Dataset("shd", x, labels[index], SHD.num_classes, "events")
+
+
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "digits": _digits, "mnist": _mnist, "synthetic-events": _synthetic,
-    **{name: _tonic_loader(name) for name in TONIC},
+    **{name: _tonic_loader(name) for name in TONIC}, "shd": _shd,
 }
 
 
@@ -544,7 +601,7 @@ def load_dataset(name: str, split: str = "train", seed: int = 0, *, timesteps: i
 
 def is_event_dataset(name: str | None) -> bool:
     """Whether built-in dataset ``name`` brings its own spikes (event frames) rather than static values."""
-    return name == "synthetic-events" or name in TONIC
+    return name in ("synthetic-events", "shd") or name in TONIC
 
 
 # ---------------------------------------------------------------- your own data: one .npz or torch file

@@ -333,3 +333,79 @@ def test_cli_train_compile_verify_run_on_synthetic_events(tmp_path: Path, capsys
     assert run_main([str(build), "--samples", "20", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["samples"] == 20 and 0 <= res["accuracy"] <= 1 and res["dataset"] == "synthetic-events"
+
+
+# ---------------------------------------------------------------- Spiking Heidelberg Digits
+
+def _write_shd(path: Path, n: int, seed: int) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """An SHD split in the Heidelberg files' own HDF5 layout (Cramer et al. 2020; what tonic.datasets.SHD
+    reads): spikes/times in seconds (float16) and spikes/units (uint16) as variable-length arrays per
+    sample, labels, extra/keys and extra/speaker. Sample 0 has no spikes at all."""
+    import h5py
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 20, n).astype(np.uint16)
+    times, units = [], []
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        t = f.create_dataset("spikes/times", (n,), dtype=h5py.vlen_dtype(np.dtype("float16")))
+        u = f.create_dataset("spikes/units", (n,), dtype=h5py.vlen_dtype(np.dtype("uint16")))
+        for i in range(n):
+            k = 0 if i == 0 else int(rng.integers(20, 80))
+            times.append(np.sort(rng.random(k) * 0.9).astype(np.float16))
+            units.append(rng.integers(0, 700, k).astype(np.uint16))
+            t[i], u[i] = times[-1], units[-1]
+        f["labels"] = labels
+        f["extra/keys"] = np.array([f"digit-{i}".encode() for i in range(20)])
+        f["extra/speaker"] = rng.integers(0, 12, n).astype(np.uint16)
+    return labels.astype(np.int64), times, units
+
+
+def test_shd_through_tonic(tmp_path: Path) -> None:
+    """Every sample is tonic's ToFrame of its spikes (T bins over the sample's own duration, channel =
+    unit, binarised), only channels that spiked; the empty sample gives no spikes."""
+    from tonic.transforms import ToFrame
+
+    labels, times, units = _write_shd(tmp_path / "SHD" / "shd_test.h5", 12, seed=3)
+    data = load_dataset("shd", "test", 0, timesteps=6, data_dir=tmp_path)
+    assert data.x.shape == (12, 6, 700) and data.encoding == "events" and data.input_shape == (700,)
+    order = np.random.default_rng(0).permutation(12)
+    assert np.array_equal(data.y, labels[order]) and data.num_classes == 20
+    for row, i in enumerate(order):
+        if len(units[i]) == 0:
+            assert not data.x[row].any()
+            continue
+        assert set(np.flatnonzero(data.x[row].any(axis=0))) <= set(units[i].tolist()) and data.x[row].any()
+        ev = np.zeros(len(units[i]), dtype=[("t", int), ("x", int), ("p", int)])
+        ev["t"], ev["x"], ev["p"] = times[i].astype(np.float64) * 1e6, units[i], 1
+        expected = ToFrame(sensor_size=(700, 1, 1), n_time_bins=6)(ev).reshape(6, -1) > 0
+        assert np.array_equal(data.x[row], expected)
+
+
+def test_shd_missing_damaged_and_zipped(tmp_path: Path) -> None:
+    with pytest.raises(InputFileError, match=r"shd_train\.h5 and shd_test\.h5.*zenkelab\.org/datasets"):
+        load_dataset("shd", "train", data_dir=tmp_path)
+    bad = tmp_path / "SHD" / "shd_train.h5"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"not hdf5 at all")
+    with pytest.raises(InputFileError, match=r"shd_train\.h5: not a readable SHD file"):
+        load_dataset("shd", "train", data_dir=tmp_path)
+    bad.unlink()
+    staging = tmp_path / "staging" / "shd_train.h5"
+    _write_shd(staging, 5, seed=1)
+    with zipfile.ZipFile(tmp_path / "SHD" / "shd_train.h5.zip", "w") as z:   # as zenkelab.org serves it
+        z.write(staging, "shd_train.h5")
+    assert len(load_dataset("shd", "train", data_dir=tmp_path, timesteps=4).y) == 5 and bad.is_file()
+
+
+def test_cli_train_compile_verify_on_shd(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for split, n in (("train", 40), ("test", 10)):
+        _write_shd(tmp_path / "data" / "SHD" / f"shd_{split}.h5", n, seed=len(split))
+    model, build = tmp_path / "m.pt", tmp_path / "build"
+    assert train_main(["--dataset", "shd", "--data-dir", str(tmp_path / "data"), "--epochs", "1", "--max-steps",
+                       "2", "--hidden", "16", "--timesteps", "8", "--out", str(model), "--device", "cpu"]) == 0
+    assert load(model).metadata["encoding"] == "events"
+    assert compile_main([str(model), "--out", str(build), "--verify", "2"]) == 0
+    assert "Verification PASS" in capsys.readouterr().out
+    spec = json.loads((build / "manifest.json").read_text())["input"]
+    assert spec["dataset"] == "shd" and spec["encoding"]["kind"] == "events" and spec["shape"] == [700]
