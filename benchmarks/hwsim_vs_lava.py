@@ -39,7 +39,8 @@ def lava_check(art: Path, samples: int, data_dir: Path) -> dict[str, Any]:
 
     from snnc.compiler.artifact import load_artifact
     from snnc.hwsim.sim import HwSim
-    from snnc.pipeline import compare, observables, readout_v_name, sample_inputs
+    from snnc.inputs import sample_inputs
+    from snnc.pipeline import compare, observables, readout_v_name
     from snnc.runtime.lava_backend import run_on_lava_full
 
     t0 = time.perf_counter()

@@ -140,7 +140,7 @@ class Artifact:
 
 #: The files a manifest may list (with their sha256): nothing else is ever opened through it.
 HASHED_FILES = (GRAPH_FILE, NIR_FILE, ONNX_FILE, NETWORK_FILE)
-#: Input codes sample_inputs knows (snnc.pipeline.input_spec writes them).
+#: Input codes sample_inputs knows (snnc.inputs.input_spec writes them).
 ENCODINGS = ("rate", "signed", "analog", "events")
 MAX_REPORT_SAMPLES = 10**7
 _SHA256 = re.compile(r"[0-9a-f]{64}")

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from snnc.errors import SnncError
-from snnc.models.datasets import Dataset, batch_spikes, dataset_from_arrays, load_dataset, to_engine_input
+from snnc.models.datasets import Dataset, dataset_from_arrays, load_dataset
 from snnc.models.network import SpikingNet
 from snnc.models.train import EpochLog
 
@@ -154,26 +154,6 @@ class RunResult:
         return None if self.labels is None else float((self.predictions == self.labels).mean())
 
 
-def chip_inputs(artifact: Any, data: Any, *, seed: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """The user's data as the chip receives it for ``artifact``: static samples coded with the
-    artifact's input code (the compiler's seed unless ``seed``), event frames binarised; (inputs, labels)."""
-    from snnc.pipeline import ENCODING_SEED
-
-    spec = artifact.manifest["input"]
-    code = str(spec.get("encoding", {}).get("kind", "rate"))
-    shape = tuple(spec.get("shape") or (artifact.graph.input.size,))
-    t = int(spec["timesteps"])
-    if code == "signed":  # two input lines per feature on the chip; the model's shape is half
-        shape = (artifact.graph.input.size // 2,)
-    labels_given = not isinstance(data, (np.ndarray, torch.Tensor))
-    ds = as_dataset(data, shape, what="data", timesteps=t, labels_needed=False)
-    if ds.encoding == "events":
-        code = "events"
-    g = torch.Generator().manual_seed(ENCODING_SEED if seed is None else seed)
-    x = batch_spikes(ds, slice(0, len(ds.y)), t, g, code if code != "events" else None)
-    return to_engine_input(x.numpy(), code), (ds.y if labels_given else None)
-
-
 def run(artifact: str | os.PathLike, data: Any, *, backend: str = "hwsim", device: str = "cpu",
         record: Iterable[str] | None = None, lava_timeout: float | None = None) -> RunResult:
     """Run ``data`` through a compiled artifact directory on ``backend`` ('hwsim' or 'lava').
@@ -186,6 +166,7 @@ def run(artifact: str | os.PathLike, data: Any, *, backend: str = "hwsim", devic
     """
     from snnc.compiler.artifact import load_artifact
     from snnc.hwsim.sim import HwSim
+    from snnc.inputs import chip_inputs
     from snnc.pipeline import decisions, readout_v_name
 
     art = load_artifact(Path(artifact))

@@ -16,7 +16,7 @@ from snnc.compiler.artifact import (GRAPH_FILE, MANIFEST_FILE, NETWORK_FILE, NIR
                                     REPORT_FILE, HTML_REPORT_FILE, Artifact, load_artifact,
                                     manifest, sha256, staged_directory, write_json)
 from snnc.compiler.graph_file import read_graph, write_graph
-from snnc.compiler.ir import Graph, Input, QConv
+from snnc.compiler.ir import Graph, QConv
 from snnc.compiler.mapping import Mapping, map_cores
 from snnc.compiler.netx_hdf5 import netx_limitation, read_netx, write_netx
 from snnc.compiler.nir_io import read_nir, write_nir
@@ -34,117 +34,17 @@ from snnc.hwsim.energy import (ANN_COST_MODEL, DEFAULT_COST_MODEL, activity_dist
 from snnc.hwsim.parallel import HwSimPool, shard_range, warm_up
 from snnc.hwsim.reference import run_float
 from snnc.hwsim.sim import HwSim
-from snnc.models.datasets import (DATA_FILE_DATASET, batch_spikes, from_engine_input, is_event_dataset,
-                                  load_data_file, load_dataset, to_engine_input)
+from snnc.models.datasets import from_engine_input
+from snnc.inputs import DATA_FILE_DATASET, data_file_spec, input_code, input_spec, sample_inputs
 from snnc.models.network import SpikingNet
 from snnc.models.readout import Readout
 from snnc.verify import VerificationResult, compare
 from snnc.health import confusion, health_findings, refuse_health_findings, training_section
 
-DEFAULT_TIMESTEPS = 20
-ENCODING_SEED = 2024
-
-
 @dataclass(frozen=True)
 class CompileResult:
     out: Path
     report: dict[str, Any]
-
-
-def input_spec(metadata: dict[str, Any], timesteps: int | None, encoding: str | None = None,
-               data_file: str | Path | None = None) -> dict[str, Any]:
-    """How to feed the network (the caller adds the shape): enough to rebuild the same test inputs.
-
-    Static datasets are coded with a fixed seed ('rate' Bernoulli spikes, 'signed' two-channel
-    spikes) or sent as 8-bit graded values ('analog', an encoding layer); event datasets are tonic
-    frames with T time bins. ``split_seed`` is the training seed (it fixes digits' split);
-    ``data_dir`` only if one was given. ``data_file`` (``--data FILE``) feeds the file's 'eval' samples
-    instead of the recorded dataset; a model trained on a data file feeds that file's test part.
-    """
-    t = int(timesteps or metadata.get("timesteps") or DEFAULT_TIMESTEPS)
-    if metadata.get("encoding") == "events" or is_event_dataset(metadata.get("dataset")):
-        code: dict[str, Any] = {"kind": "events", "frames": f"tonic ToFrame(n_time_bins={t})", "binarised": True}
-    elif encoding == "analog":
-        code = {"kind": "analog", "bits": 8, "values": "round(255 x), x in [0, 1], every step"}
-    elif encoding == "signed":
-        code = {"kind": "signed", "channels": "[x > 0, x < 0]: 2 lines per feature",
-                "distribution": "sign(2x - 1) with probability |2x - 1|", "seed": ENCODING_SEED}
-    else:
-        code = {"kind": "rate", "distribution": "bernoulli", "seed": ENCODING_SEED}
-    spec: dict[str, Any] = {"timesteps": t, "encoding": code, "dataset": metadata.get("dataset"),
-                            "split_seed": int(metadata.get("seed") or 0)}
-    if metadata.get("data_dir"):
-        spec["data_dir"] = metadata["data_dir"]
-    if data_file is not None:
-        spec.update(dataset=DATA_FILE_DATASET, data_file=str(Path(data_file).expanduser().resolve()),
-                    data_split="eval")
-        spec.pop("data_dir", None)
-    elif metadata.get("dataset") == DATA_FILE_DATASET:
-        spec.update({"data_file": metadata["data_file"], "data_split": "test",
-                     **{k: metadata[k] for k in ("data_sha256", "data_layout") if metadata.get(k)}})
-    if spec.get("data_file") and code["kind"] == "events":
-        code["frames"] = "the data file's frames"
-    return spec
-
-
-def data_file_spec(spec: dict[str, Any], graph_input: Input, network: str,
-                   adopt_timesteps: bool = False) -> dict[str, Any]:
-    """``spec`` for its data file (checked against ``network``'s input): the layout recorded, frames fed
-    as they are ('events'), static samples rate-coded where the network was trained on frames; with
-    ``adopt_timesteps`` (nothing else fixed the sample length) the frames' T becomes the timesteps."""
-    code = _code(spec)
-    data = load_data_file(spec["data_file"], spec.get("data_split", "eval"), seed=int(spec.get("split_seed") or 0),
-                          layout=spec.get("data_layout"), input_size=graph_input.size // (2 if code == "signed" else 1),
-                          network=network, limit=1, sha256=spec.get("data_sha256"))
-    spec = {**spec, "data_layout": "frames" if data.encoding == "events" else "static"}
-    if data.encoding == "events":
-        if code in ("signed", "analog"):
-            raise SnncError(f"{spec['data_file']}: holds event frames, but the network in {network} takes "
-                            f"'{code}'-coded static input; give static samples (N, F) or (N, C, H, W) in [0, 1].")
-        if adopt_timesteps:
-            spec["timesteps"] = data.timesteps
-        spec["encoding"] = {"kind": "events", "frames": "the data file's frames", "binarised": True}
-    elif code == "events":
-        spec["encoding"] = {"kind": "rate", "distribution": "bernoulli", "seed": ENCODING_SEED}
-    return spec
-
-
-def _code(spec: dict[str, Any]) -> str:
-    return str(spec.get("encoding", {}).get("kind", "rate"))
-
-
-def sample_inputs(spec: dict[str, Any], graph_input: Input, n: int,
-                  network: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """The first ``n`` test samples of the model's dataset (or data file, checked against ``network``'s
-    input) as the chip receives them (binary spikes or graded values, ``Input.check_values`` accepts
-    them); random ones if the model has no dataset."""
-    code = _code(spec)
-    if spec.get("data_file"):
-        data = load_data_file(spec["data_file"], spec.get("data_split", "eval"), seed=int(spec.get("split_seed") or 0),
-                              layout=spec.get("data_layout"), input_size=graph_input.size // (2 if code == "signed" else 1),
-                              network=network, timesteps=spec["timesteps"],
-                              timesteps_from=f"{network or 'the network'} runs {spec['timesteps']} steps", limit=n,
-                              sha256=spec.get("data_sha256"))
-        code = "events" if data.encoding == "events" else ("rate" if code == "events" else code)
-        n = min(n, len(data.y))
-        x = batch_spikes(data, slice(0, n), spec["timesteps"], torch.Generator().manual_seed(ENCODING_SEED), code)
-        return to_engine_input(x.numpy(), code), data.y[:n]
-    if spec.get("dataset"):
-        data = load_dataset(spec["dataset"], "test", int(spec.get("split_seed") or 0),
-                            timesteps=spec["timesteps"], data_dir=spec.get("data_dir"), limit=n)
-        lines = data.input_size * (2 if code == "signed" else 1)
-        if lines != graph_input.size:
-            raise SnncError(f"dataset '{spec['dataset']}' has {data.input_size} features ({lines} input lines "
-                            f"with the '{code}' code) but the network takes {graph_input.size}.")
-        n = min(n, len(data.y))
-        g = torch.Generator().manual_seed(ENCODING_SEED)
-        x = batch_spikes(data, slice(0, n), spec["timesteps"], g, code)
-        return to_engine_input(x.numpy(), code), data.y[:n]
-    rng = np.random.default_rng(ENCODING_SEED)
-    shape = (n, spec["timesteps"], graph_input.size)
-    if graph_input.bits:
-        return rng.integers(0, 2 ** graph_input.bits, shape), None
-    return rng.random(shape) < 0.2, None
 
 
 def hardware_exact_model(model: SpikingNet, graph: Graph) -> SpikingNet:
@@ -373,7 +273,7 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
         netx = (f"written: {NETWORK_FILE}" if NETWORK_FILE in files
                 else f"not written: {netx_limitation(qgraph)}")
         verification = None
-        code = _code(spec)
+        code = input_code(spec)
         if verify > 0:
             engines = "torch, hwsim and Lava" if model is not None else "hwsim and Lava"
             say(f"verifying {verify} samples on {engines}")

@@ -15,7 +15,8 @@ import pytest
 
 from snnc.compiler.artifact import load_artifact
 from snnc.hwsim.sim import HwSim
-from snnc.pipeline import compile_model, sample_inputs
+from snnc.inputs import sample_inputs
+from snnc.pipeline import compile_model
 
 BIN = Path(sys.executable).parent
 
