@@ -474,18 +474,6 @@ class NetxImport:
     tsample: int | None
 
 
-def parse_input_shape(text: str, flag: str = "--input-shape") -> tuple[int, ...]:
-    """``C,H,W`` or ``F`` (commas, or an 'x') -> a tuple of positive ints; one-line error otherwise."""
-    parts = [p.strip() for p in str(text).replace("x", ",").split(",")]
-    try:
-        shape = tuple(int(p) for p in parts)
-    except ValueError:
-        shape = ()
-    if len(shape) not in (1, 3) or any(d < 1 for d in shape):
-        raise SnncError(f"{flag} {text}: expected C,H,W (e.g. 2,34,34) or F (e.g. 784), positive integers.")
-    return shape
-
-
 def _shape_arg(shape: tuple[int, ...]) -> str:
     return ",".join(str(d) for d in shape)
 
@@ -741,5 +729,4 @@ def _read_netx_file(path: Path, input_shape: tuple[int, ...] | None = None) -> N
 
 
 __all__ = ["netx_limitation", "netx_dense_weights", "write_netx", "read_netx", "read_netx_file", "NetxImport",
-           "parse_input_shape",
            "SUPPORTED", "GROUPS_KEY", "WRITER_ATTR"]

@@ -138,20 +138,6 @@ TRAIN_DEFAULTS = {"dataset": "digits", "arch": "mlp", "rule": "stbp-rect", "hidd
                   "timesteps": 20, "batch_size": 32, "lr_scaling": "fan-in"}
 
 
-def check_training_numbers(args: argparse.Namespace) -> None:
-    """snn-train's numeric flags, after the preset and defaults are applied: one line for a bad value
-    (torch would answer with a traceback from inside its optimiser or an initialiser)."""
-    wrong = [f"--{flag} {value:g}" for flag, value, ok in (
-        ("lr", args.lr, args.lr is None or args.lr > 0), ("epochs", args.epochs, args.epochs >= 1),
-        ("batch-size", args.batch_size, args.batch_size >= 1),
-        ("max-steps", args.max_steps, args.max_steps is None or args.max_steps >= 1)) if not ok]
-    if any(h < 1 for h in args.hidden):
-        wrong.append(f"--hidden {' '.join(map(str, args.hidden))}")
-    if wrong:
-        raise SnncError(f"{', '.join(wrong)}: the learning rate must be > 0, and epochs, batch size, steps and "
-                        f"every hidden layer size at least 1.")
-
-
 def train_parser() -> argparse.ArgumentParser:
     p = _parser("snn-train", "Train a spiking network with a surrogate-gradient rule and save a checkpoint.",
                 "  snn-train --dataset digits --arch mlp --rule stbp-rect --epochs 5 --out model.pt\n"
@@ -252,7 +238,6 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         for key, value in TRAIN_DEFAULTS.items():
             if getattr(args, key) is None:
                 setattr(args, key, value)
-        check_training_numbers(args)
         optimizer = preset.optimizer if preset else ADAM
         schedule = preset.schedule if preset else CONSTANT
         rule_params = dict(preset.rule_params) if preset and args.rule == preset.rule else {}
@@ -446,7 +431,6 @@ def compile_main(argv: Sequence[str] | None = None) -> int:
         return args
 
     def body() -> int:
-        from snnc.compiler.netx_hdf5 import parse_input_shape
         from snnc.pipeline import compile_model
         from snnc.progress import Progress
         from snnc.report import render
@@ -458,7 +442,7 @@ def compile_main(argv: Sequence[str] | None = None) -> int:
                                 on_stage=lambda m: print(m, flush=True), nir_convention=args.nir_convention,
                                 nir_dt=args.nir_dt, cost_model=args.cost_model, strict=args.strict,
                                 lava_timeout=_lava_timeout(args.lava_timeout), data_file=args.data,
-                                input_shape=parse_input_shape(args.input_shape) if args.input_shape else None,
+                                input_shape=args.input_shape,
                                 progress=progress)
         render(res.report)
         print(f"artifact: {res.out}")

@@ -339,8 +339,8 @@ def data_dir(text: str) -> Path:
 _checker(data_dir, "data directory")
 
 
-def input_shape(text: str) -> str:
-    """--input-shape C,H,W or F: positive whole numbers (the text is kept; the compiler parses it)."""
+def input_shape(text: str) -> tuple[int, ...]:
+    """--input-shape C,H,W or F (commas, or an 'x'): a tuple of positive whole numbers."""
     parts = [p.strip() for p in str(text).replace("x", ",").split(",")]
     try:
         shape = tuple(int(p) for p in parts)
@@ -349,7 +349,7 @@ def input_shape(text: str) -> str:
     if len(shape) not in (1, 3) or any(not 1 <= d <= 10_000_000 for d in shape):
         raise argparse.ArgumentTypeError(f"'{text}' is not C,H,W or F; give positive whole numbers, e.g. 2,34,34 "
                                          f"or 784.")
-    return text
+    return shape
 
 
 _checker(input_shape, "C,H,W or F")

@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 import torch
 
+from snnc import validate
 from snnc.cli import compile_main, report_main, run_main, train_main
 from snnc.compiler.artifact import load_artifact
-from snnc.compiler.netx_hdf5 import parse_input_shape, read_netx
+from snnc.compiler.netx_hdf5 import read_netx
 from snnc.errors import InputFileError, SnncError
 from snnc.hwsim.sim import HwSim
 from snnc.models.checkpoint import load, save
@@ -462,7 +463,7 @@ def test_input_shape_for_a_netx_conv_export_without_input_layer(tmp_path: Path,
     save(make_model((16, 8, 3)), ckpt)
     assert compile_main([str(ckpt), "--out", str(tmp_path / "z"), "--input-shape", "1,4,4"]) == 2
     assert f"{ckpt} carries its input shape (16,)" in capsys.readouterr().err
-    assert parse_input_shape("2x34x34") == (2, 34, 34) and parse_input_shape(" 784 ") == (784,)
+    assert validate.input_shape("2x34x34") == (2, 34, 34) and validate.input_shape(" 784 ") == (784,)
 
 
 # ---------------------------------------------------------------- what files record
