@@ -706,6 +706,9 @@ def _read_torch_data(path: Path) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise InputFileError(f"{path}: a torch file holding a {type(obj).__name__}, not a dict; save "
                              f"torch.save({{'x': x, 'y': y}}, path) (docs/datasets.md, 'Your own data').")
+    if obj.get("format") == "snnc.checkpoint":
+        raise InputFileError(f"{path}: is an snnc model checkpoint, not a data file; --data takes {DATA_FORMAT}. "
+                             f"Models go to snn-compile.")
     out: dict[str, Any] = {"_found": [str(k)[:40] for k in obj]}
     for key in DATA_KEYS:
         if key not in obj:

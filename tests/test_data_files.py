@@ -166,6 +166,7 @@ def _bad_cases() -> dict[str, tuple[Callable[[Path], Path], str]]:
                        "'x' is a list, not a tensor"),
         "not_a_dict": (lambda d: (torch.save(torch.as_tensor(x), d / "f.pt"), d / "f.pt")[1], "holding a Tensor, not a dict"),
         "missing": (lambda d: d / "nowhere.npz", "no such"),
+        "a_model": (lambda d: save(make_model((16, 8, 3)), d / "f.pt"), "is an snnc model checkpoint, not a data file"),
     }
 
 
