@@ -21,8 +21,10 @@ from snnc.hwsim.sim import HwSim, HwSimResult, merge_results
 from snnc.processes import die_with_parent
 
 
-#: the fewest samples in one chunk of a run that reports progress (a chunk is one engine call)
-PROGRESS_CHUNK = 64
+#: the fewest samples in one chunk of a run that reports progress (a chunk is one engine call): small
+#: chunks cost throughput (benchmarks/progress_overhead.py: 784-128-10, 2,000 samples, chunks of 100:
+#: 0.72x one call; chunks >= 2,048: 1.02x; 10,000 samples in 5 chunks: 1.08x)
+PROGRESS_CHUNK = 2048
 
 
 def warm_up(graph: Graph, engine: str = "auto", device: str = "cpu") -> None:
@@ -80,7 +82,7 @@ class HwSimPool:
         """``keep`` as in :meth:`HwSim.run` (what travels back from the workers).
 
         ``progress(task, done, total)`` hears samples finished (task 'hwsim samples'): the batch then
-        runs in chunks of at least :data:`PROGRESS_CHUNK` samples (about 20 of them, or 4 per worker),
+        runs in chunks of at least :data:`PROGRESS_CHUNK` samples (at most 20, or 4 per worker),
         which gives the same result (samples are independent) at a little more overhead."""
         n = len(inputs)
         parts = 1 if self._pool is None or n < 2 else min(self.workers, n)

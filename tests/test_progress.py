@@ -11,6 +11,7 @@ import pytest
 
 from snnc.cli import compile_main, run_main
 from snnc.compiler.artifact import load_artifact
+from snnc.hwsim import parallel
 from snnc.hwsim.parallel import HwSimPool
 from snnc.models.datasets import load_dataset
 from snnc.models.train import train
@@ -88,13 +89,19 @@ def test_training_reports_steps_and_epochs() -> None:
                                                      ("epochs", 2, 2)]
 
 
-def test_hwsim_pool_progress_gives_the_same_result(model_path: Path, tmp_path: Path) -> None:
+def test_hwsim_pool_progress_gives_the_same_result(model_path: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     assert compile_main([str(model_path), "--out", str(tmp_path / "build")]) == 0
     graph = load_artifact(tmp_path / "build").graph
     x = np.random.default_rng(0).random((300, 6, graph.input.size)) < 0.3
     calls, rec = _recorder()
     with HwSimPool(graph) as pool:
-        plain, chunked = pool.run(x), pool.run(x, progress=rec)  # type: ignore[arg-type]
+        plain = pool.run(x)
+        pool.run(x, progress=rec)  # type: ignore[arg-type]
+        assert calls == [("hwsim samples", 300, 300)]       # under PROGRESS_CHUNK: one call, one report
+        calls.clear()
+        monkeypatch.setattr(parallel, "PROGRESS_CHUNK", 64)  # chunks of 60: the chunked path
+        chunked = pool.run(x, progress=rec)  # type: ignore[arg-type]
     for name in plain.spikes:
         assert np.array_equal(plain.spikes[name], chunked.spikes[name])
     done = [d for _, d, _ in calls]
