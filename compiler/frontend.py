@@ -14,11 +14,9 @@ from snnc.errors import GraphError, InputFileError, TargetLimitError, Unsupporte
 from snnc.models.checkpoint import Checkpoint
 from snnc.models.datasets import DEFAULT_TIMESTEPS, sample_size_problem
 from snnc.models.conv import ConvSynapses, CubaConv, Flatten, ResidualBlock, SpikeDropout, SumPool
-from snnc.models.network import LAYER_ADVICE, POPULATION_LAYERS, SUPPORTED_LAYERS, TRANSFORMS, SpikingNet
+from snnc.models.network import (LAYER_ADVICE, POPULATION_LAYERS, SUPPORTED_LAYERS, TORCH_SHAPE_LAYERS, TRANSFORMS,
+                                  SpikingNet)
 from snnc.models.neurons import CubaDense, CubaNeurons
-
-SUPPORTED = SUPPORTED_LAYERS
-_ADVICE = LAYER_ADVICE
 
 
 def as_spiking_net(module: nn.Module, source: str) -> SpikingNet:
@@ -26,20 +24,20 @@ def as_spiking_net(module: nn.Module, source: str) -> SpikingNet:
     if isinstance(module, SpikingNet):
         layers: list[tuple[str, nn.Module]] = [(f"layers.{i}", m) for i, m in enumerate(module.layers)]
     elif isinstance(module, nn.Sequential):
-        layers = [(n, m) for n, m in module.named_children() if not isinstance(m, (nn.Flatten, nn.Dropout, nn.Identity))]
+        layers = list(module.named_children())   # torch's shape-only layers: SpikingNet converts them
     else:
         raise UnsupportedLayerError(
             f"{source}: the model is a {type(module).__name__}; snnc compiles an snnc SpikingNet or an "
-            f"nn.Sequential of supported layers. Supported layers: {SUPPORTED}.")
+            f"nn.Sequential of supported layers. Supported layers: {SUPPORTED_LAYERS}.")
     for name, layer in layers:
-        if not isinstance(layer, (*POPULATION_LAYERS, *TRANSFORMS)):
+        if not isinstance(layer, (*POPULATION_LAYERS, *TRANSFORMS, *TORCH_SHAPE_LAYERS)):
             kind = type(layer).__name__
-            hint = _ADVICE.get(kind, "replace the layer or train with snnc.models")
+            hint = LAYER_ADVICE.get(kind, "replace the layer or train with snnc.models")
             model = "" if isinstance(module, SpikingNet) else f"the model is a {type(module).__module__}." \
                                                                    f"{type(module).__name__}; "
             raise UnsupportedLayerError(
                 f"{source}: {model}layer '{name}' is a {kind}, which snnc cannot compile for this target: {hint}. "
-                f"Supported layers: {SUPPORTED}.")
+                f"Supported layers: {SUPPORTED_LAYERS}.")
     if isinstance(module, SpikingNet):
         return module
     return SpikingNet([m for _, m in layers], hardware_exact=False)

@@ -46,6 +46,10 @@ LAYER_ADVICE = {
 }
 
 
+#: torch layers SpikingNet takes in place of its own (converted by :func:`adopt_torch_layers`)
+TORCH_SHAPE_LAYERS = (nn.Flatten, nn.Dropout, nn.Identity)
+
+
 def adopt_torch_layers(layers: list[nn.Module]) -> list[nn.Module]:
     """torch's shape-only layers as their snnc counterparts: ``nn.Flatten`` -> :class:`Flatten` of the
     previous layer's shape (dropped in first place: snnc's input is already flat), ``nn.Dropout`` ->
