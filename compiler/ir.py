@@ -443,24 +443,95 @@ Neuron = Union[CubaLIF, QCubaLIF]
 @dataclass(frozen=True)
 class Population:
     """One neuron population and every synapse node that drives it, with each synapse's source
-    (the Input's or a population's name). Its input per step is the sum over those synapses."""
+    (the Input's or a population's name). Its input per step is the sum over those synapses.
+
+    ``recurrent`` names the synapses among ``inputs`` whose source lies on a cycle with this
+    population (the same strongly connected component, a self-loop included): their input at step
+    ``t`` is ``W s_src[t-1]`` with ``s_src`` computed in the same step loop, so an engine evaluates
+    them inside its loop over time. Every other synapse's source is complete before the population
+    runs (one GEMM over all timesteps). ``block`` is the index of the component in ``Graph.blocks()``.
+    """
 
     neuron: Neuron
     inputs: tuple[tuple[Synapse, str], ...]
+    recurrent: frozenset[str] = frozenset()
+    block: int = 0
 
     @property
     def name(self) -> str:
         return self.neuron.name
+
+    @property
+    def feedforward_inputs(self) -> tuple[tuple[Synapse, str], ...]:
+        """The synapses whose sources run before this population's block."""
+        return tuple((s, src) for s, src in self.inputs if s.name not in self.recurrent)
+
+    @property
+    def recurrent_inputs(self) -> tuple[tuple[Synapse, str], ...]:
+        """The synapses evaluated inside the step loop (sources in the same block)."""
+        return tuple((s, src) for s, src in self.inputs if s.name in self.recurrent)
+
+
+def _components(nodes: list[str], succ: Mapping[str, list[str]]) -> list[list[str]]:
+    """Strongly connected components (Tarjan, iterative), each listed in ``nodes`` order."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    comps: list[list[str]] = []
+    rank = {n: i for i, n in enumerate(nodes)}
+    for root in nodes:
+        if root in index:
+            continue
+        work = [(root, iter(succ[root]))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, it = work[-1]
+            nxt = next(it, None)
+            if nxt is not None:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = len(index)
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, iter(succ[nxt])))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                comp = []
+                while True:
+                    m = stack.pop()
+                    on_stack.discard(m)
+                    comp.append(m)
+                    if m == node:
+                        break
+                comps.append(sorted(comp, key=rank.__getitem__))
+    return comps
 
 
 @dataclass(frozen=True)
 class Graph:
     """Named nodes and (source, destination) edges; ``meta`` holds the input spec and provenance.
 
-    A feed-forward DAG: Input -> synapse -> population -> synapse -> ... -> population -> Output.
-    Every synapse has one source (the Input or a population) and one destination population; a
-    population may be driven by several synapses (their inputs add) and feed several synapses
-    (e.g. NeuNorm's auxiliary population, see ``snnc.models.neurons``). One population feeds Output.
+    Input -> synapse -> population -> synapse -> ... -> population -> Output. Every synapse has one
+    source (the Input or a population) and one destination population; a population may be driven
+    by several synapses (their inputs add) and feed several synapses (e.g. NeuNorm's auxiliary
+    population, see ``snnc.models.neurons``). One population feeds Output.
+
+    Recurrent networks: a synapse may lead back to its own population or to an earlier one. Timing
+    is the chip's and needs no special case: every synapse delays one step (``a[t] = W s[t-1]``),
+    so a recurrent spike emitted at ``t`` acts at ``t + 1``, as in Lava's Dense, which sends the
+    previous step's sum before receiving (SP/lava/proc/dense/models.py ``run_spk``: "a buffered
+    value ... prevents deadlocking in networks with recurrent connectivity"). The one-way contract
+    holds between strongly connected components: ``ordered()`` lists the components in
+    topological order (inside one, in depth-first order from the Input without the edges that
+    close a cycle), ``blocks()`` groups the populations of each, and ``Population.recurrent`` names
+    the synapses inside a component. Synapses on a cycle must be Dense.
     """
 
     nodes: Mapping[str, Node]
@@ -513,38 +584,144 @@ class Graph:
         return succ, pred
 
     def ordered(self) -> list[Node]:
-        """Every node in a topological order from the Input (Kahn's algorithm, ties by insertion)."""
+        """Every node, strongly connected components in topological order from the Input (ties by
+        insertion); inside a component, topological once the edges that close its cycles (the back
+        edges of a depth-first search in insertion order) are set aside."""
+        return [self.nodes[n] for n in self._order()[0]]
+
+    def _order(self) -> tuple[list[str], dict[str, int]]:
+        """Node names in order and each node's component index (cached: the graph is frozen)."""
+        cached = self.__dict__.get("_order_cache")
+        if cached is not None:
+            return cached
         inputs = [n for n in self.nodes.values() if isinstance(n, Input)]
         if len(inputs) != 1:
             raise GraphError(f"expected exactly one Input node, found {len(inputs)}")
         succ, pred = self._adjacency()
-        waiting = {n: len(p) for n, p in pred.items()}
-        ready = [n for n in self.nodes if waiting[n] == 0]
-        unreachable = [n for n in ready if not isinstance(self.nodes[n], Input)]
+        if pred[inputs[0].name]:
+            raise GraphError(f"the Input '{inputs[0].name}' is fed by {pred[inputs[0].name]}: nothing may feed it")
+        seen, todo = {inputs[0].name}, [inputs[0].name]
+        while todo:
+            for nxt in succ[todo.pop()]:
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        unreachable = [n for n in self.nodes if n not in seen]
         if unreachable:
             raise GraphError(f"nodes not reachable from the input: {sorted(unreachable)}")
-        order: list[Node] = []
+        names = list(self.nodes)
+        comps = _components(names, succ)
+        comp_of = {n: i for i, c in enumerate(comps) for n in c}
+        # Kahn's algorithm over the components (ties by the insertion rank of their first member)
+        rank = {n: i for i, n in enumerate(names)}
+        waiting = [0] * len(comps)
+        for a, b in self.edges:
+            if comp_of[a] != comp_of[b]:
+                waiting[comp_of[b]] += 1
+        ready = sorted((i for i, w in enumerate(waiting) if w == 0), key=lambda i: rank[comps[i][0]])
+        order: list[str] = []
+        block_of: dict[str, int] = {}
+        while ready:
+            ci = ready.pop(0)
+            for n in self._inside(comps[ci], succ, pred):
+                order.append(n)
+                block_of[n] = ci
+            for n in comps[ci]:
+                for nxt in succ[n]:
+                    cj = comp_of[nxt]
+                    if cj != ci:
+                        waiting[cj] -= 1
+                        if waiting[cj] == 0:
+                            ready.append(cj)
+                            ready.sort(key=lambda i: rank[comps[i][0]])
+        # renumber components in order of appearance
+        renum: dict[int, int] = {}
+        for n in order:
+            renum.setdefault(block_of[n], len(renum))
+        result = (order, {n: renum[block_of[n]] for n in order})
+        self.__dict__["_order_cache"] = result     # frozen dataclass: the order is computed once
+        return result
+
+    @staticmethod
+    def _inside(comp: list[str], succ: Mapping[str, list[str]], pred: Mapping[str, list[str]]) -> list[str]:
+        """One component's nodes in order: depth-first from its entry (the member with a predecessor
+        outside, else the first), edges back to a node on the search's stack set aside."""
+        if len(comp) == 1:
+            return comp
+        members = set(comp)
+        entry = next((n for n in comp if any(p not in members for p in pred[n])), comp[0])
+        back: set[tuple[str, str]] = set()
+        state: dict[str, int] = {}
+        for root in [entry] + comp:
+            if root in state:
+                continue
+            state[root] = 1
+            work = [(root, iter([m for m in succ[root] if m in members]))]
+            while work:
+                node, it = work[-1]
+                nxt = next(it, None)
+                if nxt is None:
+                    state[node] = 2
+                    work.pop()
+                elif state.get(nxt) == 1:
+                    back.add((node, nxt))
+                elif nxt not in state:
+                    state[nxt] = 1
+                    work.append((nxt, iter([m for m in succ[nxt] if m in members])))
+        waiting = {n: sum(1 for p in pred[n] if p in members and (p, n) not in back) for n in comp}
+        ready = [n for n in comp if waiting[n] == 0]
+        ready.sort(key=lambda n: (n != entry, comp.index(n)))
+        order = []
         while ready:
             cur = ready.pop(0)
-            order.append(self.nodes[cur])
+            order.append(cur)
             for nxt in succ[cur]:
-                waiting[nxt] -= 1
-                if waiting[nxt] == 0:
-                    ready.append(nxt)
-        if len(order) != len(self.nodes):
-            stuck = sorted(n for n, w in waiting.items() if w > 0)
-            raise GraphError(f"cycle through {stuck}: recurrent graphs are not supported yet")
+                if nxt in members and (cur, nxt) not in back:
+                    waiting[nxt] -= 1
+                    if waiting[nxt] == 0:
+                        ready.append(nxt)
         return order
 
     def populations(self) -> list[Population]:
-        """Neuron populations in topological order, each with its driving synapses and their sources."""
+        """Neuron populations in order, each with its driving synapses, their sources, and which of
+        those synapses are recurrent (source in the population's own block)."""
         _, pred = self._adjacency()
-        pops = []
-        for node in self.ordered():
+        order, block_of = self._order()
+        pops, blocks = [], {}
+        for name in order:
+            node = self.nodes[name]
             if isinstance(node, NEURONS):
+                blocks.setdefault(block_of[name], len(blocks))
                 syns = [self.nodes[p] for p in pred[node.name]]
-                pops.append(Population(node, tuple((s, pred[s.name][0]) for s in syns)))  # type: ignore[misc]
+                inputs = tuple((s, pred[s.name][0]) for s in syns)
+                rec = frozenset(s.name for s, src in inputs if block_of[src] == block_of[name])
+                pops.append(Population(node, inputs, rec, blocks[block_of[name]]))  # type: ignore[arg-type]
         return pops
+
+    def blocks(self) -> list[tuple[Population, ...]]:
+        """The populations grouped by strongly connected component, in order: a feed-forward
+        population is a block of its own; the populations of a cycle step together."""
+        out: list[list[Population]] = []
+        for pop in self.populations():
+            if pop.block == len(out):
+                out.append([])
+            out[pop.block].append(pop)
+        return [tuple(b) for b in out]
+
+    @property
+    def is_recurrent(self) -> bool:
+        """Whether any synapse closes a cycle."""
+        return any(p.recurrent for p in self.populations())
+
+    def recurrent_synapses(self) -> list[str]:
+        """Names of the synapses inside a cycle, in order."""
+        return [s.name for p in self.populations() for s, _ in p.recurrent_inputs]
+
+    def require_feedforward(self, what: str) -> None:
+        """GraphError naming ``what`` when the graph has cycles (for code paths without recurrence)."""
+        if self.is_recurrent:
+            raise GraphError(f"{what} does not support recurrent networks yet (recurrent synapses: "
+                             f"{', '.join(self.recurrent_synapses()[:6])})")
 
     def layers(self) -> Iterator[tuple[Node, Node]]:
         """(synapse, neuron) pairs of a chain in order; GraphError if the graph is not a chain."""
@@ -620,6 +797,12 @@ class Graph:
                                      if last is not None else "the Output node has no source")
             elif isinstance(node, Input) and not outs:
                 raise GraphError("the Input feeds nothing")
+        for pop in self.populations():
+            for syn, src in pop.recurrent_inputs:
+                if isinstance(syn, CONVS):
+                    raise GraphError(f"synapse '{syn.name}' ({src} -> {pop.name}) is a convolution on a cycle: "
+                                     f"recurrent synapses must be Dense (all-to-all); snnc has no convolutional "
+                                     f"recurrence. Make the recurrent connection a Dense layer.")
 
     @property
     def is_fixed_point(self) -> bool:
