@@ -12,14 +12,15 @@ reduces them through the mapping and placement. Its totals equal the engines' la
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import torch
 
-from snnc.compiler.ir import Graph, QConv
+from snnc.compiler.ir import Graph, Population, QConv
 from snnc.compiler.mapping import Mapping
 from snnc.compiler.placement import Placement
-from snnc.hwsim.sim import HwSim, _exact_float_math, delayed_train, synaptic_input, transpose_ones
+from snnc.hwsim.sim import HwSim, _exact_float_math, delayed_train, simulate_block, transpose_ones
 
 TRAFFIC = ("within_tile", "ew_hops", "ns_hops", "cross_chip", "to_host")
 REACH_CHUNK = 64     # destination cores per conv_transpose when finding which cores a neuron reaches
@@ -118,6 +119,14 @@ def _traffic(spk: np.ndarray, reach: np.ndarray, src_core: np.ndarray | None,
     return out
 
 
+def _after_blocks(graph: Graph, trains: dict[str, torch.Tensor], shape: tuple[int, int],
+                  traces: dict[str, dict[str, torch.Tensor]]) -> Iterator[Population]:
+    """Each population once its block has run (traced; the output's v too), in order."""
+    for block in graph.blocks():
+        simulate_block(block, trains, shape, traces=traces, trace_v={graph.output.name})
+        yield from block
+
+
 def count(graph: Graph, mapping: Mapping, placement: Placement, inputs: np.ndarray) -> DetailedCounts:
     """Run ``inputs`` (batch, T, n_in) on the torch engine with traces and reduce them per core."""
     sim = HwSim.from_graph(graph)
@@ -126,19 +135,18 @@ def count(graph: Graph, mapping: Mapping, placement: Placement, inputs: np.ndarr
     reach = _routes_table(graph, mapping, placement)
     routes = placement.routes()
     trains: dict[str, torch.Tensor] = {graph.input.name: torch.from_numpy(x)}
+    traces: dict[str, dict[str, torch.Tensor]] = {p.name: {} for p in sim.populations}
     layers: list[LayerCounts] = []
     output_v = np.zeros(0)
     with _exact_float_math():
-        for pop in sim.populations:
+        for pop in _after_blocks(graph, trains, (batch, steps), traces):
             neu = pop.neuron
             use = mapping.per_core[neu.name]
             cores = int(use.neurons.size)
             onehot = _onehot(use.core_of, cores)
-            a, _, _ = synaptic_input(pop, trains, (batch, steps))
-            trace: dict[str, torch.Tensor] = {}
+            trace = traces[neu.name]
             is_output = neu.name == graph.output.name
-            out, _, _ = HwSim._neurons(a, neu, trace, trace_v=is_output)   # type: ignore[arg-type]
-            trains[neu.name] = out
+            out = trains[neu.name]
             per_neuron_synops = torch.zeros((batch, steps, neu.size), dtype=torch.float64)
             for syn, src in pop.inputs:
                 nz = delayed_train(trains[src]) != 0

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from snnc.compiler.ir import Graph, QConv, QCubaLIF
-from snnc.hwsim.sim import HwSim, _conv, _exact_float_math, _top, conv_bound, delayed_train, synaptic_input
+from snnc.compiler.ir import Graph, Population, QConv, QCubaLIF
+from snnc.hwsim.sim import HwSim, _conv, _exact_float_math, _top, conv_bound, delayed_train, simulate_block
 
 STATE_LIMIT = 2**23   # |u| and |v| the 24-bit registers hold (u wraps above, v clips at 2**23 - 1)
 
@@ -91,25 +91,33 @@ class StateWatch:
 def observe_state(graph: Graph, inputs: np.ndarray) -> dict[str, StateRange]:
     """Run ``inputs`` (batch, T, n_in) through ``graph`` (fixed point) and report, per population,
     the range its state reached and every point where the chip's arithmetic left its bounds."""
-    sim = HwSim.from_graph(graph)
+    HwSim.from_graph(graph)     # refuses a float graph
     x = graph.input.check_values(inputs)
     batch, steps = x.shape[:2]
     trains: dict[str, torch.Tensor] = {graph.input.name: torch.from_numpy(x)}
     out: dict[str, StateRange] = {}
     with _exact_float_math():
-        for pop in sim.populations:
-            neu = pop.neuron
-            assert isinstance(neu, QCubaLIF)
-            state = StateRange(neu.name, batch, steps)
-            for syn, src in pop.inputs:
-                if isinstance(syn, QConv):
-                    delayed = delayed_train(trains[src])
-                    if conv_bound(syn, _top(delayed)) >= STATE_LIMIT:   # below, the wrap is the identity
-                        exact = _conv(delayed, syn, wrap=False)
-                        bad = (exact >= STATE_LIMIT) | (exact < -STATE_LIMIT)
-                        state.conv_wrapped += int(bad.sum())
-                        state.note(f"{syn.name} output wrapped", bad, None)
-            a, _, _ = synaptic_input(pop, trains, (batch, steps))
-            trains[neu.name], _, _ = HwSim._neurons(a, neu, watch=StateWatch(state))
-            out[neu.name] = state
+        for block in graph.blocks():
+            watches = {}
+            for pop in block:
+                watches[pop.name] = _conv_watch(pop, trains, batch, steps)
+            simulate_block(block, trains, (batch, steps), watches=watches)
+            out.update({name: w.state for name, w in watches.items()})
     return out
+
+
+def _conv_watch(pop: Population, trains: dict[str, torch.Tensor], batch: int, steps: int) -> StateWatch:
+    """A watch for ``pop`` that already holds its convolutions' wraps (their sources have run:
+    convolutions are never on a cycle)."""
+    neu = pop.neuron
+    assert isinstance(neu, QCubaLIF)
+    state = StateRange(neu.name, batch, steps)
+    for syn, src in pop.feedforward_inputs:
+        if isinstance(syn, QConv):
+            delayed = delayed_train(trains[src])
+            if conv_bound(syn, _top(delayed)) >= STATE_LIMIT:   # below, the wrap is the identity
+                exact = _conv(delayed, syn, wrap=False)
+                bad = (exact >= STATE_LIMIT) | (exact < -STATE_LIMIT)
+                state.conv_wrapped += int(bad.sum())
+                state.note(f"{syn.name} output wrapped", bad, None)
+    return StateWatch(state)

@@ -38,7 +38,9 @@ def _synapse(x: np.ndarray, syn: Dense | Conv) -> np.ndarray:
 
 
 def run_float(graph: Graph, inputs: np.ndarray) -> FloatResult:
-    """Run a float graph on (batch, T, n_in) inputs; every synapse delays one step, like the chip."""
+    """Run a float graph on (batch, T, n_in) inputs; every synapse delays one step, like the chip.
+    Blocks run as in hwsim (``snnc.hwsim.sim.simulate_block``): feed-forward synapses over all steps
+    at once, recurrent ones inside the loop over time from the previous step's spikes."""
     if graph.is_fixed_point:
         raise GraphError("run_float runs float graphs; use hwsim for a compiled graph")
     x = np.asarray(inputs, dtype=np.float64)
@@ -48,24 +50,34 @@ def run_float(graph: Graph, inputs: np.ndarray) -> FloatResult:
     trains: dict[str, np.ndarray] = {graph.input.name: x}
     spikes: dict[str, np.ndarray] = {}
     final_v: dict[str, np.ndarray] = {}
-    for pop in graph.populations():
-        neu = pop.neuron
-        assert isinstance(neu, CubaLIF)
-        a = np.zeros((batch, steps, neu.size))
-        for syn, src in pop.inputs:
-            delayed = np.zeros_like(trains[src])
-            delayed[:, 1:] = trains[src][:, :-1]
-            a += _synapse(delayed, syn)  # type: ignore[arg-type]
-        bias = neu.bias if neu.bias is not None else 0.0
-        u = np.zeros((batch, neu.size))
-        v = np.zeros((batch, neu.size))
-        out = np.zeros((batch, steps, neu.size), dtype=bool)
+    for block in graph.blocks():
+        state = {}
+        for pop in block:
+            neu = pop.neuron
+            assert isinstance(neu, CubaLIF)
+            a = np.zeros((batch, steps, neu.size))
+            for syn, src in pop.feedforward_inputs:
+                delayed = np.zeros_like(trains[src])
+                delayed[:, 1:] = trains[src][:, :-1]
+                a += _synapse(delayed, syn)  # type: ignore[arg-type]
+            trains[neu.name] = np.zeros((batch, steps, neu.size))
+            state[neu.name] = [a, np.zeros((batch, neu.size)), np.zeros((batch, neu.size))]
         for t in range(steps):
-            u = (1.0 - neu.current_decay) * u + a[:, t]
-            v = (1.0 - neu.voltage_decay) * v + u + bias
-            if neu.spiking:
-                s = v > neu.threshold
-                v[s] = 0.0
-                out[:, t] = s
-        spikes[neu.name], final_v[neu.name], trains[neu.name] = out, v, out.astype(np.float64)
+            for pop in block:
+                neu = pop.neuron
+                a, u, v = state[neu.name]
+                at = a[:, t].copy()
+                if t > 0:
+                    for syn, src in pop.recurrent_inputs:
+                        at += trains[src][:, t - 1] @ syn.weight.T  # type: ignore[union-attr]
+                u = (1.0 - neu.current_decay) * u + at  # type: ignore[union-attr]
+                v = (1.0 - neu.voltage_decay) * v + u + (neu.bias if neu.bias is not None else 0.0)  # type: ignore[union-attr]
+                if neu.spiking:  # type: ignore[union-attr]
+                    s = v > neu.threshold  # type: ignore[union-attr]
+                    v[s] = 0.0
+                    trains[neu.name][:, t] = s
+                state[neu.name][1:] = [u, v]
+        for pop in block:
+            name = pop.neuron.name
+            spikes[name], final_v[name] = trains[name].astype(bool), state[name][2]
     return FloatResult(spikes, final_v)

@@ -8,7 +8,8 @@ checked spike for spike against Lava's ``PyDenseModelBitAcc``, ``PyConvModelFixe
   device (the GPU path). In a feed-forward graph a population's whole spike train depends only on
   its sources' trains, so the synaptic part is one GEMM (or one batched convolution) per synapse
   over (batch x time) and only the neuron recurrence loops over timesteps, vectorised over
-  (batch x neurons).
+  (batch x neurons). A recurrent block (``Graph.blocks()``) keeps that for its feed-forward
+  synapses and adds its recurrent ones inside the loop over time (:func:`simulate_block`).
 - "numba" (``snnc.hwsim.fast``): the CPU engine, exact int8 GEMMs and fused per-sample kernels;
   several times faster on a CPU (benchmarks/).
 """
@@ -184,17 +185,18 @@ def delayed_train(train: torch.Tensor) -> torch.Tensor:
     return delayed
 
 
-def synaptic_input(pop: Population, trains: dict[str, torch.Tensor],
-                   shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, int]:
+def synaptic_input(pop: Population, trains: dict[str, torch.Tensor], shape: tuple[int, int],
+                   inputs: tuple[tuple[object, str], ...] | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
     """A population's summed synaptic input (batch, T, n) int64 from its sources' trains, the
-    synaptic ops per step (each non-zero input x its real fan-out) and its synapse count."""
+    synaptic ops per step (each non-zero input x its real fan-out) and its synapse count, over
+    ``inputs`` (default: all of the population's synapses)."""
     neu = pop.neuron
     assert isinstance(neu, QCubaLIF)
     dev = next(iter(trains.values())).device
     a = torch.zeros((*shape, neu.size), dtype=torch.int64, device=dev)
     synops = torch.zeros(shape[1], dtype=torch.int64, device=dev)
     synapses = 0
-    for syn, src in pop.inputs:
+    for syn, src in (pop.inputs if inputs is None else inputs):
         delayed = delayed_train(trains[src])
         if isinstance(syn, QConv):
             a += _conv(delayed, syn)
@@ -209,10 +211,93 @@ def synaptic_input(pop: Population, trains: dict[str, torch.Tensor],
     return a, synops, synapses
 
 
+@dataclass
+class BlockOutput:
+    """One population's results from :func:`simulate_block`."""
+
+    spikes: torch.Tensor     # (batch, T, n) bool
+    active: torch.Tensor     # (T,) active neuron updates
+    v: torch.Tensor          # (batch, n) v after the last step
+    synops: torch.Tensor     # (T,) synaptic ops of all its synapses
+    synapses: int
+
+
+def simulate_block(block: tuple[Population, ...], trains: dict[str, torch.Tensor], shape: tuple[int, int], *,
+                   traces: dict[str, dict[str, torch.Tensor]] | None = None, trace_v: Collection[str] = (),
+                   watches: "dict[str, StateWatch] | None" = None) -> dict[str, BlockOutput]:
+    """Run one block of ``Graph.blocks()`` given the trains of everything before it; adds the
+    block's trains to ``trains``. The one place the engines' semantics of recurrence live.
+
+    A feed-forward population (a block of its own): one GEMM / convolution per synapse over
+    (batch x time), then the neuron recurrence. A recurrent block: the feed-forward synapses the
+    same way; the recurrent ones (source in the block) inside the loop over time, where step ``t``
+    adds ``W s_src[t-1]`` of the spikes the loop produced one step earlier (every synapse delays one
+    step, compiler/ir.py), computed exactly as ``synaptic_input`` computes them (``_dense``). The
+    populations of a block step in order; each reads only the previous step, so the order is free.
+    ``traces`` / ``trace_v`` / ``watches``: per population, as ``HwSim._neurons`` takes them.
+    """
+    traces, watches = traces if traces is not None else {}, watches or {}
+    results: dict[str, BlockOutput] = {}
+    if not any(p.recurrent for p in block):
+        (pop,) = block
+        a, synops, synapses = synaptic_input(pop, trains, shape)
+        out, active, v = HwSim._neurons(a, pop.neuron, traces.get(pop.name), pop.name in trace_v,  # type: ignore[arg-type]
+                                        watches.get(pop.name))
+        trains[pop.name] = out
+        return {pop.name: BlockOutput(out, active, v, synops, synapses)}
+    batch, steps = shape
+    ff = {p.name: synaptic_input(p, trains, shape, p.feedforward_inputs) for p in block}
+    lifs = {p.name: _LifStepper(p.neuron, batch, steps, next(iter(trains.values())).device,  # type: ignore[arg-type]
+                                traces.get(p.name), p.name in trace_v, watches.get(p.name)) for p in block}
+    loops = {p.name: [(_DenseOp(s, p.neuron.fmt, ff[p.name][0].device), src)  # type: ignore[union-attr]
+                      for s, src in p.recurrent_inputs] for p in block}
+    for t in range(steps):
+        for p in block:
+            at = ff[p.name][0][:, t]
+            if t > 0 and loops[p.name]:
+                at = at.clone()
+                for op, src in loops[p.name]:
+                    at += op(lifs[src].out[:, t - 1])
+            lifs[p.name].step(t, at)
+    for p in block:
+        trains[p.name] = lifs[p.name].out
+    for p in block:
+        _, rec_synops, rec_synapses = _recurrent_counts(p, trains, shape)
+        lif = lifs[p.name]
+        results[p.name] = BlockOutput(lif.out, lif.active, lif.v, ff[p.name][1] + rec_synops,
+                                      ff[p.name][2] + rec_synapses)
+    return results
+
+
+def _recurrent_counts(pop: Population, trains: dict[str, torch.Tensor],
+                      shape: tuple[int, int]) -> tuple[None, torch.Tensor, int]:
+    """Synaptic ops per step and synapse count of a population's recurrent (Dense) synapses."""
+    synops = torch.zeros(shape[1], dtype=torch.int64, device=trains[pop.name].device)
+    synapses = 0
+    for syn, src in pop.recurrent_inputs:
+        synops += (delayed_train(trains[src]) != 0).sum(dim=(0, 2)) * syn.out_size
+        synapses += int(syn.weight.size)
+    return None, synops, synapses
+
+
+class _DenseOp:
+    """``_dense`` for one recurrent synapse, its weight converted once (called every step)."""
+
+    def __init__(self, syn: QDense, fmt: FixedPointFormat, dev: torch.device):
+        w = lava_weights(syn.weight, fmt)
+        self.dtype = _exact_dtype(int(np.abs(w).max(initial=0)) * w.shape[1])   # binary spikes: top = 1
+        self.w = torch.from_numpy(np.ascontiguousarray(w.T)).to(device=dev, dtype=self.dtype)
+        self.exp = syn.weight_exp
+
+    def __call__(self, s: torch.Tensor) -> torch.Tensor:
+        return shift_signed((s.to(self.dtype) @ self.w).to(torch.int64), self.exp)
+
+
 class HwSim:
     """Bit-exact batch simulator of a fixed-point graph; build it with :meth:`from_graph`.
 
-    Populations run in topological order; each one's input is the sum of its synapses' outputs.
+    Blocks of populations (``Graph.blocks()``: one population, or the populations of a cycle) run
+    in order; each population's input is the sum of its synapses' outputs (:func:`simulate_block`).
     """
 
     def __init__(self, graph: Graph):
@@ -259,23 +344,21 @@ class HwSim:
         final_v: dict[str, np.ndarray] = {}
         activity: list[LayerActivity] = []
         with _exact_float_math():
-            for pop in self.populations:
-                neu = pop.neuron
-                assert isinstance(neu, QCubaLIF)
-                a, synops, synapses = synaptic_input(pop, trains, (batch, steps))
-                out, active, v = self._neurons(a, neu)
-                trains[neu.name] = out
-                if keep is None or neu.name in keep:
-                    spikes[neu.name], final_v[neu.name] = out.cpu().numpy(), v.cpu().numpy()
-                activity.append(LayerActivity(
-                    name=neu.name,
-                    neurons=neu.size,
-                    synapses=synapses,
-                    synops=synops.cpu().numpy(),
-                    spikes=out.sum(dim=(0, 2)).cpu().numpy(),
-                    updates=np.full(steps, batch * neu.size, dtype=np.int64),
-                    active_updates=active.cpu().numpy(),
-                ))
+            for block in self.graph.blocks():
+                done = simulate_block(block, trains, (batch, steps))
+                for pop in block:
+                    neu, r = pop.neuron, done[pop.name]
+                    if keep is None or neu.name in keep:
+                        spikes[neu.name], final_v[neu.name] = r.spikes.cpu().numpy(), r.v.cpu().numpy()
+                    activity.append(LayerActivity(
+                        name=neu.name,
+                        neurons=neu.size,
+                        synapses=r.synapses,
+                        synops=r.synops.cpu().numpy(),
+                        spikes=r.spikes.sum(dim=(0, 2)).cpu().numpy(),
+                        updates=np.full(steps, batch * neu.size, dtype=np.int64),
+                        active_updates=r.active.cpu().numpy(),
+                    ))
         return HwSimResult(spikes=spikes, activity=activity, batch=batch, timesteps=steps,
                            final_v=final_v, output_name=self.output_name)
 
@@ -283,52 +366,68 @@ class HwSim:
     def _neurons(a: torch.Tensor, p: QCubaLIF, trace: dict[str, torch.Tensor] | None = None,
                  trace_v: bool = False, watch: "StateWatch | None" = None
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """CUBA-LIF recurrence over time for input ``a`` (batch, T, n) int64; SP/lava/proc/lif/models.py:138-216.
-        Returns spikes (bool), active-neuron counts per step, and v after the last step. With
-        ``trace`` (a dict to fill), also each neuron's activity ("active", bool), and with
-        ``trace_v`` its v after each step ("v", int64), both (batch, T, n): what the per-core counts
-        and decision times read. ``watch`` (snnc.hwsim.headroom) is shown, every step, the state
-        the chip holds beside the unbounded integer result from the same previous state."""
-        fmt = p.fmt
+        """CUBA-LIF recurrence over time for input ``a`` (batch, T, n) int64 (:class:`_LifStepper`).
+        Returns spikes (bool), active-neuron counts per step, and v after the last step."""
         batch, steps, n = a.shape
-        dev = a.device
-        top = fmt.state_max                    # 2**23
-        wrap = 2 * top                          # 2**24
-        vmax = top - 1
-        shift = int(np.log2(fmt.decay_unity))   # 12
-        keep_u = fmt.decay_unity - p.du         # (4096 - (du + 1)) with du the register value
-        keep_v = fmt.decay_unity - p.dv
-        bias = torch.from_numpy(shift_signed(p.bias_mant.astype(np.int64), p.bias_exp)).to(dev)
-        vth = int(p.vth) << fmt.vth_shift       # computed once, l.207-208
-        u = torch.zeros((batch, n), dtype=torch.int64, device=dev)
-        v = torch.zeros((batch, n), dtype=torch.int64, device=dev)
-        out = torch.zeros((batch, steps, n), dtype=torch.bool, device=dev)
-        active = torch.zeros(steps, dtype=torch.int64, device=dev)
+        lif = _LifStepper(p, batch, steps, a.device, trace, trace_v, watch)
+        for t in range(steps):
+            lif.step(t, a[:, t])
+        return lif.out, lif.active, lif.v
+
+
+class _LifStepper:
+    """One population's CUBA-LIF state, advanced one step at a time; SP/lava/proc/lif/models.py:138-216.
+    Holds spikes (bool), active-neuron counts per step, and v. With ``trace`` (a dict to fill), also
+    each neuron's activity ("active", bool), and with ``trace_v`` its v after each step ("v", int64),
+    both (batch, T, n): what the per-core counts and decision times read. ``watch``
+    (snnc.hwsim.headroom) is shown, every step, the state the chip holds beside the unbounded
+    integer result from the same previous state."""
+
+    def __init__(self, p: QCubaLIF, batch: int, steps: int, dev: torch.device,
+                 trace: dict[str, torch.Tensor] | None = None, trace_v: bool = False,
+                 watch: "StateWatch | None" = None):
+        fmt = self.fmt = p.fmt
+        n = p.size
+        self.top = fmt.state_max                    # 2**23
+        self.wrap = 2 * self.top                    # 2**24
+        self.vmax = self.top - 1
+        self.shift = int(np.log2(fmt.decay_unity))   # 12
+        self.keep_u = fmt.decay_unity - p.du         # (4096 - (du + 1)) with du the register value
+        self.keep_v = fmt.decay_unity - p.dv
+        self.bias = torch.from_numpy(shift_signed(p.bias_mant.astype(np.int64), p.bias_exp)).to(dev)
+        self.vth = int(p.vth) << fmt.vth_shift       # computed once, l.207-208
+        self.u = torch.zeros((batch, n), dtype=torch.int64, device=dev)
+        self.v = torch.zeros((batch, n), dtype=torch.int64, device=dev)
+        self.out = torch.zeros((batch, steps, n), dtype=torch.bool, device=dev)
+        self.active = torch.zeros(steps, dtype=torch.int64, device=dev)
+        self.trace, self.trace_v, self.watch = trace, trace_v, watch
         if trace is not None:
             trace["active"] = torch.zeros((batch, steps, n), dtype=torch.bool, device=dev)
             if trace_v:
                 trace["v"] = torch.zeros((batch, steps, n), dtype=torch.int64, device=dev)
-        for t in range(steps):
-            at = a[:, t]
-            busy = (at != 0) | (u != 0) | (v != 0)
-            active[t] = busy.sum()
-            u_exact = rshift_toward_zero(u * keep_u, shift) + (at << fmt.act_shift) if watch else None
-            u = wrap_int32(rshift_toward_zero(u * keep_u, shift) + wrap_int32(at << fmt.act_shift))
-            u = torch.where(u > top, u - wrap, u)      # l.163-171: wrap once ('>' then '<=')
-            u = torch.where(u <= -top, u + wrap, u)
-            v_exact = rshift_toward_zero(v * keep_v, shift) + u + bias if watch else None
-            v = wrap_int32(rshift_toward_zero(v * keep_v, shift) + u + bias)
-            v = v.clamp(-vmax, vmax)                   # l.174-186: v saturates
-            if watch is not None:
-                watch.step(t, at << fmt.act_shift, u_exact, u, v_exact, v, vth)  # type: ignore[arg-type]
-            s = v > vth                                # strict '>'
-            v = v.masked_fill(s, 0)                    # reset v only
-            out[:, t] = s
-            if trace is not None:
-                trace["active"][:, t] = busy
-                if trace_v:
-                    trace["v"][:, t] = v
-        return out, active, v
+
+    def step(self, t: int, at: torch.Tensor) -> None:
+        """Advance by step ``t`` with synaptic input ``at`` (batch, n) int64."""
+        fmt, u, v, watch, shift = self.fmt, self.u, self.v, self.watch, self.shift
+        busy = (at != 0) | (u != 0) | (v != 0)
+        self.active[t] = busy.sum()
+        u_exact = rshift_toward_zero(u * self.keep_u, shift) + (at << fmt.act_shift) if watch else None
+        u = wrap_int32(rshift_toward_zero(u * self.keep_u, shift) + wrap_int32(at << fmt.act_shift))
+        u = torch.where(u > self.top, u - self.wrap, u)      # l.163-171: wrap once ('>' then '<=')
+        u = torch.where(u <= -self.top, u + self.wrap, u)
+        v_exact = rshift_toward_zero(v * self.keep_v, shift) + u + self.bias if watch else None
+        v = wrap_int32(rshift_toward_zero(v * self.keep_v, shift) + u + self.bias)
+        v = v.clamp(-self.vmax, self.vmax)                   # l.174-186: v saturates
+        if watch is not None:
+            watch.step(t, at << fmt.act_shift, u_exact, u, v_exact, v, self.vth)  # type: ignore[arg-type]
+        s = v > self.vth                                     # strict '>'
+        v = v.masked_fill(s, 0)                              # reset v only
+        self.out[:, t] = s
+        if self.trace is not None:
+            self.trace["active"][:, t] = busy
+            if self.trace_v:
+                self.trace["v"][:, t] = v
+        self.u, self.v = u, v
 
 
 def merge_results(parts: list[HwSimResult]) -> HwSimResult:
