@@ -101,6 +101,7 @@ def manifest(graph: Graph, *, target: str, input_spec: dict[str, Any], files: di
             "readout": graph.meta.get("readout"), "netx": netx,
             "layers": [{"name": p.name, "neurons": p.neuron.size, "du": p.neuron.du, "dv": p.neuron.dv,  # type: ignore[union-attr]
                         "vth": p.neuron.vth, "inputs": [syn.name for syn, _ in p.inputs],  # type: ignore[union-attr]
+                        "recurrent": sorted(p.recurrent),
                         "weight_scale": graph.meta.get("weight_scales", {}).get(p.name)}
                        for p in graph.populations()]}
 

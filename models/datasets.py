@@ -8,6 +8,8 @@ Two kinds of data, one way in: ``Dataset.encoding`` says whether ``x`` holds sta
 - ``digits``: scikit-learn's 8x8 handwritten digits (1797 images, shipped with scikit-learn).
 - ``mnist``: the four standard gzipped IDX files in ``DATA_DIR/mnist/``.
 - ``synthetic-events``: a generated, seeded moving-bar event stream (2x16x16 sensor, 4 directions).
+- ``synthetic-speech``: generated SHD-layout recordings (700 channels), two syllables in one of 12
+  orders: a task that needs memory across a silence (the recurrent networks' benchmark).
 - ``nmnist``, ``dvsgesture``, ``cifar10dvs``, ``shd`` (Spiking Heidelberg Digits, 700 channels): read
   from ``DATA_DIR`` by tonic's dataset classes.
 
@@ -376,6 +378,64 @@ def _synthetic(split: str, seed: int, *, timesteps: int, limit: int | None = Non
     return Dataset("synthetic-events", x, labels[:n], len(SYNTH_CLASSES), "events", shape=frame_shape(SYNTH_SENSOR))
 
 
+# ---------------------------------------------------------------- synthetic-speech (a task that needs memory)
+
+SPEECH_CHANNELS = 700                # SHD's cochlea channels
+SPEECH_SYLLABLES = 4
+SPEECH_PAIRS = tuple((a, b) for a in range(SPEECH_SYLLABLES) for b in range(SPEECH_SYLLABLES) if a != b)
+SPEECH_SIZES = {"train": 1200, "test": 360}
+SPEECH_DURATION_US = 1_000_000
+SPEECH_SYLLABLE_US = 200_000
+SPEECH_ONSETS_US = (60_000, 560_000)   # the two syllables; the silence between is what must be remembered
+
+
+def _syllable_bands(k: int) -> tuple[np.ndarray, float]:
+    """Syllable ``k``'s three formant centres (channels) and sweep (channels over the syllable): fixed
+    by the dataset's definition, not by the seed."""
+    rng = np.random.default_rng([1234, k])
+    return np.sort(rng.choice(np.arange(60, SPEECH_CHANNELS - 60, 20), 3, replace=False)), float(rng.choice([-60, 60]))
+
+
+def synthetic_speech_sample(label: int, rng: np.random.Generator) -> np.ndarray:
+    """One recording in SHD's layout (channel in ``x``, time in us): syllable ``a`` then, after a
+    silence, syllable ``b`` of the ordered pair ``SPEECH_PAIRS[label]``; each syllable is three formant
+    bands of Poisson spikes sweeping over the cochlea, with jitter in onset, pitch and rate, plus
+    background noise on every channel. Both orders of a pair hold the same syllables, so a network
+    that forgets the first syllable by the time the second arrives is at best 50% right."""
+    xs, ts = [], []
+    for onset, k in zip(SPEECH_ONSETS_US, SPEECH_PAIRS[label]):
+        centres, sweep = _syllable_bands(k)
+        t0 = onset + rng.uniform(-20_000, 20_000)
+        shift = rng.normal(0, 8)
+        for c in centres:
+            rate = rng.uniform(60, 120) / 1e6                       # events per us per channel
+            chans = np.arange(int(c) - 12, int(c) + 13)
+            n = rng.poisson(rate * SPEECH_SYLLABLE_US, len(chans))
+            t = t0 + rng.uniform(0, SPEECH_SYLLABLE_US, n.sum())
+            ch = np.repeat(chans, n) + shift + sweep * (t - t0) / SPEECH_SYLLABLE_US
+            xs.append(np.round(ch))
+            ts.append(t)
+    n_noise = int(rng.poisson(2.0 * SPEECH_CHANNELS))                # ~2 Hz per channel
+    xs.append(rng.integers(0, SPEECH_CHANNELS, n_noise))
+    ts.append(rng.uniform(0, SPEECH_DURATION_US, n_noise))
+    xs.append(np.array([0, SPEECH_CHANNELS - 1]))                   # pin the binning to [0, 1 s]
+    ts.append(np.array([0.0, SPEECH_DURATION_US - 1.0]))
+    x, t = np.concatenate(xs), np.concatenate(ts)
+    keep = (x >= 0) & (x < SPEECH_CHANNELS) & (t >= 0) & (t < SPEECH_DURATION_US)
+    return _structured(x[keep], np.zeros(keep.sum()), t[keep], np.zeros(keep.sum(), bool))
+
+
+def _speech(split: str, seed: int, *, timesteps: int, limit: int | None = None, **_: Any) -> Dataset:
+    n = SPEECH_SIZES[split] if limit is None else min(limit, SPEECH_SIZES[split])
+    rng = np.random.default_rng([seed, 2 if split == "train" else 3])
+    labels = rng.permutation(np.arange(SPEECH_SIZES[split]) % len(SPEECH_PAIRS)).astype(np.int64)[:n]
+    sensor = (SPEECH_CHANNELS, 1, 1)
+    transform = frame_transform(sensor, timesteps)
+    x = np.stack([events_to_spikes(synthetic_speech_sample(int(c), rng), transform, sensor, timesteps)
+                  for c in labels]) if n else np.zeros((0, timesteps, SPEECH_CHANNELS), bool)
+    return Dataset("synthetic-speech", x, labels, len(SPEECH_PAIRS), "events")
+
+
 # ---------------------------------------------------------------- tonic datasets (files already on disk)
 
 @dataclass(frozen=True)
@@ -576,7 +636,7 @@ def _shd(split: str, seed: int, *, timesteps: int, data_dir: Path, limit: int | 
 
 
 DATASETS: dict[str, Callable[..., Dataset]] = {
-    "digits": _digits, "mnist": _mnist, "synthetic-events": _synthetic,
+    "digits": _digits, "mnist": _mnist, "synthetic-events": _synthetic, "synthetic-speech": _speech,
     **{name: _tonic_loader(name) for name in TONIC}, "shd": _shd,
 }
 
@@ -601,7 +661,7 @@ def load_dataset(name: str, split: str = "train", seed: int = 0, *, timesteps: i
 
 def is_event_dataset(name: str | None) -> bool:
     """Whether built-in dataset ``name`` brings its own spikes (event frames) rather than static values."""
-    return name in ("synthetic-events", "shd") or name in TONIC
+    return name in ("synthetic-events", "synthetic-speech", "shd") or name in TONIC
 
 
 # ---------------------------------------------------------------- your own data: one .npz or torch file

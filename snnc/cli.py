@@ -150,7 +150,7 @@ def train_parser() -> argparse.ArgumentParser:
                         "schedule): " + ", ".join(PRESETS) + "; flags given beside it override it")
     p.add_argument("--dataset", type=v.name(_datasets, "--dataset"), default=None,
                    help="training data (default: digits, scikit-learn's 8x8 digits); also mnist, synthetic-events, "
-                        "nmnist, dvsgesture, cifar10dvs, shd (docs/datasets.md)")
+                        "synthetic-speech, nmnist, dvsgesture, cifar10dvs, shd (docs/datasets.md)")
     p.add_argument("--data-dir", type=v.data_dir, default=None,
                    help="where datasets live (default: $SNNC_DATA_DIR, else $XDG_CACHE_HOME/snnc/datasets); "
                         "see docs/datasets.md")

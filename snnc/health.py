@@ -42,10 +42,11 @@ WHAT_HELPS_SILENT = ("retrain (snn-train calibrates silent layers at its start),
 
 def synaptic_depth(graph: Graph) -> dict[str, int]:
     """Per population, the longest path from the input in synapse hops (each hop is one step of delay);
-    residual blocks and other DAGs: the longest of their branches."""
+    residual blocks and other DAGs: the longest of their branches. Recurrent synapses do not count
+    (a cycle adds no depth the input must cross); a population with only recurrent input is 1 deep."""
     depth: dict[str, int] = {graph.input.name: 0}
-    for pop in graph.populations():     # topological order: every source is done before its targets
-        depth[pop.name] = max((depth.get(src, 0) + 1 for _, src in pop.inputs), default=1)
+    for pop in graph.populations():     # every feed-forward source is done before its targets
+        depth[pop.name] = max((depth[src] + 1 for _, src in pop.feedforward_inputs), default=1)
     del depth[graph.input.name]
     return depth
 
