@@ -409,3 +409,26 @@ def test_cli_train_compile_verify_on_shd(tmp_path: Path, capsys: pytest.CaptureF
     assert "Verification PASS" in capsys.readouterr().out
     spec = json.loads((build / "manifest.json").read_text())["input"]
     assert spec["dataset"] == "shd" and spec["encoding"]["kind"] == "events" and spec["shape"] == [700]
+
+
+def test_synthetic_speech_needs_memory_of_the_first_syllable() -> None:
+    """Both orders of a pair carry the same syllables: the time-summed frames of (a, b) and (b, a)
+    are alike, the halves are swapped; deterministic per (seed, split), balanced over 12 classes."""
+    from snnc.models.datasets import SPEECH_CHANNELS, SPEECH_PAIRS, synthetic_speech_sample
+
+    a = load_dataset("synthetic-speech", "test", 3, timesteps=40, limit=120)
+    b = load_dataset("synthetic-speech", "test", 3, timesteps=40, limit=120)
+    assert a.x.shape == (120, 40, SPEECH_CHANNELS) and a.x.dtype == bool and a.encoding == "events"
+    assert np.array_equal(a.x, b.x) and np.array_equal(a.y, b.y) and a.num_classes == 12
+    assert np.bincount(load_dataset("synthetic-speech", "test", 3, timesteps=8).y).tolist() == [30] * 12
+    ev = synthetic_speech_sample(0, np.random.default_rng(0))
+    assert ev.dtype == EVENT_DTYPE and ev["x"].max() < SPEECH_CHANNELS and np.all(np.diff(ev["t"]) >= 0)
+    halves = np.zeros((12, 2, SPEECH_CHANNELS))
+    for c in range(12):
+        x = a.x[a.y == c].astype(float)
+        halves[c] = x[:, :20].sum(axis=(0, 1)), x[:, 20:].sum(axis=(0, 1))
+    for c, (i, j) in enumerate(SPEECH_PAIRS):
+        swapped = SPEECH_PAIRS.index((j, i))
+        same = np.corrcoef(halves[c, 0], halves[swapped, 1])[0, 1]
+        other = np.corrcoef(halves[c, 0], halves[c, 1])[0, 1]
+        assert same > 0.9 > 0.5 > other, (c, same, other)
