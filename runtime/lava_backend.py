@@ -5,8 +5,22 @@ a bool array (batch, T, n) of its spikes at every step. It is the reference hwsi
 so it reproduces hwsim's semantics (``snnc.compiler.ir`` docstring) with stock Lava processes:
 
     RingBuffer source -> Dense|Conv -> LIF -> Dense|Conv -> LIF ...   and one RingBuffer sink per LIF
-    (any feed-forward graph: one Dense or Conv per synapse node, one LIF per population)
+    (one Dense or Conv per synapse node, one LIF per population: any graph the IR accepts, feed-forward
+    or recurrent)
 
+* recurrence: a Dense may lead from a population back into its own ``a_in`` or into an earlier
+  population's (cycles across populations). Every process is created first and connected after, so
+  a connection may point anywhere; a population driven by several synapses sums them at its one
+  ``a_in`` port (as NeuNorm's auxiliary populations already do). Nothing else is special: Lava's
+  Dense sends the previous step's buffered sum before it receives this step's spikes,
+  SP/lava/proc/dense/models.py:93-96 ("The a_out sent at each timestep is a buffered value from
+  dendritic accumulation at timestep t-1. This prevents deadlocking in networks with recurrent
+  connectivity structures."), while the LIF receives before it sends (SP/lava/proc/lif/models.py:
+  200, 216), so a cycle never waits on itself and a recurrent spike of step t acts at t + 1: the
+  IR's ``a[t] = W s_src[t-1]`` for every synapse (``snnc.compiler.ir`` ``Graph``). A recurrent link
+  carries the population's binary spikes (``num_message_bits`` 0) even when the network's input is
+  graded. Between samples a recurrent Dense's ``a_buff`` (W s of the last step) is zeroed like every
+  other (below), so no spike crosses from one sample into the next;
 * layouts: a population or input with a (C, H, W) shape lives in Lava's (W, H, C) layout (what
   Lava's Conv takes, SP/lava/proc/conv/process.py:24-60); a Dense reading it goes through
   ``s_out.flatten()`` with its weight columns permuted to that order (what netx does for a flatten
@@ -90,6 +104,7 @@ class SynapseSpec:
     weight: np.ndarray      # int32 (n_out, n_in), torch order
     weight_exp: int
     message_bits: int       # 0: binary spikes; > 0: graded input values (SP/lava/proc/dense/models.py:96-107)
+    recurrent: bool = False  # on a cycle (Population.recurrent): source in the destination's block
 
 
 @dataclass(frozen=True)
@@ -141,7 +156,8 @@ def from_lava_layout(x: np.ndarray, shape: tuple[int, ...] | None) -> np.ndarray
 
 @dataclass(frozen=True)
 class NetSpec:
-    """The whole fixed-point graph as plain Lava parameters, populations in topological order."""
+    """The whole fixed-point graph as plain Lava parameters, populations in ``Graph.populations()``
+    order (strongly connected components in topological order; a synapse may point back)."""
 
     input_name: str
     input_size: int
@@ -202,7 +218,10 @@ def net_spec(graph: Graph, read_v: tuple[str, ...] = ()) -> NetSpec:
             bias_mant=np.broadcast_to(np.asarray(neu.bias_mant, dtype=np.int32), (neu.size,)).copy(),
             bias_exp=int(neu.bias_exp), shape=tuple(shape) if shape is not None and len(shape) == 3 else None))
         for syn, src in pop.inputs:
-            bits = inp.bits if src == inp.name else 0
+            bits = inp.bits if src == inp.name else 0   # only the Input is graded: populations send spikes
+            if syn.name in pop.recurrent and not isinstance(syn, QDense):   # Graph.check refuses it too
+                raise GraphError(f"synapse '{syn.name}' ({src} -> {neu.name}) is on a cycle but is not a Dense: "
+                                 f"Lava's runtime runs recurrent Dense connections only")
             if isinstance(syn, QConv):
                 c, h, w = syn.in_shape
                 groups = lava_groups(syn.groups)   # Lava holds groups in int8: 128 -> 64 merged groups
@@ -213,7 +232,7 @@ def net_spec(graph: Graph, read_v: tuple[str, ...] = ()) -> NetSpec:
             else:
                 assert isinstance(syn, QDense)
                 syns.append(SynapseSpec(syn.name, src, neu.name, np.ascontiguousarray(syn.weight, dtype=np.int32),
-                                        int(syn.weight_exp), bits))
+                                        int(syn.weight_exp), bits, syn.name in pop.recurrent))
     in_shape = tuple(dims(inp))
     return NetSpec(inp.name, inp.size, inp.bits, tuple(pops), tuple(syns), tuple(read_v),
                    in_shape if len(in_shape) == 3 else None)
@@ -566,10 +585,11 @@ def _simulate_block(worker: _Worker, api: SimpleNamespace, spec: NetSpec, x: np.
 
 
 def _build_network(worker: _Worker, api: SimpleNamespace, spec: NetSpec, x: np.ndarray) -> _Network:
-    """Source, one LIF (+ sink) per population, one Dense per synapse; the block's input preloaded.
+    """Source, one LIF (+ sink) per population, one Dense or Conv per synapse; the block's input preloaded.
 
-    A population driven by several Dense processes sums them at its ``a_in`` port (Lava adds the
-    messages of every connection into one InPort).
+    Every process is created before any is connected, so a synapse may lead into any population: its
+    own source (a self-loop) or an earlier one (a cycle). A population driven by several synapses sums
+    them at its ``a_in`` port (Lava adds the messages of every connection into one InPort).
     """
     batch, steps, n_in = x.shape
     cols = batch * steps
@@ -579,30 +599,32 @@ def _build_network(worker: _Worker, api: SimpleNamespace, spec: NetSpec, x: np.n
     source = api.Source(data=np.ascontiguousarray(to_lava_layout(flat.T, spec.input_shape).transpose(
         *range(1, 4 if spec.input_shape else 2), 0)))
     net = _Network(source, [], {}, {})
-    outs = {spec.input_name: source.s_out}
+    # 1. every process
     for pop in spec.populations:
         worker.stage = f"building layer '{pop.name}'"
         shape = tuple(pop.shape[::-1]) if pop.shape else (pop.size,)
         # du is the register value (effective - 1; -1 = no decay): SP/lava/proc/lif/models.py:145-148
-        lif = api.LIF(shape=shape, du=pop.du, dv=pop.dv, vth=pop.vth,
-                      bias_mant=to_lava_layout(pop.bias_mant, pop.shape).astype(np.int32),
-                      bias_exp=np.full(shape, pop.bias_exp, dtype=np.int32), name=pop.name)
-        net.lifs[pop.name] = lif
+        net.lifs[pop.name] = api.LIF(shape=shape, du=pop.du, dv=pop.dv, vth=pop.vth,
+                                     bias_mant=to_lava_layout(pop.bias_mant, pop.shape).astype(np.int32),
+                                     bias_exp=np.full(shape, pop.bias_exp, dtype=np.int32), name=pop.name)
         if spec.record is None or pop.name in spec.record:
-            sink = api.Sink(shape=shape, buffer=cols)
-            lif.s_out.connect(sink.a_in)
-            net.sinks[pop.name] = sink
-        outs[pop.name] = lif.s_out
+            net.sinks[pop.name] = api.Sink(shape=shape, buffer=cols)
     for syn in spec.synapses:
         worker.stage = f"building synapse '{syn.name}'"
-        proc = _conv(api, syn) if isinstance(syn, ConvSpec) else _dense(api, syn, spec)
+        net.synapses.append(_conv(api, syn) if isinstance(syn, ConvSpec) else _dense(api, syn, spec))
+    # 2. every connection
+    worker.stage = "connecting the network"
+    outs = {spec.input_name: source.s_out, **{name: lif.s_out for name, lif in net.lifs.items()}}
+    for name, sink in net.sinks.items():
+        net.lifs[name].s_out.connect(sink.a_in)
+    for syn, proc in zip(spec.synapses, net.synapses):
+        worker.stage = f"connecting synapse '{syn.name}' ({syn.source} -> {syn.dest})"
         src_shape, dest_shape = spec.layout(syn.source), spec.layout(syn.dest)
         port = outs[syn.source]
         (port.flatten() if src_shape and not isinstance(syn, ConvSpec) else port).connect(proc.s_in)
         out = proc.a_out
         (out.reshape(dest_shape[::-1]) if dest_shape and not isinstance(syn, ConvSpec) else out).connect(
             net.lifs[syn.dest].a_in)
-        net.synapses.append(proc)
     return net
 
 
