@@ -30,7 +30,14 @@ layer ``k``, spike for spike otherwise. A bias (NIR ``v_leak`` or an ``Affine`` 
 without current decay) acts during those ``k`` steps before the first input arrives: it is accepted
 with a warning. What the chip cannot represent is refused by node: an Affine bias into a decaying
 current (Loihi adds bias to v, not to u), heterogeneous time constants or thresholds, ``v_reset != 0``,
-Delay/Threshold/I/Scale nodes, recurrent subgraphs.
+Delay/Threshold/I/Scale nodes, a cycle without a neuron node, a conv or a non-spiking node on a cycle.
+
+Recurrence: cycles are read as they are written, flat (neuron -> Affine/Linear -> the same or an earlier
+neuron) or as nested ``NIRGraph`` nodes (snnTorch's RLeaky/RSynaptic), spliced in by
+:func:`flatten_subgraphs`. Every synapse on the chip delays one step, a recurrent one too; snnTorch's and
+Norse's recurrent weights act on the previous step's spikes, so a self-loop keeps the layer's lag
+(:func:`source_lags`) and the compiled network coincides with the source where the neuron equations do
+(docs/nir.md, "Recurrence", with measured figures).
 
 Our own files (``graph.nir`` in every artifact) hold the fixed-point graph exactly: the continuous
 parameters are written in the ``euler`` convention with ``dt = 1e-4`` (what snnTorch's and NIR's Lava
@@ -118,7 +125,9 @@ def graph_to_nir(graph: Graph) -> Any:
         else:
             edges.append((a, b))
     meta = {"snnc": json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, "dt": EXPORT_DT,
-                                "convention": "euler", "meta": dict(graph.meta)}, sort_keys=True, default=str)}
+                                "convention": "euler", "meta": dict(graph.meta),
+                                "order": list(graph.nodes)},   # insertion order: HDF5 lists nodes sorted
+                               sort_keys=True, default=str)}
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=False)
 
 
@@ -148,6 +157,27 @@ def write_nir(graph: Graph, path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- import
+
+def source_lags(graph: Graph) -> dict[str, int | None]:
+    """Per population, the steps by which the compiled network trails the source library's simulation.
+
+    snnTorch and Norse deliver a feed-forward synapse's input in the same step and a recurrent one
+    (RLeaky/RSynaptic ``V``, Norse's ``recurrent_weights``) from the previous step's spikes; the chip
+    delays every synapse one step (compiler/ir.py). So a population trails by one step more than the
+    sources of its feed-forward synapses, and a recurrent synapse, delayed one step on both sides, keeps
+    the lag: chip step ``t + lag`` equals source step ``t``. ``None`` where no shift exists: a population
+    (or a cycle's populations together) reached over paths with different numbers of feed-forward
+    synapses (a skip connection, or a cycle entered at two depths)."""
+    lags: dict[str, int | None] = {graph.input.name: 0}
+    for block in graph.blocks():
+        found = {None if lags[src] is None else lags[src] + 1  # type: ignore[operator]
+                 for pop in block for _, src in pop.feedforward_inputs}
+        lag = found.pop() if len(found) == 1 else None
+        for pop in block:
+            lags[pop.name] = lag
+    del lags[graph.input.name]
+    return lags
+
 
 @dataclass
 class NirImport:
@@ -204,24 +234,83 @@ def _meta(node: Any) -> dict[str, Any]:
 
 def graph_from_nir(g: Any, *, convention: str = "auto", dt: float | None = None,
                    input_shape: tuple[int, ...] | None = None) -> NirImport:
-    """A NIR graph -> snnc graph. snnc's own files come back exactly; others are discretised."""
+    """A NIR graph -> snnc graph. snnc's own files come back exactly; others are discretised. Nested
+    subgraphs (snnTorch's RLeaky/RSynaptic) are flattened first (:func:`flatten_subgraphs`)."""
     if convention not in CONVENTIONS:
         raise SnncError(f"unknown NIR convention '{convention}' (supported: {', '.join(CONVENTIONS)})")
-    nested = [k for k, n in g.nodes.items() if type(n).__name__ == "NIRGraph"]
-    if nested:
-        raise UnsupportedLayerError(
-            f"node(s) {nested} are nested NIR subgraphs (snnTorch writes RLeaky/RSynaptic that way): recurrent "
-            f"connections are not supported by snnc yet. Export a feed-forward network.")
-    unsupported = {k: type(n).__name__ for k, n in g.nodes.items() if type(n).__name__ not in _SUPPORTED}
+    flat = flatten_subgraphs(g)
+    unsupported = {k: type(n).__name__ for k, n in flat.nodes.items() if type(n).__name__ not in _SUPPORTED}
     if unsupported:
         raise UnsupportedLayerError(
             "unsupported NIR node(s): " + ", ".join(f"'{k}' ({t})" for k, t in sorted(unsupported.items())) +
             f". snnc reads {', '.join(_SUPPORTED)}. Delay, Threshold, I and Scale have no Loihi CUBA equivalent "
-            f"here; fold a Scale into the neighbouring weights before export.")
+            f"here (a recurrent connection needs no Delay node: every synapse on the chip delays one step); fold "
+            f"a Scale into the neighbouring weights before export.")
     top = _meta(g)
     if top.get("format") == FORMAT:
-        return NirImport(_exact_graph(g, top), "snnc (exact integers)", top.get("dt"))
-    return _Discretiser(g, convention, dt, input_shape).run()
+        return NirImport(_exact_graph(flat, top), "snnc (exact integers)", top.get("dt"))
+    return _Discretiser(flat, convention, dt, input_shape).run()
+
+
+@dataclass
+class FlatGraph:
+    """A NIR graph with its nested subgraphs spliced in: nodes by (dotted) name, edges, metadata."""
+
+    nodes: dict[str, Any]
+    edges: list[tuple[str, str]]
+    metadata: Any = None
+
+
+def flatten_subgraphs(g: Any) -> FlatGraph:
+    """Splice nested ``NIRGraph`` nodes into one flat graph. A subgraph ``s`` holding node ``n`` becomes
+    node ``s.n`` (nirtorch's naming); an edge into ``s`` enters its Input node, an edge out of ``s`` leaves
+    its Output node (or name the port: ``s.input``), and the subgraph's Input and Output nodes, which only
+    pass values on, are removed by joining what feeds them to what they feed. This is the form snnTorch
+    writes ``RLeaky``/``RSynaptic`` in (snntorch/export_nir.py: a NIRGraph of input, the neuron, the
+    recurrent ``w_rec`` and output, with edges input->lif, lif->w_rec, w_rec->lif, lif->output)."""
+    nodes: dict[str, Any] = {}
+    edges: list[tuple[str, str]] = []
+    ports: list[str] = []                 # the subgraphs' Input/Output nodes, spliced out below
+    enter: dict[str, list[str]] = {}      # subgraph name -> its Input nodes (flat names)
+    leave: dict[str, list[str]] = {}      # subgraph name -> its Output nodes
+    for key, node in g.nodes.items():
+        key = str(key)
+        if type(node).__name__ != "NIRGraph":
+            nodes[key] = node
+            continue
+        sub = flatten_subgraphs(node)
+        enter[key], leave[key] = [], []
+        for k, n in sub.nodes.items():
+            name = f"{key}.{k}"
+            if name in g.nodes:
+                raise UnsupportedLayerError(f"subgraph '{key}': its node '{k}' would be named '{name}', which the "
+                                            f"enclosing graph already uses; rename one of them.")
+            nodes[name] = n
+            kind = type(n).__name__
+            if kind in ("Input", "Output"):
+                ports.append(name)
+                (enter if kind == "Input" else leave)[key].append(name)
+        edges += [(f"{key}.{a}", f"{key}.{b}") for a, b in sub.edges]
+
+    def port(name: str, which: dict[str, list[str]], what: str) -> str:
+        if name not in which:
+            return name
+        if len(which[name]) != 1:
+            raise UnsupportedLayerError(
+                f"subgraph '{name}' has {len(which[name])} {what} nodes {which[name]}: an edge naming the subgraph "
+                f"must name the port ('{name}.<{what.lower()} node>').")
+        return which[name][0]
+
+    edges += [(port(str(a), leave, "Output"), port(str(b), enter, "Input")) for a, b in g.edges]
+    for p in ports:   # a port passes values on: join its sources to its destinations
+        into = [a for a, b in edges if b == p]
+        out = [b for a, b in edges if a == p]
+        at = next((i for i, e in enumerate(edges) if p in e), len(edges))   # the joined edges take its place
+        edges = edges[:at] + [(a, b) for a in into for b in out] + [e for e in edges[at:] if p not in e]
+        del nodes[p]
+    seen: set[tuple[str, str]] = set()
+    edges = [e for e in edges if not (e in seen or seen.add(e))]   # type: ignore[func-returns-value]
+    return FlatGraph(nodes, edges, getattr(g, "metadata", None))
 
 
 def _exact_graph(g: Any, top: dict[str, Any]) -> Graph:
@@ -261,6 +350,10 @@ def _exact_graph(g: Any, top: dict[str, Any]) -> Graph:
             raise InputFileError(f"node '{name}': a Flatten without input") from None
     edges = [(flatten.get(str(a), str(a)), str(b)) for a, b in g.edges if str(b) not in flatten]
     meta = top.get("meta") if isinstance(top.get("meta"), dict) else {}
+    order = top.get("order")     # the written graph's insertion order (ties in Graph.ordered, a cycle's entry)
+    if isinstance(order, list) and sorted(map(str, order)) == sorted(n.name for n in nodes):
+        rank = {str(k): i for i, k in enumerate(order)}
+        nodes.sort(key=lambda n: rank[n.name])
     return Graph.build(nodes, edges, meta)
 
 
@@ -317,6 +410,9 @@ class _Discretiser:
         self.flow: dict[str, _Pending] = {}
         self.readout = "rate"
         self._depths: dict[str, int] = {}
+        self._shapes: dict[str, tuple[int, ...]] = {}     # population / input name -> its layout
+        self.lags: dict[str, int | None] = {}
+        self._populations: set[str] = set()               # neuron nodes declared so far
 
     # -- convention -----------------------------------------------------------------------------------
     def _neurons(self) -> list[tuple[str, Any]]:
@@ -353,41 +449,39 @@ class _Discretiser:
 
     # -- walk -----------------------------------------------------------------------------------------
     def run(self) -> NirImport:
-        order = self._topological()
-        preds: dict[str, list[str]] = {k: [] for k in self.g.nodes}
-        for a, b in self.g.edges:
-            preds[str(b)].append(str(a))
-        for name in order:
-            node = self.g.nodes[name]
-            kind = type(node).__name__
-            ins = preds[name]
-            if kind == "Input":
-                self._input(name, node)
-                continue
-            if not ins:
-                raise GraphError(f"node '{name}' ({kind}) has no input edge")
-            if kind in _NEURONS:
-                self._neuron(name, kind, node, [self.flow[p] for p in ins])
-                continue
-            if len(ins) != 1:
-                raise UnsupportedLayerError(
-                    f"node '{name}' ({kind}) has {len(ins)} inputs {ins}: snnc sums inputs only into neurons.")
-            src = self.flow[ins[0]]
-            if kind == "Output":
-                if src.synapse is not None or src.source not in {n.name for n in self.nodes if isinstance(n, CubaLIF)}:
-                    raise UnsupportedLayerError(f"Output '{name}' must follow a neuron node, follows '{ins[0]}'.")
-                self.nodes.append(Output(name))
-                self.edges.append((src.source, name))
-            elif kind in _IDENTITY:
-                self._no_synapse(name, kind, src)
-                self.flow[name] = _Pending(src.source, (int(np.prod(src.shape)),), src.pool, src.pool_scale,
-                                           src.pooled_shape)
-                if src.pool > 1:   # a pooled map flattened: the dense folds it over the pre-pool features
-                    self.flow[name].shape = (int(np.prod(src.pooled_shape)),)  # type: ignore[arg-type]
-            elif kind in _POOLS:
-                self.flow[name] = self._pool(name, kind, node, src)
-            else:
-                self.flow[name] = self._synapse(name, kind, node, src)
+        """Kahn's algorithm over the NIR nodes; a node is processed once everything feeding it is known.
+        A cycle must pass through a neuron node (only a population holds state from step to step): when
+        nothing else is ready, the first neuron with some of its inputs known is *declared* (its size and
+        layout come from those inputs), which lets the synapses of its cycle be read; it is completed when
+        its recurrent inputs are known too. Feed-forward graphs are read in the same order as without."""
+        names, preds, succ = self._structure()
+        waiting = {k: len(preds[k]) for k in names}
+        ready = [k for k in names if waiting[k] == 0]
+        done: set[str] = set()
+
+        def known(name: str) -> None:       # name's flow is set: its successors wait for one input less
+            for s in succ[name]:
+                waiting[s] -= 1
+                if waiting[s] == 0 and s not in done:
+                    ready.append(s)
+
+        while True:
+            while ready:
+                name = ready.pop(0)
+                was_declared = name in self.flow
+                self._process(name, preds[name])
+                done.add(name)
+                if not was_declared:
+                    known(name)
+            entry = next((k for k in names if k not in done and k not in self.flow and waiting[k] < len(preds[k])
+                          and type(self.g.nodes[k]).__name__ in _NEURONS), None)
+            if entry is None:
+                break
+            self._declare(entry, [self.flow[p] for p in preds[entry] if p in self.flow])
+            known(entry)
+        left = [k for k in names if k not in done]
+        if left:
+            self._stuck(left, succ)
         outs = [n for n in self.nodes if isinstance(n, Output)]
         if len(outs) != 1:
             raise UnsupportedLayerError(f"the graph has {len(outs)} Output nodes; snnc compiles exactly one.")
@@ -396,36 +490,122 @@ class _Discretiser:
         try:
             graph = Graph.build(self.nodes, self.edges, meta)
         except GraphError as e:
-            raise GraphError(f"the NIR graph does not form a feed-forward spiking network: {e}") from None
-        return NirImport(graph, self.convention, self.dt, self.warnings)
+            raise UnsupportedLayerError(f"the NIR graph does not form a spiking network snnc compiles: {e}") from None
+        self._check_recurrence(graph)
+        meta = {**graph.meta, "nir": {**meta["nir"], "warnings": self.warnings, "source_lag": self.lags}}
+        return NirImport(Graph.build(list(graph.nodes.values()), list(graph.edges), meta), self.convention, self.dt,
+                         self.warnings)
 
-    def _topological(self) -> list[str]:
+    def _process(self, name: str, ins: list[str]) -> None:
+        node = self.g.nodes[name]
+        kind = type(node).__name__
+        if kind == "Input":
+            self._input(name, node)
+            return
+        if not ins:
+            raise GraphError(f"node '{name}' ({kind}) has no input edge")
+        if kind in _NEURONS:
+            if name not in self.flow:
+                self._declare(name, [self.flow[p] for p in ins])
+            self._neuron(name, kind, node, [self.flow[p] for p in ins])
+            return
+        if len(ins) != 1:
+            raise UnsupportedLayerError(
+                f"node '{name}' ({kind}) has {len(ins)} inputs {ins}: snnc sums inputs only into neurons.")
+        src = self.flow[ins[0]]
+        if kind == "Output":
+            if src.synapse is not None or src.source not in self._populations:
+                raise UnsupportedLayerError(f"Output '{name}' must follow a neuron node, follows '{ins[0]}'.")
+            self.nodes.append(Output(name))
+            self.edges.append((src.source, name))
+        elif kind in _IDENTITY:
+            self._no_synapse(name, kind, src)
+            self.flow[name] = _Pending(src.source, (int(np.prod(src.shape)),), src.pool, src.pool_scale,
+                                       src.pooled_shape)
+            if src.pool > 1:   # a pooled map flattened: the dense folds it over the pre-pool features
+                self.flow[name].shape = (int(np.prod(src.pooled_shape)),)  # type: ignore[arg-type]
+        elif kind in _POOLS:
+            self.flow[name] = self._pool(name, kind, node, src)
+        else:
+            self.flow[name] = self._synapse(name, kind, node, src)
+
+    def _structure(self) -> tuple[list[str], dict[str, list[str]], dict[str, list[str]]]:
         names = [str(k) for k in self.g.nodes]
-        preds = {k: 0 for k in names}
+        preds: dict[str, list[str]] = {k: [] for k in names}
         succ: dict[str, list[str]] = {k: [] for k in names}
         for a, b in self.g.edges:
             a, b = str(a), str(b)
             if a not in preds or b not in preds:
                 raise GraphError(f"edge ({a}, {b}) names a node that is not in the graph")
-            preds[b] += 1
+            preds[b].append(a)
             succ[a].append(b)
-        ready = [k for k in names if preds[k] == 0]
-        order = []
-        while ready:
-            k = ready.pop(0)
-            order.append(k)
-            for s in succ[k]:
-                preds[s] -= 1
-                if preds[s] == 0:
-                    ready.append(s)
-        if len(order) != len(names):
-            stuck = sorted(k for k, v in preds.items() if v > 0)
-            raise UnsupportedLayerError(f"the graph has a cycle through {stuck}: recurrent networks are not "
-                                        f"supported by snnc yet.")
         inputs = [k for k in names if type(self.g.nodes[k]).__name__ == "Input"]
         if len(inputs) != 1:
             raise UnsupportedLayerError(f"the graph has {len(inputs)} Input nodes; snnc compiles exactly one.")
-        return order
+        if preds[inputs[0]]:
+            raise UnsupportedLayerError(f"Input '{inputs[0]}' is fed by {preds[inputs[0]]}: nothing may feed the "
+                                        f"Input node.")
+        return names, preds, succ
+
+    def _stuck(self, left: list[str], succ: dict[str, list[str]]) -> None:
+        """Nodes the walk never reached: a cycle without a neuron node, or nodes the Input does not reach."""
+        start = next(k for k in succ if type(self.g.nodes[k]).__name__ == "Input")
+        seen, todo = {start}, [start]
+        while todo:
+            for nxt in succ[todo.pop()]:
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        reached = [k for k in left if k in seen]
+        if reached:
+            kinds = ", ".join(f"'{k}' ({type(self.g.nodes[k]).__name__})" for k in reached[:8])
+            raise UnsupportedLayerError(
+                f"node(s) {kinds} lie on a cycle that passes through no neuron node: on the chip only a neuron "
+                f"population holds a value from one step to the next, so every cycle must go through a LIF, "
+                f"CubaLIF or IF node (a synapse feeding back into a neuron: neuron -> Affine/Linear -> neuron).")
+        raise UnsupportedLayerError(f"node(s) {left[:8]} are not reachable from the Input node; remove them or "
+                                    f"connect them.")
+
+    def _check_recurrence(self, graph: Graph) -> None:
+        """Refuse recurrence the chip cannot hold and say what the timing of a cycle is."""
+        pops = {p.name: p for p in graph.populations()}
+        for pop in pops.values():
+            for syn, src in pop.recurrent_inputs:
+                if not pops[src].neuron.spiking:
+                    raise UnsupportedLayerError(
+                        f"node '{src}' is a non-spiking LI/CubaLI node (a membrane readout) on a cycle through "
+                        f"'{syn.name}': it sends no spikes, so the recurrent connection would carry nothing. Make "
+                        f"it a spiking LIF/CubaLIF, or remove the connection.")
+        for block in graph.blocks():
+            if len(block) > 1:
+                names = [p.name for p in block]
+                self.warnings.append(
+                    f"populations {names} form a cycle of {len(names)} populations: on the chip every synapse "
+                    f"delays one step, so a spike goes round it in {len(names)} steps; a simulator that delays "
+                    f"only one connection of the cycle per step takes 1 step, and the spikes differ (docs/nir.md, "
+                    f"'Recurrence')")
+        lags = source_lags(graph)
+        self.lags = lags
+        off = [k for k, v in lags.items() if v is None]
+        if off:
+            self.warnings.append(
+                f"population(s) {off[:6]} are reached over paths with different numbers of feed-forward synapses; "
+                f"no time shift makes the chip's spikes line up with a simulation that delivers feed-forward "
+                f"input in the same step (docs/nir.md, 'Timing')")
+
+    def _declare(self, name: str, ins: list[_Pending]) -> None:
+        """Publish a neuron's output (size, layout, depth) before its recurrent inputs are known."""
+        syn = next((s.synapse for s in ins if s.synapse is not None), None)
+        if syn is None:
+            src = ins[0].source if ins else "?"
+            raise UnsupportedLayerError(
+                f"node '{name}' is fed by '{src}' without a synapse node in between; snnc needs "
+                f"Affine/Linear/Conv2d before every neuron node.")
+        shape = syn.out_shape if isinstance(syn, Conv) else (syn.out_size,)
+        self.flow[name] = _Pending(name, shape)
+        self._shapes[name] = shape
+        self._populations.add(name)
+        self._depths[name] = self._depth(ins)
 
     def _input(self, name: str, node: Any) -> None:
         shape = tuple(int(x) for x in np.asarray(next(iter(node.input_type.values()))).reshape(-1))
@@ -440,6 +620,7 @@ class _Discretiser:
                                         f"give the shape with --input-shape C,H,W or F.")
         self.nodes.append(Input(name, shape))
         self.flow[name] = _Pending(name, shape)
+        self._shapes[name] = shape
 
     def _no_synapse(self, name: str, kind: str, src: _Pending) -> None:
         if src.synapse is not None:
@@ -510,8 +691,7 @@ class _Discretiser:
         return _Pending(src.source, out_shape, synapse=syn, bias=bias)
 
     def _shape_of(self, name: str) -> tuple[int, ...]:
-        node = next(n for n in self.nodes if n.name == name)
-        return dims(node)
+        return self._shapes[name]
 
     def _decays(self, name: str, kind: str, node: Any) -> tuple[float, float, np.ndarray]:
         """(cd, vd, per-neuron input gain) of one neuron node under the chosen convention."""
@@ -567,7 +747,7 @@ class _Discretiser:
         assert size is not None
         g = np.broadcast_to(gain.reshape(-1) if gain.size > 1 else gain, (size,)).astype(np.float64)
         bias = np.zeros(size)
-        step_lag = self._depth(ins)
+        step_lag = self._depths[name]     # set when the neuron was declared, from its feed-forward inputs
         for src in synapses:
             syn = src.synapse
             assert syn is not None
@@ -585,7 +765,9 @@ class _Discretiser:
                     raise UnsupportedLayerError(
                         f"node '{name}' ({kind}): its input node '{syn.name}' has a bias, which enters the decaying "
                         f"synaptic current; Loihi adds bias to the membrane, not to the current, so this cannot be "
-                        f"represented. Export with bias=False (or use a neuron without synaptic current).")
+                        f"represented. Export with bias=False (or use a neuron without synaptic current; snnTorch's "
+                        f"RSynaptic gives its recurrent nn.Linear a bias: zero it and freeze it before training, "
+                        f"layer.recurrent.bias.data.zero_(); layer.recurrent.bias.requires_grad_(False)).")
                 bias += g * src.bias
         v_leak = getattr(node, "v_leak", None)
         if v_leak is not None and np.any(_arr(v_leak) != 0):
@@ -602,8 +784,9 @@ class _Discretiser:
                                  f"per layer): early steps can differ from the source simulation")
         shape = ins[0].synapse.out_shape if isinstance(ins[0].synapse, Conv) else None  # type: ignore[union-attr]
         self.nodes.append(CubaLIF(name, size, cd, vd, thr, bias if np.any(bias) else None, None, spiking, shape))
-        self.flow[name] = _Pending(name, shape if shape is not None else (size,))
-        self._depths[name] = step_lag
+        if self.flow[name].shape != (shape if shape is not None else (size,)):
+            raise UnsupportedLayerError(f"node '{name}': its input synapses disagree on its size or layout "
+                                        f"({self.flow[name].shape} and {shape if shape is not None else (size,)}).")
 
     def _depth(self, ins: list[_Pending]) -> int:
         """Synaptic delays between the input and this layer on the chip."""

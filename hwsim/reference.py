@@ -81,3 +81,26 @@ def run_float(graph: Graph, inputs: np.ndarray) -> FloatResult:
             name = pop.neuron.name
             spikes[name], final_v[name] = trains[name].astype(bool), state[name][2]
     return FloatResult(spikes, final_v)
+
+
+def shifted_agreement(ours: dict[str, np.ndarray], source: dict[str, np.ndarray],
+                      lags: dict[str, int | None]) -> dict[str, float | None]:
+    """Per population, the fraction of (sample, step, neuron) entries on which snnc's spikes (``ours``:
+    hwsim's or :func:`run_float`'s, (batch, T', n)) equal a source library's own simulation (``source``:
+    (batch, T, n), same-step feed-forward input) once the chip's synaptic delays are taken out: source step
+    ``t`` is compared with our step ``t + lags[name]`` (``snnc.compiler.nir_io.source_lags``; ``ours`` must
+    run at least ``max(lags)`` steps longer). ``None`` where no shift lines the two up (lag ``None``).
+    The measure ``float_agreement`` uses (snnc.pipeline), applied across libraries."""
+    out: dict[str, float | None] = {}
+    for name, src in source.items():
+        lag = lags.get(name)
+        if lag is None:
+            out[name] = None
+            continue
+        steps = src.shape[1]
+        mine = np.asarray(ours[name])[:, lag:lag + steps]
+        if mine.shape != src.shape:
+            raise ValueError(f"population '{name}': our spikes {np.asarray(ours[name]).shape} do not cover the "
+                             f"source's {src.shape} at lag {lag}; run {lag} more steps (pad the input with zeros)")
+        out[name] = float((mine.astype(bool) == np.asarray(src).astype(bool)).mean())
+    return out
