@@ -11,6 +11,7 @@ SP/lava/lib/dl/slayer/block/base.py:564-627 dense, 720-788 conv, 196-207 flatten
                    bias (C,) per channel, or (W, H, C) per neuron (netx/blocks/process.py:53-72)
     /layer/i/type = b'flatten', shape = [n, 1, 1]             (before a dense that reads a conv layer)
     /layer/i/type = b'dense', shape = [n], inFeatures, outFeatures, weight (n, n_in), bias (n,)
+    /layer/i/type = b'dense_rec', the same plus weight_rec (n, n)   (a population with a self-loop)
     /layer/i/neuron/type = b'CUBA', iDecay (effective du), vDecay, vThMant, refDelay, gradedSpike
     /simulation/Ts, tSample
 
@@ -33,10 +34,17 @@ in int8 Vars (conv/models.py:25-29): ``groups`` above 127 is written as its larg
 with a block-diagonal kernel (the same convolution) and the real value in ``snncGroups``, which
 netx ignores and :func:`read_netx` restores; larger kernel/stride/padding/dilation are refused.
 
+Recurrence: a population whose only recurrent synapse is a Dense from itself is a ``dense_rec`` layer
+(slayer's ``cuba.Recurrent`` export, SP/lava/lib/dl/slayer/block/base.py:1496-1557; netx's
+``RecurrentDense``, netx/blocks/process.py:203-306: ``neuron.s_out -> synapse_rec -> neuron.a_in``, a
+Lava Dense, so a spike at t acts at t + 1 as in compiler/ir.py). netx scales ``weight`` and
+``weight_rec`` together (hdf5.py:393-407): :func:`netx_dense_rec_weights` replays that. Other cycles
+(through several populations, two self-loops, a self-loop on a conv population) are refused.
+
 Reading lava-dl's SLAYER exports (``snn-compile network.net``): :func:`read_netx_file` also returns
 notes on what it read. Fields netx ignores but that change what slayer trained (``gradedSpike``,
 ``refDelay``, a norm's ``weight_exp``, conv delays), and what snnc's graph cannot hold (nonzero
-delays, recurrence, graded messages, per-neuron decays), are refused with the file, layer, type and
+delays, graded messages, per-neuron decays), are refused with the file, layer, type and
 what to do; neutral ones (all-zero delays, unknown keys) are read and named in the notes.
 See docs/netx.md ("netx in").
 """
@@ -52,16 +60,68 @@ import numpy as np
 from snnc.compiler.graph_file import damaged_hdf5, dataset, group, open_hdf5
 from snnc.compiler.isolation import isolated
 from snnc.compiler.lowering import CONV_GEOMETRY_MAX, lava_groups, merge_groups, split_groups
-from snnc.compiler.ir import Graph, Input, Output, QConv, QCubaLIF, QDense
+from snnc.compiler.ir import Graph, Input, Output, Population, QConv, QCubaLIF, QDense
 from snnc.errors import GraphError, InputFileError, SnncError, UnsupportedLayerError
 from snnc.models.datasets import MAX_TIMESTEPS, sample_size_problem
 from snnc.models.quant import LOIHI_FIXED_POINT, FixedPointFormat
 
 #: What :func:`read_netx` reads (named in every refusal).
-SUPPORTED = "input (without neuron), conv, flatten and dense layers with CUBA/LOIHI neurons"
+SUPPORTED = ("input (without neuron), conv, flatten and dense layers, and dense_rec (a dense layer with its own "
+             "recurrent weight_rec), with CUBA/LOIHI neurons")
 
 
 # ------------------------------------------------------------------------ what netx runs
+
+def _netx_optimize(w: np.ndarray) -> tuple[np.ndarray, int, int] | str:
+    """netx's ``optimize_weight_bits`` (SP/lava/lib/dl/netx/utils.py:80-158) on int64 ``w``: ``(weight <<
+    scale_bits as int32, num_weight_bits, scale_bits)`` (``weight_exponent = -scale_bits``), or why netx fails."""
+    if w.size == 0:
+        return "it has no weights"
+    mx, mn = int(w.max()), int(w.min())
+    if mx > 254 and mn < 0:                       # utils.py:103-112: netx clips, with a warning
+        w = np.clip(w, -256, 254)
+        mx = int(w.max())
+    if mn < -256 and mx > 0:
+        w = np.clip(w, -256, 254)
+        mn = int(w.min())
+    if mx < 0:
+        signed, scale = 0, -256 / mn
+    elif mn >= 0:
+        if mx == 0:
+            return ("netx's optimize_weight_bits fails on an all-zero weight matrix "
+                    "(255 / 0, then int(inf) shift; netx/utils.py:131-151)")
+        signed, scale = 0, 255 / mx
+    else:
+        signed = 1
+        scale = min(127 / mx if mx > 0 else np.inf, -128 / mn)
+    scale_bits = int(np.floor(np.log2(scale))) + signed
+    if scale_bits < 0:
+        return f"weights in [{mn}, {mx}] exceed the 8-bit range netx scales to (netx/utils.py:124-151)"
+    n = 8
+    while n > 0 and np.abs(w / 2 ** n - np.round(w / 2 ** n)).sum() != 0:
+        n -= 1
+    n -= signed
+    return np.left_shift(w.astype(np.int32), scale_bits), 8 - scale_bits - n, scale_bits
+
+
+def _lava_dense(w2: np.ndarray, num_weight_bits: int) -> np.ndarray:
+    """Lava's Dense (fixed_pt) on the weights netx hands it, with no ``sign_mode`` (netx's blocks pass none,
+    netx/blocks/process.py:157-162, 249-262): determine_sign_mode (min >= 0 / max <= 0), clip_weights(num_bits=8),
+    truncate_weights(num_weight_bits) (SP/lava/proc/dense/models.py:82-106; SP/lava/utils/weightutils.py:21-43,
+    204-295), with the same int32 numpy operations."""
+    if w2.min() >= 0:
+        mixed, inhibitory = 0, 0
+    elif w2.max() <= 0:
+        mixed, inhibitory = 0, 1
+    else:
+        mixed, inhibitory = 1, 0
+    w3 = (-w2 if inhibitory else w2).astype(np.int32)
+    w3 = np.clip(w3, -(2 ** 8) * mixed, 2 ** 8 - 1)
+    k = 8 - num_weight_bits + mixed
+    w3 = (w3 >> k) << k
+    w3 = -w3 if inhibitory else w3
+    return w3.astype(np.int64)
+
 
 def netx_dense_weights(weight: np.ndarray) -> tuple[np.ndarray | None, int, str | None]:
     """The integer weights and weight exponent netx's Lava Dense really uses for an HDF5 ``weight``.
@@ -76,93 +136,145 @@ def netx_dense_weights(weight: np.ndarray) -> tuple[np.ndarray | None, int, str 
     runs the layer exactly iff ``w_lava == weight << -weight_exp``; or ``(None, 0, reason)`` where
     netx fails on the matrix.
     """
-    w = np.asarray(weight).astype(np.int64)
-    if w.size == 0:
-        return None, 0, "it has no weights"
-    mx, mn = int(w.max()), int(w.min())
-    if mx > 254 and mn < 0:                       # utils.py:103-112: netx clips, with a warning
-        w = np.clip(w, -256, 254)
-        mx = int(w.max())
-    if mn < -256 and mx > 0:
-        w = np.clip(w, -256, 254)
-        mn = int(w.min())
-    if mx < 0:
-        signed, scale = 0, -256 / mn
-    elif mn >= 0:
-        if mx == 0:
-            return None, 0, ("netx's optimize_weight_bits fails on an all-zero weight matrix "
-                             "(255 / 0, then int(inf) shift; netx/utils.py:131-151)")
-        signed, scale = 0, 255 / mx
-    else:
-        signed = 1
-        scale = min(127 / mx if mx > 0 else np.inf, -128 / mn)
-    scale_bits = int(np.floor(np.log2(scale))) + signed
-    if scale_bits < 0:
-        return None, 0, f"weights in [{mn}, {mx}] exceed the 8-bit range netx scales to (netx/utils.py:124-151)"
-    n = 8
-    while n > 0 and np.abs(w / 2 ** n - np.round(w / 2 ** n)).sum() != 0:
-        n -= 1
-    n -= signed
-    num_weight_bits = 8 - scale_bits - n
-    w2 = np.left_shift(w.astype(np.int32), scale_bits)
-    # Lava's Dense (fixed_pt): determine_sign_mode (min >= 0 / max <= 0), clip_weights(num_bits=8),
-    # truncate_weights(num_weight_bits), exactly as SP/lava/utils/weightutils.py computes them.
-    if w2.min() >= 0:
-        mixed, inhibitory = 0, 0
-    elif w2.max() <= 0:
-        mixed, inhibitory = 0, 1
-    else:
-        mixed, inhibitory = 1, 0
-    w3 = (-w2 if inhibitory else w2).astype(np.int32)
-    w3 = np.clip(w3, -(2 ** 8) * mixed, 2 ** 8 - 1)
-    k = 8 - num_weight_bits + mixed
-    w3 = (w3 >> k) << k
-    w3 = -w3 if inhibitory else w3
-    return w3.astype(np.int64), -scale_bits, None
+    opt = _netx_optimize(np.asarray(weight).astype(np.int64))
+    if isinstance(opt, str):
+        return None, 0, opt
+    w2, num_weight_bits, scale_bits = opt
+    return _lava_dense(w2, num_weight_bits), -scale_bits, None
 
 
-def _dense_problem(weight: np.ndarray, fmt: FixedPointFormat = LOIHI_FIXED_POINT) -> str | None:
-    """Why netx and snnc's engines would not run this dense matrix alike (None if they would)."""
-    w = np.asarray(weight, dtype=np.int64)
-    off = (w % fmt.weight_step != 0) | (w < fmt.weight_min) | (w > fmt.weight_max)
-    if off.any():
-        i, j = (int(x) for x in np.argwhere(off)[0])
-        return (f"weight[{i}, {j}] = {int(w[i, j])} is not a {fmt.name} dense weight (multiples of "
-                f"{fmt.weight_step} in [{fmt.weight_min}, {fmt.weight_max}], models/quant.py): snnc's engines "
-                f"clip and floor it as Lava's 8-bit mixed-sign Dense does, netx rescales and runs it as written")
-    w_lava, exp, why = netx_dense_weights(weight)
+def netx_dense_rec_weights(weight: np.ndarray, weight_rec: np.ndarray
+                           ) -> tuple[np.ndarray | None, np.ndarray | None, int, str | None]:
+    """:func:`netx_dense_weights` for a ``dense_rec`` layer: netx scales ``weight`` and ``weight_rec``
+    together, ``optimize_weight_bits(np.hstack((weight, weight_rec)))``, and splits the result
+    (SP/lava/lib/dl/netx/hdf5.py:393-407); its RecurrentDense then gives both Lava Dense processes that
+    ``num_weight_bits`` and ``weight_exp`` and no sign mode, so each re-derives its own
+    (netx/blocks/process.py:249-262). Returns ``(w_lava, w_rec_lava, weight_exp, None)`` or
+    ``(None, None, 0, reason)``."""
+    w, wr = np.asarray(weight).astype(np.int64), np.asarray(weight_rec).astype(np.int64)
+    opt = _netx_optimize(np.hstack((w, wr)))
+    if isinstance(opt, str):
+        return None, None, 0, opt
+    w2, num_weight_bits, scale_bits = opt
+    return (_lava_dense(w2[:, :w.shape[1]], num_weight_bits), _lava_dense(w2[:, w.shape[1]:], num_weight_bits),
+            -scale_bits, None)
+
+
+def _dense_problem(weight: np.ndarray, fmt: FixedPointFormat = LOIHI_FIXED_POINT,
+                   weight_rec: np.ndarray | None = None) -> str | None:
+    """Why netx and snnc's engines would not run this dense matrix (and a dense_rec layer's recurrent
+    ``weight_rec``, scaled with it) alike; None if they would."""
+    parts = {"weight": np.asarray(weight, dtype=np.int64)}
+    if weight_rec is not None:
+        parts["weight_rec"] = np.asarray(weight_rec, dtype=np.int64)
+    for key, w in parts.items():
+        off = (w % fmt.weight_step != 0) | (w < fmt.weight_min) | (w > fmt.weight_max)
+        if off.any():
+            i, j = (int(x) for x in np.argwhere(off)[0])
+            return (f"{key}[{i}, {j}] = {int(w[i, j])} is not a {fmt.name} dense weight (multiples of "
+                    f"{fmt.weight_step} in [{fmt.weight_min}, {fmt.weight_max}], models/quant.py): snnc's engines "
+                    f"clip and floor it as Lava's 8-bit mixed-sign Dense does, netx rescales and runs it as written")
+    if weight_rec is None:
+        w_lava, exp, why = netx_dense_weights(weight)
+        lava = {"weight": w_lava}
+    else:
+        w_lava, wr_lava, exp, why = netx_dense_rec_weights(weight, weight_rec)
+        lava = {"weight": w_lava, "weight_rec": wr_lava}
     if why is not None:
         return why
-    bad = np.argwhere(w_lava != np.asarray(weight, dtype=np.int64) << -exp)
-    if len(bad):
-        i, j = (int(x) for x in bad[0])
-        return (f"netx would run weight[{i}, {j}] = {int(weight[i, j])} as {w_lava[i, j] / 2 ** -exp:g} "
-                f"({len(bad)} weights change: netx's optimize_weight_bits and Lava's Dense disagree on "
-                f"the sign mode or clip, netx/utils.py:114-151, SP/lava/utils/weightutils.py:21-43, 250-295)")
+    for key, w in parts.items():
+        bad = np.argwhere(lava[key] != w << -exp)
+        if len(bad):
+            i, j = (int(x) for x in bad[0])
+            return (f"netx would run {key}[{i}, {j}] = {int(w[i, j])} as {lava[key][i, j] / 2 ** -exp:g} "
+                    f"({len(bad)} weights change: netx's optimize_weight_bits and Lava's Dense disagree on "
+                    f"the sign mode or clip, netx/utils.py:114-151, SP/lava/utils/weightutils.py:21-43, 250-295)")
     return None
+
+
+#: What to do with a recurrent graph that ``network.net`` cannot hold (named in the refusals).
+_REC_ADVICE = ("graph.h5 and graph.onnx hold this network; for a netx file, make each recurrence a population's "
+               "connection to itself (one Dense from the population back into it)")
+
+
+def _self_loop(pop: Population) -> tuple[QDense | None, str | None]:
+    """The population's recurrent synapse as netx's ``dense_rec`` holds it (one Dense from the population
+    back into itself, netx/blocks/process.py:203-306: ``neuron.s_out -> synapse_rec -> neuron.a_in``), None
+    if it has none, or why netx cannot hold its recurrence."""
+    rec = pop.recurrent_inputs
+    if not rec:
+        return None, None
+    other = [(s, src) for s, src in rec if src != pop.name]
+    if other:
+        syn, src = other[0]
+        return None, (f"population '{pop.name}' is on a cycle through '{src}' (synapse '{syn.name}': '{src}' -> "
+                      f"'{pop.name}'): netx's only recurrent layer, dense_rec, connects a population to itself "
+                      f"(RecurrentDense, netx/blocks/process.py:203-306; netx connects each block only to the next, "
+                      f"hdf5.py:636-663); {_REC_ADVICE}")
+    if len(rec) > 1:
+        return None, (f"population '{pop.name}' has {len(rec)} synapses from itself "
+                      f"({', '.join(s.name for s, _ in rec)}): netx's dense_rec holds one weight_rec "
+                      f"(hdf5.py:393-407); sum them into one Dense")
+    syn = rec[0][0]
+    if not isinstance(syn, QDense):
+        return None, f"'{syn.name}' -> '{pop.name}' is not a fixed-point layer (quantize the graph first)"
+    return syn, None
+
+
+def netx_layers(graph: Graph) -> list[tuple[QDense | QConv, QCubaLIF, QDense | None]] | str:
+    """The graph as netx's blocks: per population in order, its one feed-forward synapse, the
+    population and its self-connection (``dense_rec``'s ``weight_rec``, or None); or why netx cannot
+    hold the graph's shape (a chain of blocks, hdf5.py:580-689, each with at most a self-loop)."""
+    pops = graph.populations()
+    loops: dict[str, QDense | None] = {}
+    for pop in pops:                    # cycles first: a cycle through two populations is never a chain
+        loops[pop.name], why = _self_loop(pop)
+        if why:
+            return why
+    succ: dict[str, int] = {}
+    for a, b in graph.edges:
+        if loops.get(a) is None or b != loops[a].name:      # a self-loop is part of its layer
+            succ[a] = succ.get(a, 0) + 1
+    if any(k > 1 for k in succ.values()) or any(len(p.feedforward_inputs) != 1 for p in pops):
+        return "netx holds chains of layers only; this graph has populations with several inputs or outputs"
+    out = []
+    for pop in pops:
+        syn, neu = pop.feedforward_inputs[0][0], pop.neuron
+        if not isinstance(neu, QCubaLIF) or not isinstance(syn, (QDense, QConv)):
+            return f"'{syn.name}' -> '{neu.name}' is not a fixed-point layer (quantize the graph first)"
+        rec = loops[pop.name]
+        if rec is not None and not isinstance(syn, QDense):
+            return (f"population '{neu.name}' has a recurrent synapse '{rec.name}' and a conv input '{syn.name}': "
+                    f"netx's dense_rec is a dense layer (a 2-D weight and weight_rec, hdf5.py:393-407); "
+                    f"{_REC_ADVICE}, fed by a Dense")
+        out.append((syn, neu, rec))
+    return out
 
 
 def netx_limitation(graph: Graph) -> str | None:
     """Why netx cannot run ``graph`` exactly (None if it can): netx networks are chains of
-    binary-spike conv and dense blocks; a conv block must read the input or another conv block."""
-    if not graph.is_chain:
-        return "netx holds chains of layers only; this graph has populations with several inputs or outputs"
+    binary-spike conv and dense blocks; a conv block must read the input or another conv block; a dense
+    block may have a self-connection (``dense_rec``)."""
+    layers = netx_layers(graph)
+    if isinstance(layers, str):
+        return layers
     if graph.input.bits:
         return (f"netx has no graded ({graph.input.bits}-bit) input layer (input_message_bits is a "
                 f"Network() argument, not part of the file, netx/hdf5.py:64-76)")
     prev = "input"
-    for syn, neu in graph.layers():
-        if not isinstance(neu, QCubaLIF) or not isinstance(syn, (QDense, QConv)):
-            return f"'{syn.name}' -> '{neu.name}' is not a fixed-point layer (quantize the graph first)"
+    for syn, neu, rec in layers:
         if neu.bias_exp != 6 or neu.fmt != LOIHI_FIXED_POINT:
             return (f"'{neu.name}': netx fixes bias_exp = 6 and Lava's Loihi LIF encoding "
                     f"(netx/hdf5.py:151-159), this population has bias_exp {neu.bias_exp}, format {neu.fmt.name}")
         if isinstance(syn, QDense):
-            if syn.weight_exp != 0:
-                return f"netx cannot carry weight_exp {syn.weight_exp} of '{syn.name}' (netx computes its own)"
-            why = _dense_problem(syn.weight, neu.fmt)
+            for d in (syn, rec):
+                if d is not None and d.weight_exp != 0:
+                    return f"netx cannot carry weight_exp {d.weight_exp} of '{d.name}' (netx computes its own)"
+            why = _dense_problem(syn.weight, neu.fmt, None if rec is None else rec.weight)
             if why:
-                return f"dense layer '{syn.name}': {why}"
+                return (f"dense layer '{syn.name}': {why}" if rec is None else
+                        f"dense_rec layer '{syn.name}' + recurrent '{rec.name}' (scaled together by netx, "
+                        f"hdf5.py:401-407): {why}")
             prev = "dense"
             continue
         if prev == "dense":
@@ -188,7 +300,18 @@ GROUPS_KEY = "snncGroups"
 WRITER_ATTR = "writer"
 
 
+#: Attribute on a ``dense_rec`` layer that snnc writes when the recurrent synapse comes before the
+#: feed-forward one among the population's inputs (netx reads datasets only, netx/utils.py:22-77), so
+#: that :func:`read_netx` rebuilds the population's inputs in the graph's order.
+REC_FIRST_ATTR = "snncRecurrentFirst"
+
+
 # ------------------------------------------------------------------------ writer
+
+def _first_input_is(graph: Graph, neu: QCubaLIF, syn: QDense) -> bool:
+    pop = next(p for p in graph.populations() if p.neuron is neu)
+    return pop.inputs[0][0] is syn
+
 
 def _neuron_group(g: h5py.Group, neu: QCubaLIF) -> None:
     n = g.create_group("neuron")
@@ -211,7 +334,8 @@ def _conv_bias(neu: QCubaLIF, shape: tuple[int, int, int]) -> np.ndarray:
 
 
 def write_netx(graph: Graph, path: Path, timesteps: int) -> None:
-    """Write a fixed-point chain of dense and conv layers as a netx HDF5 file."""
+    """Write a fixed-point chain of dense and conv layers as a netx HDF5 file; a dense layer whose
+    population has a self-loop is written as ``dense_rec`` (``weight_rec`` = the loop's matrix)."""
     why = netx_limitation(graph)
     if why is not None:
         raise UnsupportedLayerError(f"{path}: cannot write a netx network: {why}.")
@@ -225,8 +349,9 @@ def write_netx(graph: Graph, path: Path, timesteps: int) -> None:
         inp["type"] = np.array([b"input"])
         inp["shape"] = np.array(graph.input.shape, dtype=np.int64)
         index, src_conv = 1, False
-        for syn, neu in graph.layers():
-            assert isinstance(neu, QCubaLIF)
+        blocks = netx_layers(graph)
+        assert not isinstance(blocks, str)
+        for syn, neu, rec in blocks:
             if isinstance(syn, QDense):
                 if src_conv:    # netx flattens a conv block's (W, H, C) output in torch order
                     fl = layers.create_group(str(index))
@@ -234,11 +359,15 @@ def write_netx(graph: Graph, path: Path, timesteps: int) -> None:
                     fl["shape"] = np.array([syn.in_size, 1, 1], dtype=np.int64)
                     index += 1
                 g = layers.create_group(str(index))
-                g["type"] = np.array([b"dense"])
+                g["type"] = np.array([b"dense" if rec is None else b"dense_rec"])
                 g["shape"] = np.array([neu.size], dtype=np.int64)
                 g["inFeatures"] = syn.in_size
                 g["outFeatures"] = syn.out_size
                 g["weight"] = syn.weight.astype(np.int32)
+                if rec is not None:     # slayer's cuba.Recurrent keys (slayer/block/base.py:1496-1557)
+                    g["weight_rec"] = rec.weight.astype(np.int32)
+                    if _first_input_is(graph, neu, rec):
+                        g.attrs[REC_FIRST_ATTR] = True
                 g["bias"] = np.asarray(neu.bias_mant).astype(np.int32)
                 src_conv = False
             else:
@@ -275,6 +404,7 @@ _LAYER_KEYS = {
     "input": {"type", "shape"},
     "flatten": {"type", "shape"},
     "dense": {"type", "shape", "weight", "bias", "delay", "neuron", "inFeatures", "outFeatures"},
+    "dense_rec": {"type", "shape", "weight", "weight_rec", "bias", "neuron", "inFeatures", "outFeatures"},
     "conv": {"type", "shape", "weight", "bias", "delay", "neuron", "stride", "padding", "dilation", "groups",
              "inChannels", "outChannels", "kernelSize", GROUPS_KEY},
 }
@@ -337,8 +467,8 @@ def _neuron(g: h5py.Group, where: str, kind: str, notes: list[str]) -> tuple[int
     messageBits) to Lava's LIF (hdf5.py:140-163). Keys netx ignores but that change what slayer
     trained (gradedSpike, refDelay, weight_exp, per-neuron decays) are refused unless neutral."""
     if "neuron" not in g:
-        if kind == "dense":    # netx's default: a non-leaky integrator that never spikes (hdf5.py:348-357)
-            notes.append(f"{where}: dense layer without a neuron group: netx's default non-leaky integrator "
+        if kind in ("dense", "dense_rec"):    # netx's default: a non-leaky integrator, never spikes (hdf5.py:348-357)
+            notes.append(f"{where}: {kind} layer without a neuron group: netx's default non-leaky integrator "
                          f"(iDecay 0, vDecay 4096, vThMant 1 << 18 - 1 = 1 << 17, hdf5.py:348-357), which never "
                          f"spikes")
             return 0, 4096, 1 << 17   # netx writes 1 << 18 - 1, which is 1 << 17
@@ -462,6 +592,64 @@ def _given_conv_input(shape: tuple[int, ...], w: np.ndarray, g: h5py.Group, wher
     return shape
 
 
+def _weight_rec(g: h5py.Group, where: str, n_out: int) -> np.ndarray:
+    """A ``dense_rec`` layer's recurrent matrix (n, n): slayer's ``cuba.Recurrent`` exports it as ``weight_rec``
+    (SP/lava/lib/dl/slayer/block/base.py:1529-1531); netx reshapes a flat one to (n, -1) (hdf5.py:396-399).
+    A ``delay`` is refused: netx's RecurrentDense with delays gives the recurrent synapse the feed-forward
+    delays and no weight_exp (netx/blocks/process.py:264-287), and slayer's Recurrent exports none."""
+    if "weight_rec" not in g or isinstance(g["weight_rec"], h5py.Group):
+        raise InputFileError(f"{where}: dense_rec layer without a real 'weight_rec' array (netx reads "
+                             f"layer_config['weight_rec'], hdf5.py:394-395)")
+    if "delay" in g:
+        raise UnsupportedLayerError(
+            f"{where}: dense_rec layer with a 'delay' is not supported: netx's RecurrentDense with delays gives "
+            f"its recurrent synapse the feed-forward delay matrix and drops the weight exponent "
+            f"(netx/blocks/process.py:264-287), so netx would not run it as written (slayer's cuba.Recurrent "
+            f"exports no delay). Export it without delay (supported: {SUPPORTED}).")
+    wr = _ints(g, "weight_rec", where)
+    if wr.ndim == 1 and wr.size % n_out == 0 and wr.size:
+        wr = wr.reshape(n_out, -1)
+    if wr.shape != (n_out, n_out):
+        raise InputFileError(f"{where}: dense_rec 'weight_rec' of shape {wr.shape} is not ({n_out}, {n_out}): "
+                             f"it feeds the layer's {n_out} neurons back into themselves (netx connects "
+                             f"neuron.s_out to it, netx/blocks/process.py:302-304)")
+    return wr
+
+
+def _rec_first(g: h5py.Group, where: str) -> bool:
+    """The ``snncRecurrentFirst`` attribute :func:`write_netx` sets (absent: False)."""
+    try:
+        v = g.attrs.get(REC_FIRST_ATTR, False)
+    except (OSError, TypeError, ValueError, KeyError, RuntimeError):
+        raise InputFileError(f"{where}: attribute '{REC_FIRST_ATTR}' cannot be read") from None
+    a = np.asarray(v)
+    if a.size != 1 or a.dtype.kind not in "biu":
+        raise InputFileError(f"{where}: attribute '{REC_FIRST_ATTR}' must be a boolean, got {str(v)[:40]}")
+    return bool(a.reshape(-1)[0])
+
+
+def _chain_with_loops(nodes: list, loops: dict[str, tuple[QDense, bool]], meta: dict) -> Graph:
+    """``Graph.chain(nodes)`` plus each population's recurrent synapse (population -> rec -> population),
+    the rec node right after its population, its edge into the population after the feed-forward one
+    (before it where the file says so, ``snncRecurrentFirst``)."""
+    order: list = []
+    edges: list[tuple[str, str]] = []
+    for a, b in zip(nodes[:-1], nodes[1:]):
+        loop = loops.get(b.name)
+        if loop is not None and loop[1]:
+            edges.append((loop[0].name, b.name))
+        edges.append((a.name, b.name))
+        if loop is not None:
+            if not loop[1]:
+                edges.append((loop[0].name, b.name))
+            edges.append((b.name, loop[0].name))
+    for n in nodes:
+        order.append(n)
+        if n.name in loops:
+            order.append(loops[n.name][0])
+    return Graph.build(order, edges, meta)
+
+
 @dataclass(frozen=True)
 class NetxImport:
     """A netx file read into a graph, and what was read: ``notes[0]`` summarises the network, the rest
@@ -479,8 +667,9 @@ def _shape_arg(shape: tuple[int, ...]) -> str:
 
 
 def read_netx(path: Path, input_shape: tuple[int, ...] | None = None) -> Graph:
-    """Read a netx HDF5 file (ours, or lava-dl's slayer ``export_hdf5`` of CUBA Dense/Conv/Flatten
-    blocks) back into a fixed-point graph that computes what netx's Lava network computes.
+    """Read a netx HDF5 file (ours, or lava-dl's slayer ``export_hdf5`` of CUBA Dense/Conv/Flatten/Recurrent
+    blocks; a ``dense_rec`` layer becomes a population with a self-loop ``rec<k>``) back into a fixed-point
+    graph that computes what netx's Lava network computes.
     ``input_shape`` ((C, H, W) or (F,)) is the input for a file without an input layer (netx's
     ``Network(input_shape=...)``); where the file has one, it must say the same."""
     return read_netx_file(path, input_shape).graph
@@ -522,6 +711,7 @@ def _read_netx_file(path: Path, input_shape: tuple[int, ...] | None = None) -> N
         flatten = False
         npop = 0
         summary: list[str] = []
+        loops: dict[str, tuple[QDense, bool]] = {}   # population -> (its dense_rec weight_rec, listed first)
         for k in keys:
             where = f"{path} layer {k}"
             g = group(layer, k, where)
@@ -559,19 +749,13 @@ def _read_netx_file(path: Path, input_shape: tuple[int, ...] | None = None) -> N
                 _extra_keys(g, kind, where, notes)
                 flatten = True
                 continue
-            if kind == "dense_rec":
-                raise UnsupportedLayerError(
-                    f"{where}: layer type 'dense_rec' is not supported: a recurrent dense layer (slayer's "
-                    f"cuba.Recurrent; netx runs it as a RecurrentDense, hdf5.py:638-650, 401-407, 454-455) feeds its "
-                    f"own spikes back, and snnc's graphs are feed-forward (compiler/ir.py Graph). Train a "
-                    f"feed-forward network (supported: {SUPPORTED}).")
             if kind in ("pool", "average", "concat", "convT", "unpool"):
                 raise UnsupportedLayerError(
                     f"{where}: layer type '{kind}' is not supported: netx itself cannot load it (it raises "
                     f"NotImplementedError, hdf5.py:546-564, 625-633, 679-683). "
                     + ("Pool with a strided cuba.Conv block instead " if kind == "pool" else "")
                     + f"(supported: {SUPPORTED}).")
-            if kind not in ("dense", "conv"):
+            if kind not in ("dense", "dense_rec", "conv"):
                 raise UnsupportedLayerError(f"{where}: layer type '{kind}' is not supported by this reader "
                                             f"(supported: {SUPPORTED}).")
             if "weight" not in g or isinstance(g["weight"], h5py.Group):
@@ -654,7 +838,7 @@ def _read_netx_file(path: Path, input_shape: tuple[int, ...] | None = None) -> N
                 summary.append(f"conv {k_h}x{k_w}/{syn.stride[0]},{syn.stride[1]} -> {out}")
                 cur, prev = out, "conv"
                 continue
-            # dense
+            # dense, dense_rec
             if prev == "conv" and not flatten:
                 raise UnsupportedLayerError(f"{where}: a dense layer right after a conv layer needs a flatten "
                                             f"layer between them (netx connects the conv block's (W, H, C) "
@@ -672,7 +856,9 @@ def _read_netx_file(path: Path, input_shape: tuple[int, ...] | None = None) -> N
                 w = w.reshape(n_out, -1)          # as netx does (hdf5.py:396-397)
             if w.ndim != 2 or w.shape[0] != n_out:
                 raise InputFileError(f"{where}: dense weight {w.shape} does not fit shape ({n_out},)")
-            _delay(g, where, kind, w.shape, notes)
+            w_rec = _weight_rec(g, where, n_out) if kind == "dense_rec" else None
+            if w_rec is None:
+                _delay(g, where, kind, w.shape, notes)
             if cur is None:
                 if input_shape is not None and math.prod(input_shape) != w.shape[1]:
                     raise SnncError(f"--input-shape {_shape_arg(input_shape)}: {math.prod(input_shape)} values, but "
@@ -683,9 +869,13 @@ def _read_netx_file(path: Path, input_shape: tuple[int, ...] | None = None) -> N
             if int(np.prod(cur)) != w.shape[1]:
                 raise InputFileError(f"{where}: dense weight reads {w.shape[1]} inputs, the layer before "
                                      f"has {int(np.prod(cur))}")
-            why = _dense_problem(w)
+            why = _dense_problem(w, weight_rec=w_rec)
             if why:
-                raise UnsupportedLayerError(f"{where}: dense layer that netx does not run as written: {why}.")
+                raise UnsupportedLayerError(f"{where}: {kind} layer that netx does not run as written: {why}"
+                                            + (" (netx scales weight and weight_rec together, hdf5.py:401-407)"
+                                               if w_rec is not None else "")
+                                            + f". Export the weights as slayer's quantize_8bit writes them (even "
+                                              f"integers in [-256, 254]) (supported: {SUPPORTED}).")
             bias = np.zeros(n_out, dtype=np.int64)
             if "bias" in g:
                 b = _ints(g, "bias", where)
@@ -694,7 +884,10 @@ def _read_netx_file(path: Path, input_shape: tuple[int, ...] | None = None) -> N
                 bias = np.broadcast_to(b.reshape(-1), (n_out,)).copy()
             nodes.append(QDense(f"fc{npop}", w, 0))
             nodes.append(QCubaLIF(f"lif{npop}", n_out, du, dv, vth, bias))
-            summary.append(f"{'flatten + ' if flattened else ''}dense {int(w.shape[1])}->{n_out}")
+            if w_rec is not None:
+                loops[f"lif{npop}"] = (QDense(f"rec{npop}", w_rec, 0), _rec_first(g, where))
+            summary.append(f"{'flatten + ' if flattened else ''}{kind} {int(w.shape[1])}->{n_out}"
+                           + (f" (+ recurrent {n_out}->{n_out})" if w_rec is not None else ""))
             cur, prev = (n_out,), "dense"
         if npop == 0:
             raise InputFileError(f"{path}: the file has no conv or dense layer.")
@@ -708,13 +901,14 @@ def _read_netx_file(path: Path, input_shape: tuple[int, ...] | None = None) -> N
             raise InputFileError(f"{path}: /simulation/{what} = {value}; expected a number of steps in "
                                  f"[1, {MAX_TIMESTEPS}].")
     try:
-        graph = Graph.chain(nodes, meta={"source": str(path), "timesteps": tsample})
+        graph = _chain_with_loops(nodes, loops, meta={"source": str(path), "timesteps": tsample})
     except GraphError as e:
         raise InputFileError(f"{path}: the layers do not form a valid network: {e}") from None
     why = sample_size_problem(tsample, graph.input.size) if tsample is not None else None
     if why:
         raise InputFileError(f"{path}: /simulation/tSample: {why}.")
-    neurons = ", ".join(f"{n.name} ({n.du}, {n.dv}, {n.vth})" for _, n in graph.layers())
+    neurons = ", ".join(f"{p.name} ({p.neuron.du}, {p.neuron.dv}, {p.neuron.vth})"  # type: ignore[union-attr]
+                        for p in graph.populations())
     if tsample is None:
         timing = ("no /simulation/tSample (lava-dl's export_hdf5 writes none): the sample length comes from "
                   "snn-compile --timesteps")
@@ -728,5 +922,5 @@ def _read_netx_file(path: Path, input_shape: tuple[int, ...] | None = None) -> N
     return NetxImport(graph, (head, *notes), writer, ts, tsample)
 
 
-__all__ = ["netx_limitation", "netx_dense_weights", "write_netx", "read_netx", "read_netx_file", "NetxImport",
-           "SUPPORTED", "GROUPS_KEY", "WRITER_ATTR"]
+__all__ = ["netx_limitation", "netx_layers", "netx_dense_weights", "netx_dense_rec_weights", "write_netx", "read_netx",
+           "read_netx_file", "NetxImport", "SUPPORTED", "GROUPS_KEY", "WRITER_ATTR", "REC_FIRST_ATTR"]

@@ -12,13 +12,16 @@ Signature of the ONNX graph (``b`` = the symbolic batch dimension ``N``, ``dims`
 
     inputs   <input>          float32 (N, *input.shape)  this step's input (0/1, or graded integers)
              <input>/s_prev   float32                     the input of the previous step
-             <pop>/u_prev     int32   (N, *dims)          per population, in topological order
+             <pop>/u_prev     int32   (N, *dims)          per population, in Graph.populations() order
              <pop>/v_prev     int32
              <pop>/s_prev     float32                     its spikes of the previous step
     outputs  <output>         float32                     the network output (the Output node's spikes)
              <input>/s, <pop>/u, <pop>/v, <pop>/s         the new state: output X feeds input X_prev next step
 
-Zero state starts every sample. Each synapse reads its source's ``s_prev`` (that is the delay):
+Zero state starts every sample. Each synapse reads its source's ``s_prev`` (that is the delay). A
+recurrent synapse (compiler/ir.py: a cycle through one or more populations) is no different: it reads
+``<pop>/s_prev`` of a population in its own cycle, a graph input fed back from ``<pop>/s``, so the ONNX
+graph stays acyclic and the step function holds any cycle of Dense synapses with nothing added:
 
 * ``QDense``: [``Flatten``] [``Cast`` to double] -> ``Gemm(transB=1)`` with ``Cast(<syn>/weight)`` ->
   ``Mul(<syn>/scale = 2**weight_exp)`` -> [``Floor`` when weight_exp < 0: Lava's arithmetic shift]

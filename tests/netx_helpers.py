@@ -35,7 +35,8 @@ def run_netx(path: Path, x: np.ndarray, in_shape: tuple[int, ...]) -> list[np.nd
     is transposed into it and every conv block's output back out of it.
 
     A batch runs in one Lava network, ``T`` steps per sample, and between samples every block's ``u``,
-    ``v`` (LIF) and synapse buffer (Dense/DelayDense ``a_buff``, Conv ``a_buf``) are set back to 0, as
+    ``v`` (LIF) and synapse buffers (Dense/DelayDense ``a_buff``, Conv ``a_buf``, a RecurrentDense's
+    ``synapse_rec.a_buff``: the last step's recurrent spikes) are set back to 0, as
     snnc's runtime does (runtime/lava_backend.py ``_reset``), so each sample starts from zero state
     like hwsim's. Lava's ring buffers index with ``(time_step - 1) % buffer``
     (SP/lava/proc/io/source.py:40-44, sink.py:48-52), so sample k reads and writes columns k*T..k*T+T-1.
@@ -75,6 +76,8 @@ def run_netx(path: Path, x: np.ndarray, in_shape: tuple[int, ...]) -> list[np.nd
                     block.neuron.v.set(np.zeros(block.neuron.v.shape))
                     buf = block.synapse.a_buff if hasattr(block.synapse, "a_buff") else block.synapse.a_buf
                     buf.set(np.zeros(buf.shape))
+                    if hasattr(block, "synapse_rec"):   # RecurrentDense (dense_rec): its own Dense's buffer
+                        block.synapse_rec.a_buff.set(np.zeros(block.synapse_rec.a_buff.shape))
             net.run(condition=RunSteps(num_steps=steps), run_cfg=cfg)
         got = [s.data.get() for s in sinks]
     finally:

@@ -141,10 +141,6 @@ def test_accepts_with_a_note_what_does_not_change_the_network(tmp_path: Path) ->
 
 REFUSALS: dict[str, tuple[Any, type, str, str]] = {
     # name: (build(f), error, what the message says after "PATH layer I: ", and what to do)
-    "dense_rec": (lambda f: _slayer_layer(f, 0, "dense_rec", {}, shape=np.array([3]), weight=np.full((3, 4), 2.0),
-                                          weight_rec=np.full((3, 3), 2.0)),
-                  UnsupportedLayerError, r"layer 0: layer type 'dense_rec' is not supported: a recurrent dense layer",
-                  "Train a feed-forward network"),
     "dense_delay": (lambda f: _dense(f, 0, 4, 3, delay=np.array([0.0, 2.0, 0.0], np.float32)),
                     UnsupportedLayerError, r"layer 0: dense layer with synaptic delays \(up to 2 steps; slayer's "
                     r"delay=True\) is not supported: netx runs them with Lava's DelayDense",

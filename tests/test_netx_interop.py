@@ -229,7 +229,7 @@ def _cuba(g: h5py.Group, kind: str = "CUBA") -> None:
 def test_read_netx_names_file_layer_and_type_of_what_it_cannot_read(tmp_path: Path) -> None:
     conv = dict(shape=np.array([2, 4, 4]), weight=np.ones((2, 1, 3, 3)), stride=np.array([1, 1]),
                 padding=np.array([1, 1]), dilation=np.array([1, 1]), groups=1)
-    for kind in ("pool", "average", "concat", "convT", "unpool", "dense_rec", "dense_comp"):
+    for kind in ("pool", "average", "concat", "convT", "unpool", "dense_comp"):
         path = tmp_path / f"{kind}.net"
         with h5py.File(path, "w") as f:
             _layer(f, 0, "input", shape=np.array([1, 4, 4]))
