@@ -3,7 +3,7 @@
     python benchmarks/run_all.py [--out bench-out] [--quick]
 
 Runs, one after the other (never side by side: each wants the whole machine), as child processes:
-hwsim_vs_lava.py, hwsim_scaling.py, train_throughput.py, compile_time.py, accuracy.py. Writes OUT/results.json
+hwsim_vs_lava.py, hwsim_scaling.py, train_throughput.py, recurrent_training.py, compile_time.py, accuracy.py. Writes OUT/results.json
 (everything measured, with the machine) and OUT/hwsim_scaling.png, and prints the tables that
 docs/performance.md reproduces. ``--quick`` shrinks every run (a smoke test of the scripts).
 """
@@ -64,6 +64,11 @@ def summary(r: dict[str, Any]) -> str:
     for steps, ratio in t["ratio_snnc_over_fastest_other"].items():
         mine = ", ".join(f"{k} {v:.2f}" for k, v in ratio.items() if k != "fastest_other")
         lines.append(f"\nT={steps}: snnc / fastest other ({ratio['fastest_other']}): {mine}")
+    if "recurrent_training" in r:
+        import recurrent_training
+
+        lines += ["", "## Recurrent training throughput (snnc rmlp vs snnTorch RLeaky / RSynaptic)", "",
+                  "```", recurrent_training.table(r["recurrent_training"]), "```"]
     lines += ["", "## Compile time", "", "| arch | input | T | compile s | peak MiB | neurons | cores |",
               "|---|---|---|---|---|---|---|"]
     for c in r["compile_time"]["results"]:
@@ -86,6 +91,7 @@ def main() -> None:
         "hwsim_vs_lava": child(args.out, "hwsim_vs_lava.py", "--out", out, *quick_lava),
         "hwsim_scaling": child(args.out, "hwsim_scaling.py", "--out", out, *(["--quick"] if args.quick else [])),
         "train_throughput": child(args.out, "train_throughput.py", *(["--steps", "3"] if args.quick else [])),
+        "recurrent_training": child(args.out, "recurrent_training.py", *(["--quick"] if args.quick else [])),
         "compile_time": child(args.out, "compile_time.py", "--out", out,
                               *(["--archs", "mlp", "lenet"] if args.quick else [])),
         "accuracy": child(args.out, "accuracy.py", "--out", str(args.out / "accuracy"),

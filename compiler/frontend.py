@@ -16,7 +16,7 @@ from snnc.models.datasets import DEFAULT_TIMESTEPS, sample_size_problem
 from snnc.models.conv import ConvSynapses, CubaConv, Flatten, ResidualBlock, SpikeDropout, SumPool
 from snnc.models.network import (LAYER_ADVICE, POPULATION_LAYERS, SUPPORTED_LAYERS, TORCH_SHAPE_LAYERS, TRANSFORMS,
                                   SpikingNet)
-from snnc.models.neurons import CubaDense, CubaNeurons
+from snnc.models.neurons import CubaDense, CubaNeurons, CubaRecurrentDense
 
 
 def as_spiking_net(module: nn.Module, source: str) -> SpikingNet:
@@ -102,7 +102,8 @@ class _Builder:
         return Conv(name, weight, src.shape, groups=geom.groups, **g)  # type: ignore[arg-type]
 
     def dense_layer(self, layer: CubaDense, src: _Source) -> _Source:
-        """fc{k} -> lif{k}, with NeuNorm's auxiliary population and signed input as real nodes."""
+        """fc{k} -> lif{k}, with NeuNorm's auxiliary population and signed input as real nodes; a
+        recurrent layer's synapses onto itself as the Dense self-loop lif{k} -> lif{k}.rec -> lif{k}."""
         aux_name = next(self.names) if layer.aux is not None else None
         name = next(self.names)
         k = name[3:]
@@ -118,6 +119,9 @@ class _Builder:
             self.add(_population(aux_name, layer.aux, None, self.model.hardware_exact), f"nn{k}.in")
             self.add(Dense(f"nn{k}.inh", _weights(layer.inhibition())), aux_name)
             self.edges.append((f"nn{k}.inh", name))
+        if isinstance(layer, CubaRecurrentDense):
+            self.add(Dense(f"{name}.rec", _weights(layer.recurrent_weight)), name)
+            self.edges.append((f"{name}.rec", name))
         return _Source(name, (layer.out_features,))
 
     def conv_layer(self, layer: CubaConv, src: _Source,
@@ -142,7 +146,8 @@ class _Builder:
 def graph_from_module(model: SpikingNet, meta: dict[str, Any] | None = None) -> Graph:
     """Every population becomes ``lif{k}`` fed by ``fc{k}`` (Dense) or ``conv{k}`` (Conv); a residual
     block's shortcut is ``skip{k}`` into the block's second population; NeuNorm's auxiliary population
-    is ``aux{k}`` (``nn{k}.in`` from the layer's source, ``nn{k}.inh`` into ``lif{k}``); signed input is
+    is ``aux{k}`` (``nn{k}.in`` from the layer's source, ``nn{k}.inh`` into ``lif{k}``); a recurrent
+    layer's own synapses are the Dense ``lif{k}.rec`` from ``lif{k}`` back into it; signed input is
     two input channels with weights ``[W, -W]``; an encoding layer is graded input (``Input.bits``).
     Sum pooling is folded into the synapses after it, BatchNorm into its layer, dropout removed; what
     was lowered is listed in ``meta['lowered']``."""

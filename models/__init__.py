@@ -17,10 +17,10 @@ from typing import Any
 #: public name -> the submodule that defines it
 _EXPORTS = {
     # layers and the network
-    "CubaDense": "neurons", "CubaNeurons": "neurons",
+    "CubaDense": "neurons", "CubaNeurons": "neurons", "CubaRecurrentDense": "neurons",
     "CubaConv": "conv", "ResidualBlock": "conv", "SumPool": "conv", "SpikingPool": "conv", "Flatten": "conv",
     "SpikeDropout": "conv",
-    "SpikingNet": "network", "ARCHS": "network", "mlp": "network", "LAYER_ADVICE": "network",
+    "SpikingNet": "network", "ARCHS": "network", "mlp": "network", "rmlp": "network", "LAYER_ADVICE": "network",
     "Readout": "readout",
     # training
     "Rule": "rules", "RULES": "rules", "make_rule": "rules",

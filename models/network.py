@@ -14,19 +14,20 @@ from torch import nn
 
 from snnc.errors import UnsupportedLayerError
 from snnc.models.conv import CubaConv, Flatten, ResidualBlock, SpikeDropout, SpikingPool, SumPool
-from snnc.models.neurons import CubaDense, CubaNeurons
+from snnc.models.neurons import CubaDense, CubaNeurons, CubaRecurrentDense
 from snnc.models.readout import Readout
 from snnc.models.rules import Rule, STBPRect, make_rule
 from snnc.models.zoo import LAYOUTS, build_layers
 
 #: layer ``kind`` in a spec -> constructor. The compiler's frontend has the matching table.
 LAYER_KINDS: dict[str, Callable[..., nn.Module]] = {
-    "cuba_dense": CubaDense, "cuba_conv": CubaConv, "residual": ResidualBlock, "sum_pool": SumPool,
+    "cuba_dense": CubaDense, "cuba_recurrent_dense": CubaRecurrentDense, "cuba_conv": CubaConv, "residual": ResidualBlock, "sum_pool": SumPool,
     "flatten": Flatten, "dropout": SpikeDropout, "spiking_pool": SpikingPool}
 POPULATION_LAYERS = (CubaDense, CubaConv, ResidualBlock)
 TRANSFORMS = (SumPool, Flatten, SpikeDropout)
 #: What snnc layers are, in one line (errors of SpikingNet and of the compiler's frontend quote it).
-SUPPORTED_LAYERS = ("CubaDense (Linear synapses + CUBA-LIF neurons), CubaConv (Conv2d + CUBA-LIF, optional "
+SUPPORTED_LAYERS = ("CubaDense (Linear synapses + CUBA-LIF neurons), CubaRecurrentDense (CubaDense plus recurrent "
+                    "synapses onto itself), CubaConv (Conv2d + CUBA-LIF, optional "
                     "BatchNorm), ResidualBlock, SumPool, SpikingPool, Flatten, SpikeDropout (all importable from "
                     "snnc.models), and torch's nn.Flatten / nn.Dropout / nn.Identity (converted)")
 #: torch layer -> the snnc layer that does its job on the chip
@@ -147,6 +148,11 @@ class SpikingNet(nn.Module):
         if self.rule.custom_layer_backward:
             for i, layer in enumerate(self.layers):
                 what = layer.elements() if hasattr(layer, "elements") else [type(layer).__name__]  # type: ignore[operator]
+                if isinstance(layer, CubaRecurrentDense):
+                    raise UnsupportedLayerError(
+                        f"rule '{self.rule.name}' forms each layer's gradient from whole spike trains and has no "
+                        f"gradient through recurrent synapses, so it cannot train layer {i} (CubaRecurrentDense): "
+                        f"use a surrogate-gradient rule (e.g. --rule stbp-rect) with --arch rmlp, or --arch mlp.")
                 if what:
                     raise UnsupportedLayerError(
                         f"rule '{self.rule.name}' computes its gradient from spike trains and cannot train layer "
@@ -302,13 +308,23 @@ def _output_params(neuron: dict[str, Any], arch: dict[str, Any], readout: Readou
     return params
 
 
-def mlp(input_size: int, num_classes: int, hidden: tuple[int, ...] = (128,), **neuron: Any) -> SpikingNet:
-    """The ``--arch mlp`` network: input -> hidden CUBA-LIF layers -> output layer.
+def mlp(input_size: int, num_classes: int, hidden: tuple[int, ...] = (128,), *, recurrent: bool = False,
+        **neuron: Any) -> SpikingNet:
+    """The ``--arch mlp`` network: input -> hidden CUBA-LIF layers -> output layer (``recurrent``: the
+    hidden layers are :class:`CubaRecurrentDense`, ``--arch rmlp``).
 
     The rule's architecture elements (``Rule.architecture``) shape it: the readout (and so the output
     layer's size and kind), an encoding first layer, signed input, NeuNorm on the hidden layers' inputs.
     """
     hw, rule, arch, readout = _architecture(neuron)
+    if recurrent and rule.custom_layer_backward:
+        raise UnsupportedLayerError(
+            f"--arch rmlp: rule '{rule.name}' forms each layer's gradient from whole spike trains and has no "
+            f"gradient through recurrent synapses: use a surrogate-gradient rule (e.g. --rule stbp-rect), or "
+            f"--arch mlp.")
+    if recurrent and not hidden:
+        raise UnsupportedLayerError("--arch rmlp needs at least one hidden layer (--hidden N): the hidden layers "
+                                    "are the recurrent ones")
     encoding = arch.get("encoding", "rate")
     sizes = [input_size, *hidden, readout.neurons(num_classes)]
     layers = []
@@ -320,9 +336,18 @@ def mlp(input_size: int, num_classes: int, hidden: tuple[int, ...] = (128,), **n
             extra["signed_input"] = True
         if i > 0 and arch.get("neunorm_decay") is not None:
             extra["neunorm_decay"] = arch["neunorm_decay"]
-        params = _output_params(neuron, arch, readout) if i == len(sizes) - 2 else dict(neuron)
-        layers.append(CubaDense(a, b, **params, **extra))
+        last = i == len(sizes) - 2
+        params = _output_params(neuron, arch, readout) if last else dict(neuron)
+        layers.append((CubaRecurrentDense if recurrent and not last else CubaDense)(a, b, **params, **extra))
     return SpikingNet(layers, hardware_exact=hw, rule=rule, readout=readout)
+
+
+def rmlp(input_size: int, num_classes: int, hidden: tuple[int, ...] = (128,), **neuron: Any) -> SpikingNet:
+    """The ``--arch rmlp`` network: :func:`mlp` with every hidden layer recurrent
+    (:class:`CubaRecurrentDense`: its neurons also receive their own spikes of the step before); the
+    output layer stays feed-forward. Rules whose gradient cannot pass recurrent synapses (HM2-BP) are
+    refused."""
+    return mlp(input_size, num_classes, hidden, recurrent=True, **neuron)
 
 
 def conv_arch(name: str) -> Callable[..., SpikingNet]:
@@ -349,4 +374,4 @@ def conv_arch(name: str) -> Callable[..., SpikingNet]:
     return build
 
 
-ARCHS: dict[str, Callable[..., SpikingNet]] = {"mlp": mlp, **{name: conv_arch(name) for name in LAYOUTS}}
+ARCHS: dict[str, Callable[..., SpikingNet]] = {"mlp": mlp, "rmlp": rmlp, **{name: conv_arch(name) for name in LAYOUTS}}

@@ -18,7 +18,8 @@ from torch import nn
 
 from snnc.models.quant import (LOIHI_FIXED_POINT, FixedPointFormat, bias_to_int, choose_weight_scale,
                                decay_to_int, threshold_to_int, trunc_ste, weight_to_int)
-from snnc.models.recurrence import CubaConstants, cuba_recurrence, float_synapses, integer_synapses
+from snnc.models.recurrence import (CubaConstants, cuba_recurrence, cuba_recurrent_dense, float_synapses,
+                                    integer_synapses)
 from snnc.models.rules import Rule
 
 
@@ -327,3 +328,74 @@ class CubaDense(CubaNeurons):
     def forward(self, s_in: torch.Tensor, rule: Rule, hardware_exact: bool) -> torch.Tensor:
         """Input (batch, T, in) -> output (batch, T, out), with the one-step synaptic delay."""
         return self.traces(s_in, rule, hardware_exact)[-1]
+
+
+class CubaRecurrentDense(CubaDense):
+    """A :class:`CubaDense` layer whose neurons also receive their own spikes through recurrent Dense
+    synapses ``recurrent_weight`` (out, out): step t's synaptic input is
+
+        a[t] = W s_in[t-1] + W_rec s[t-1]
+
+    the chip's timing, every synapse delaying one step (compiler/ir.py): Lava's Dense sends the sum of
+    the previous step's spikes (SP/lava/proc/dense/models.py:93-107, "prevents deadlocking in networks
+    with recurrent connectivity"), and the LIF's input port adds its two Dense inputs
+    (SP/lava/magma/core/model/py/ports.py:333-350) before the ``<< 6`` (SP/lava/proc/lif/models.py:154-157).
+
+    Both weights are in threshold units and share the population's one fixed-point format
+    (``weight_scale``, chosen from all of its synapses by :meth:`refit_format`); hardware-exact mode
+    uses the integers the chip holds for both. The feed-forward synapses are one GEMM over all
+    timesteps; the recurrent ones run inside the fused step loop
+    (:func:`snnc.models.recurrence.cuba_recurrent_dense`, hand-written backward through time).
+    Everything else is CubaDense's (encoding layer, signed input, NeuNorm); the neurons must spike.
+    The compiler deploys the recurrent synapses as a Dense self-loop ``lif{k}.rec``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, **kwargs: Any):
+        if kwargs.get("spiking", True) is not True:
+            raise ValueError("a recurrent layer must spike (spiking=False, a readout integrator, has no spikes "
+                             "to feed back): make the output layer a CubaDense")
+        self._building = True                        # CubaDense's refit_format runs before W_rec exists
+        super().__init__(in_features, out_features, **kwargs)
+        n = self.out_features
+        self.recurrent_weight = nn.Parameter(torch.empty(n, n))
+        nn.init.uniform_(self.recurrent_weight, -1.0 / n**0.5, 1.0 / n**0.5)
+        self._building = False
+        if kwargs.get("weight_scale") is None:
+            self.refit_format()
+
+    @property
+    def fan_in(self) -> int:
+        """Feed-forward and recurrent inputs per neuron (learning-rate scaling sees both)."""
+        return self.in_features + self.out_features
+
+    def spec(self) -> dict[str, Any]:
+        return {**super().spec(), "kind": "cuba_recurrent_dense"}
+
+    def elements(self) -> list[str]:
+        return [*super().elements(), "recurrent synapses"]
+
+    def synapse_weights(self) -> list[torch.Tensor]:
+        """CubaDense's, and the recurrent weight (the population's format covers both)."""
+        return [*super().synapse_weights(), *(() if self._building else (self.recurrent_weight,))]
+
+    def integer_params(self) -> dict[str, Any]:
+        with torch.no_grad():
+            w = weight_to_int(self.recurrent_weight.double(), self.weight_scale, self.fmt).to(torch.int64)
+        return {**super().integer_params(), "recurrent_weight": w}
+
+    def _neuron_traces(self, a: torch.Tensor, bias: torch.Tensor | float, rule: Rule,
+                       hardware_exact: bool) -> torch.Tensor:
+        """CubaNeurons' recurrence with the recurrent synapses inside the step loop."""
+        keep = 1.0 - self.voltage_decay
+
+        def grad_scale(spikes: torch.Tensor) -> torch.Tensor | None:
+            return rule.spike_gradient_scale(spikes, keep)
+
+        if hardware_exact:
+            c = CubaConstants.hardware_mode(decay_to_int(self.current_decay), decay_to_int(self.voltage_decay),
+                                            self.chip_threshold(), self.state_unit, rule, True, self.fmt)
+            w = weight_to_int(self.recurrent_weight.double(), self.weight_scale, self.fmt)
+        else:
+            c = CubaConstants.float_mode(self.current_decay, self.voltage_decay, self.threshold, rule, True)
+            w = self.recurrent_weight.to(a.dtype)
+        return cuba_recurrent_dense(a, bias, w, c, rule, self.fmt, grad_scale)

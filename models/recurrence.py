@@ -9,11 +9,17 @@ step in the reverse loop. Hardware-exact mode stays bit-identical (integer-value
 rounding, wrap and clip as in ``cuba_hw_step``); wraps and clips that provably cannot trigger for
 the given input (bounded from ``max |a|`` and the decays) are skipped, which changes no value.
 tests/test_recurrence.py checks both against the step functions, forward and backward.
+
+Recurrent synapses (:func:`cuba_recurrent_dense`, a population's own spikes fed back through a
+Dense ``W_rec``): the feed-forward input stays one GEMM over all timesteps; only ``W_rec s[t-1]``
+is added inside the step loop (one small GEMM per step), and the backward adds ``W_rec^T grad_a[t+1]``
+to the gradient of ``s[t]`` per step; ``grad W_rec = sum_t grad_a[t]^T s[t-1]`` is one GEMM after
+the loop. tests/test_recurrent_training.py checks it against the step functions run step by step.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -79,11 +85,34 @@ def _hardware_guards(a_max: float, b_max: float, c: CubaConstants, steps: int,
     return need_int32, u_max >= top, v_max >= top - 1
 
 
-def _forward(a: torch.Tensor, bias: torch.Tensor | float, c: CubaConstants, fmt: FixedPointFormat
+class _RecurrentInput:
+    """``s @ w_rec.T`` for one step's spikes ``s`` (batch, n), in ``a``'s dtype; :meth:`add_scaled_`
+    adds ``scale * s @ w_rec.T`` into a state in place (one GEMM, ``addmm_``)."""
+
+    def __init__(self, w_rec: torch.Tensor, a: torch.Tensor, scale: float = 1.0):
+        w = w_rec.detach()
+        self.dtype = a.dtype
+        self.max_row_sum = float(w.abs().sum(dim=1).max()) if w.numel() else 0.0
+        self.wt = w.to(a.dtype).t()
+        self.wt_scaled = (w.to(a.dtype) * scale).t().contiguous() if scale != 1.0 else self.wt
+
+    def __call__(self, s: torch.Tensor) -> torch.Tensor:
+        return s.to(self.dtype) @ self.wt
+
+    def add_scaled_(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        return x.addmm_(s.to(self.dtype), self.wt_scaled)
+
+
+def _forward(a: torch.Tensor, bias: torch.Tensor | float, c: CubaConstants, fmt: FixedPointFormat,
+             w_rec: torch.Tensor | None = None
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """-> (output (batch, T, n): spikes or v after the reset; v before the reset; spikes (bool);
-    clip mask (hardware mode, only where the clip can trigger))."""
+    clip mask (hardware mode, only where the clip can trigger)).
+
+    ``w_rec`` (n, n): recurrent synapses, step t's input is ``a[t] + w_rec @ s[t-1]`` (spiking only;
+    in hardware mode integer-valued: every sum is an integer below 2**53, exact in any order)."""
     batch, steps, n = a.shape
+    rec = _RecurrentInput(w_rec, a, c.a_scale) if w_rec is not None else None
     vpre = a.new_empty(batch, steps, n)                    # step t: the strided view [:, t]
     spikes = torch.empty(batch, steps, n, dtype=torch.bool, device=a.device)
     vout = None if c.spiking else a.new_empty(batch, steps, n)
@@ -95,6 +124,8 @@ def _forward(a: torch.Tensor, bias: torch.Tensor | float, c: CubaConstants, fmt:
     if c.hardware:
         top = float(fmt.state_max)
         a_max = float(a.abs().max()) if a.numel() else 0.0
+        if rec is not None:
+            a_max += rec.max_row_sum
         b_max = float(bias.abs().max()) if isinstance(bias, torch.Tensor) and bias.numel() else abs(float(bias))
         need_int32, need_wrap24, need_clip = _hardware_guards(a_max, b_max, c, steps, fmt)
         drive = a * c.a_scale
@@ -103,7 +134,14 @@ def _forward(a: torch.Tensor, bias: torch.Tensor | float, c: CubaConstants, fmt:
         if need_clip:
             mask = torch.empty(batch, steps, n, dtype=torch.bool, device=a.device)
         for t in range(steps):
-            u.mul_(c.ku).trunc_().add_(drive[:, t])
+            u.mul_(c.ku).trunc_()
+            if rec is not None and t > 0 and need_int32:  # wrap32((a + W_rec s) << 6), as the step function
+                d = rec(spikes[:, t - 1]).add_(a[:, t]).mul_(c.a_scale)
+                u.add_(_wrap_int32_(d))
+            elif rec is not None and t > 0:               # integers below 2**53 without a wrap: any order is exact
+                rec.add_scaled_(u.add_(drive[:, t]), spikes[:, t - 1])
+            else:
+                u.add_(drive[:, t])
             if need_int32:
                 _wrap_int32_(u)
             if need_wrap24:                               # wrap once: '>' then '<=' as Lava does
@@ -120,7 +158,10 @@ def _forward(a: torch.Tensor, bias: torch.Tensor | float, c: CubaConstants, fmt:
     else:
         exact_leak = c.kv_grad == c.kv
         for t in range(steps):
-            u.mul_(c.ku).add_(a[:, t])
+            if rec is not None and t > 0:
+                u.mul_(c.ku).add_(rec(spikes[:, t - 1]).add_(a[:, t]))   # u k + (W_rec s + a), as the step function
+            else:
+                u.mul_(c.ku).add_(a[:, t])
             vt = vpre[:, t]
             if exact_leak:
                 torch.mul(v, c.kv, out=vt)
@@ -161,9 +202,9 @@ class _CubaRecurrence(torch.autograd.Function):
         width = max(1, _CHUNK_ELEMENTS // max(1, batch * n))
         for stop in range(steps, 0, -width):         # time chunks, last first: coefficients stay in cache
             start = max(0, stop - width)
-            through, direct = _chunk_coefficients(vpre[:, start:stop], spikes[:, start:stop],
-                                                  None if mask is None else mask[:, start:stop],
-                                                  g_out[:, start:stop], c, rule)
+            through, direct, _ = _chunk_coefficients(vpre[:, start:stop], spikes[:, start:stop],
+                                                     None if mask is None else mask[:, start:stop],
+                                                     g_out[:, start:stop], c, rule)
             for t in range(stop - 1, start - 1, -1):
                 k = t - start
                 if c.spiking:                        # Gvc[t] = Gvc[t+1] kv_grad through[t] + direct[t]
@@ -187,13 +228,15 @@ _CHUNK_ELEMENTS = 2**17
 
 
 def _chunk_coefficients(vpre: torch.Tensor, spikes: torch.Tensor, mask: torch.Tensor | None,
-                        g_out: torch.Tensor, c: CubaConstants, rule: Rule
-                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """For steps of one chunk: ``through`` = dGvc[t] / dGvc[t+1] (spiking: times kv_grad) and, for
-    spiking output, ``direct`` = what the output spikes' gradient adds to Gvc[t].
+                        g_out: torch.Tensor, c: CubaConstants, rule: Rule, scale: torch.Tensor | None = None,
+                        want_h: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """For steps of one chunk: ``through`` = dGvc[t] / dGvc[t+1] (spiking: times kv_grad); for
+    spiking output ``direct`` = what the output spikes' gradient adds to Gvc[t]; with ``want_h``,
+    ``hs`` = dGvc[t] / dG_s[t], what any gradient of the spikes adds per unit (recurrent synapses).
 
     v = vpre (1 - s) + term(s) unit with s = H(x), ds/dx = h (the surrogate), dx/dvpre = 1 / unit;
-    the clip passes gradient only where it did not clip.
+    the clip passes gradient only where it did not clip. ``scale`` (batch, n): the rule's factor on the
+    gradient of each neuron's spike train (``Rule.spike_gradient_scale``).
     """
     x = (vpre - c.offset) / c.unit if c.hardware else vpre / c.unit - 1.0
     h = rule.surrogate(x)
@@ -206,11 +249,18 @@ def _chunk_coefficients(vpre: torch.Tensor, spikes: torch.Tensor, mask: torch.Te
     if mask is not None:
         through.mul_(mask)
     if not c.spiking:
-        return through, None
+        return through, None, None
+    if want_h:
+        hs = h / c.unit
+        if mask is not None:
+            hs.mul_(mask)
+        if scale is not None:
+            hs.mul_(scale[:, None, :])
+        return through.mul_(c.kv_grad), g_out * hs, hs
     direct = g_out * h / c.unit
     if mask is not None:
         direct.mul_(mask)
-    return through.mul_(c.kv_grad), direct
+    return through.mul_(c.kv_grad), direct, None
 
 
 def _temporal_term_grad(rule: Rule, s: torch.Tensor) -> torch.Tensor | None:
@@ -232,6 +282,82 @@ def cuba_recurrence(a: torch.Tensor, bias: torch.Tensor | float, c: CubaConstant
         return _CubaRecurrence.apply(a, bias, c, rule, fmt)
     with torch.no_grad():
         return _forward(a, bias, c, fmt)[0]
+
+
+class _CubaRecurrentDense(torch.autograd.Function):
+    """:class:`_CubaRecurrence` with recurrent Dense synapses ``w_rec`` from the population onto itself.
+
+    Backward, per step from the last: ``G_s[t] = g_out[t] + (a_scale Gu[t+1]) @ W_rec`` (the spikes
+    of step t fed u[t+1]); everything else as :class:`_CubaRecurrence`, the time-independent factors
+    computed for whole chunks; ``grad W_rec = sum_t (a_scale Gu[t])^T s[t-1]``, one GEMM after the loop.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, a: torch.Tensor, bias: torch.Tensor | float, w_rec: torch.Tensor, c: CubaConstants,
+                rule: Rule, fmt: FixedPointFormat,
+                grad_scale: "Callable[[torch.Tensor], torch.Tensor | None] | None") -> torch.Tensor:  # type: ignore[override]
+        out, vpre, spikes, mask = _forward(a, bias, c, fmt, w_rec)
+        scale = grad_scale(out) if grad_scale is not None else None
+        ctx.save_for_backward(vpre, spikes, w_rec, mask, scale)
+        ctx.c, ctx.rule = c, rule
+        ctx.bias_shape = bias.shape if isinstance(bias, torch.Tensor) else None
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        vpre, spikes, w_rec, mask, scale = ctx.saved_tensors
+        c, rule = ctx.c, ctx.rule
+        batch, steps, n = vpre.shape
+        g_out = grad_out.to(vpre.dtype)
+        w = w_rec.detach().to(vpre.dtype) * c.a_scale
+        g_u = torch.empty_like(vpre)
+        want_b = ctx.needs_input_grad[1] and ctx.bias_shape is not None
+        g_b = vpre.new_zeros(batch, n) if want_b else None
+        g_vc = [vpre.new_zeros(batch, n), vpre.new_empty(batch, n)]
+        g_u_next = vpre.new_zeros(batch, n)
+        g_s = vpre.new_empty(batch, n)
+        width = max(1, _CHUNK_ELEMENTS // max(1, batch * n))
+        for stop in range(steps, 0, -width):
+            start = max(0, stop - width)
+            through, direct, hs = _chunk_coefficients(vpre[:, start:stop], spikes[:, start:stop],
+                                                      None if mask is None else mask[:, start:stop],
+                                                      g_out[:, start:stop], c, rule, scale, want_h=True)
+            assert direct is not None and hs is not None
+            for t in range(stop - 1, start - 1, -1):
+                k = t - start
+                if t < steps - 1:                    # G_s[t] h / unit = (g_out[t] + a_scale Gu[t+1] W_rec) hs[t]
+                    torch.mm(g_u_next, w, out=g_s).mul_(hs[:, k]).add_(direct[:, k])
+                    torch.addcmul(g_s, g_vc[0], through[:, k], out=g_vc[1])
+                else:
+                    torch.addcmul(direct[:, k], g_vc[0], through[:, k], out=g_vc[1])
+                g_u_next = torch.add(g_vc[1], g_u_next, alpha=c.ku, out=g_u[:, t])
+                if g_b is not None:
+                    g_b.add_(g_vc[1])
+                g_vc.reverse()
+        grad_a = g_u.mul_(c.a_scale) if c.a_scale != 1.0 else g_u
+        grad_w = grad_b = None
+        if ctx.needs_input_grad[2]:
+            ga = grad_a[:, 1:].reshape(-1, n)
+            grad_w = (ga.t() @ spikes[:, :-1].reshape(-1, n).to(ga.dtype)).to(w_rec.dtype)
+        if g_b is not None:
+            grad_b = g_b.mul_(c.b_scale).sum_to_size(ctx.bias_shape)
+        return (grad_a if ctx.needs_input_grad[0] else None), grad_b, grad_w, None, None, None, None
+
+
+def cuba_recurrent_dense(a: torch.Tensor, bias: torch.Tensor | float, w_rec: torch.Tensor, c: CubaConstants,
+                         rule: Rule, fmt: FixedPointFormat = LOIHI_FIXED_POINT,
+                         grad_scale: "Callable[[torch.Tensor], torch.Tensor | None] | None" = None) -> torch.Tensor:
+    """Spiking CUBA-LIF neurons with recurrent Dense synapses ``w_rec`` (n, n) onto themselves over the
+    feed-forward input ``a`` (batch, T, n): step t's input is ``a[t] + w_rec @ s[t-1]`` (the chip's
+    one-step delay) -> spikes (batch, T, n). ``grad_scale(spikes)``: the rule's per-(sample, neuron)
+    factor on the gradient of the spike trains (``Rule.spike_gradient_scale``), applied to all of it,
+    the recurrent synapses' share included."""
+    if not c.spiking:
+        raise ValueError("recurrent synapses need a spiking population (a readout integrator has none)")
+    if torch.is_grad_enabled() and any(isinstance(x, torch.Tensor) and x.requires_grad for x in (a, bias, w_rec)):
+        return _CubaRecurrentDense.apply(a, bias, w_rec, c, rule, fmt, grad_scale)
+    with torch.no_grad():
+        return _forward(a, bias, c, fmt, w_rec)[0]
 
 
 class _ExactIntegerMatmul(torch.autograd.Function):

@@ -159,9 +159,9 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-layout", choices=("static", "frames"), default=None,
                    help="how --data's x is read: static samples in [0, 1] or event frames (default: the file's "
                         "'layout' entry, else by shape: (N, F), (N, C, H, W) static; (N, T, F), (N, T, C, H, W) frames)")
-    p.add_argument("--arch", type=v.name(_archs, "--arch"), default=None, help="architecture (default: mlp; the model zoo's convolutional "
-                                                 "lenet, cifarnet, vgg9, resnet11 take the dataset's input shape, "
-                                                 "docs/models.md)")
+    p.add_argument("--arch", type=v.name(_archs, "--arch"), default=None, help="architecture (default: mlp; rmlp: its hidden layers recurrent; the model "
+                                                 "zoo's convolutional lenet, cifarnet, vgg9, resnet11 take the dataset's "
+                                                 "input shape, docs/models.md)")
     p.add_argument("--rule", type=v.name(_rules, "--rule"), default=None, help="training rule (default: stbp-rect; see docs/rules.md)")
     p.add_argument("--loss", type=v.name(_losses, "--loss"), default=None, help="rate-mse or rate-ce (default: the rule's own)")
     p.add_argument("--hidden", type=v.integer(1, 1_000_000, "each hidden layer's size", 128), nargs="*", default=None, help="hidden layer sizes (default: 128)")
