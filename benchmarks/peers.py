@@ -1,7 +1,7 @@
 """The same network trained with snnTorch and with SpikingJelly, each library's own way, on snnc's data.
 
     python benchmarks/peers.py snntorch --dataset mnist --data-dir D [--hidden 128] [--timesteps 20]
-        [--epochs 1] [--batch-size 32] [--lr 1e-3] [--seed 0]
+        [--epochs 1] [--batch-size 32] [--lr 1e-3] [--seed 0] [--recurrent]
 
 prints one JSON object: {"library", "test_accuracy", "train_accuracy", "seconds", "config"}.
 
@@ -103,34 +103,49 @@ class _SnnTorchMLP(nn.Module):
     """snnTorch's tutorial network: ``nn.Linear`` then ``snntorch.Leaky`` per layer, stepped over time
     with explicit membrane states; returns the last layer's spikes (T, batch, classes)."""
 
-    def __init__(self, sizes: Sequence[int], beta: float, spike_grad: Callable[..., torch.Tensor]) -> None:
+    def __init__(self, sizes: Sequence[int], beta: float, spike_grad: Callable[..., torch.Tensor],
+                 recurrent: bool = False) -> None:
         import snntorch
 
         super().__init__()
         self.fcs = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
-        self.lifs = nn.ModuleList(snntorch.Leaky(beta=beta, spike_grad=spike_grad) for _ in sizes[1:])
+        hidden = len(sizes) - 2
+        self.lifs = nn.ModuleList(
+            snntorch.RLeaky(beta=beta, linear_features=b, all_to_all=True, spike_grad=spike_grad)
+            if recurrent and k < hidden else snntorch.Leaky(beta=beta, spike_grad=spike_grad)
+            for k, b in enumerate(sizes[1:]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mems = [lif.reset_mem() for lif in self.lifs]   # 1.0.0's name for the tutorials' init_leaky()
+        import snntorch
+
+        # 1.0.0: reset_mem() is the tutorials' init_leaky(); init_rleaky() gives (spk, mem)
+        states = [lif.init_rleaky() if isinstance(lif, snntorch.RLeaky) else lif.reset_mem() for lif in self.lifs]
         out = []
         for spk in x:
             for k, (fc, lif) in enumerate(zip(self.fcs, self.lifs)):
-                spk, mems[k] = lif(fc(spk), mems[k])
+                if isinstance(lif, snntorch.RLeaky):
+                    spk, mem = lif(fc(spk), *states[k])
+                    states[k] = (spk, mem)
+                else:
+                    spk, states[k] = lif(fc(spk), states[k])
             out.append(spk)
         return torch.stack(out)
 
 
 def train_snntorch(train_data: Dataset, test_data: Dataset, sizes: Sequence[int], *, timesteps: int, epochs: int,
-                   batch_size: int, lr: float, seed: int) -> dict[str, Any]:
-    """Train and test the MLP ``sizes`` built from snnTorch's ``Leaky`` neurons (module docstring)."""
+                   batch_size: int, lr: float, seed: int, recurrent: bool = False) -> dict[str, Any]:
+    """Train and test the MLP ``sizes`` built from snnTorch's ``Leaky`` neurons (module docstring);
+    ``recurrent``: its hidden layers are ``RLeaky`` with an all-to-all recurrent ``nn.Linear``."""
     import snntorch
     from snntorch import functional, surrogate
 
     beta, slope = 0.95, 25
     torch.manual_seed(seed)
-    net = _SnnTorchMLP(sizes, beta, surrogate.fast_sigmoid(slope=slope))
+    net = _SnnTorchMLP(sizes, beta, surrogate.fast_sigmoid(slope=slope), recurrent)
+    hidden = (f"snntorch.RLeaky(beta={beta}, all_to_all=True, reset_mechanism='subtract'), output "
+              if recurrent else "")
     config = {"version": snntorch.__version__, "sizes": list(sizes),
-              "neuron": f"snntorch.Leaky(beta={beta}, reset_mechanism='subtract', threshold=1.0)",
+              "neuron": hidden + f"snntorch.Leaky(beta={beta}, reset_mechanism='subtract', threshold=1.0)",
               "surrogate": f"snntorch.surrogate.fast_sigmoid(slope={slope})",
               "loss": "snntorch.functional.ce_rate_loss()"}
     return _run("snntorch", net, functional.ce_rate_loss(), lambda _: None, train_data, test_data,
@@ -138,9 +153,12 @@ def train_snntorch(train_data: Dataset, test_data: Dataset, sizes: Sequence[int]
 
 
 def train_spikingjelly(train_data: Dataset, test_data: Dataset, sizes: Sequence[int], *, timesteps: int,
-                       epochs: int, batch_size: int, lr: float, seed: int) -> dict[str, Any]:
+                       epochs: int, batch_size: int, lr: float, seed: int, recurrent: bool = False) -> dict[str, Any]:
     """Train and test the MLP ``sizes`` built from SpikingJelly's ``LIFNode`` neurons (module docstring)."""
     from importlib.metadata import version
+
+    if recurrent:
+        raise SystemExit("peers.py: --recurrent is built for snntorch (RLeaky) only")
 
     from spikingjelly.activation_based import functional, layer, neuron, surrogate
 
@@ -179,12 +197,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--recurrent", action="store_true", help="hidden layers recurrent (snntorch: RLeaky)")
     args = p.parse_args(argv)
     train_data, test_data = (load_dataset(args.dataset, split, 0, timesteps=args.timesteps, data_dir=args.data_dir)
                              for split in ("train", "test"))
     sizes = (train_data.input_size, *args.hidden, train_data.num_classes)
     result = TRAINERS[args.library](train_data, test_data, sizes, timesteps=args.timesteps, epochs=args.epochs,
-                                    batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+                                    batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                                    recurrent=args.recurrent)
     print(json.dumps(result))
     return 0
 

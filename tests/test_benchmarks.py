@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -86,6 +87,25 @@ def test_peers_train_on_snnc_data_and_report(library: str) -> None:
     train = getattr(peers, f"train_{library}")
     got = train(small, small, (64, 16, 10), timesteps=4, epochs=1, batch_size=16, lr=5e-3, seed=0)
     assert got["library"] == library and 0.0 <= got["test_accuracy"] <= 1.0 and got["seconds"] > 0
+
+
+def test_snntorch_recurrent_peer_uses_rleaky_and_its_recurrent_weights_learn() -> None:
+    import snntorch
+
+    data = load_dataset("digits", "train")
+    small = type(data)(data.name, data.x[:64], data.y[:64], data.num_classes, data.encoding)
+    torch.manual_seed(0)
+    net = peers._SnnTorchMLP((64, 16, 10), 0.95, snntorch.surrogate.fast_sigmoid(), recurrent=True)
+    assert isinstance(net.lifs[0], snntorch.RLeaky) and isinstance(net.lifs[1], snntorch.Leaky)
+    before = net.lifs[0].recurrent.weight.detach().clone()
+    x = peers._time_first(small, slice(0, 16), 6, torch.Generator().manual_seed(0))
+    loss = net(x).sum()
+    loss.backward()
+    assert net.lifs[0].recurrent.weight.grad is not None and net.lifs[0].recurrent.weight.grad.abs().sum() > 0
+    assert torch.equal(before, net.lifs[0].recurrent.weight)
+    got = peers.train_snntorch(small, small, (64, 16, 10), timesteps=4, epochs=1, batch_size=16, lr=5e-3, seed=0,
+                               recurrent=True)
+    assert "RLeaky" in got["config"]["neuron"] and 0.0 <= got["test_accuracy"] <= 1.0
 
 
 def test_accuracy_table_compares_each_rule_with_the_best_peer() -> None:
