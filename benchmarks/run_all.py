@@ -3,7 +3,8 @@
     python benchmarks/run_all.py [--out bench-out] [--quick]
 
 Runs, one after the other (never side by side: each wants the whole machine), as child processes:
-hwsim_vs_lava.py, hwsim_scaling.py, train_throughput.py, recurrent_training.py, compile_time.py, accuracy.py. Writes OUT/results.json
+hwsim_vs_lava.py, hwsim_scaling.py, hwsim_recurrent.py, train_throughput.py, recurrent_training.py, compile_time.py,
+accuracy.py, memory_task.py. Writes OUT/results.json
 (everything measured, with the machine) and OUT/hwsim_scaling.png, and prints the tables that
 docs/performance.md reproduces. ``--quick`` shrinks every run (a smoke test of the scripts).
 """
@@ -69,6 +70,14 @@ def summary(r: dict[str, Any]) -> str:
 
         lines += ["", "## Recurrent training throughput (snnc rmlp vs snnTorch RLeaky / RSynaptic)", "",
                   "```", recurrent_training.table(r["recurrent_training"]), "```"]
+    if "hwsim_recurrent" in r:
+        lines += ["", "## hwsim on recurrent networks (T = 100, synthetic-speech input)", "",
+                  "| network | numba samples/s | torch samples/s | numba / torch | Lava samples/s | mismatches |",
+                  "|---|---|---|---|---|---|"]
+        for e in r["hwsim_recurrent"]["engines"]:
+            lines.append(f"| {e['network']} | {e['numba_samples_per_s']:.0f} | {e['torch_samples_per_s']:.0f} | "
+                         f"{e['numba_over_torch']:.1f}x | {e.get('lava_samples_per_s', float('nan')):.2f} | "
+                         f"{e['mismatches']} + {e.get('lava_mismatches', 0)} |")
     lines += ["", "## Compile time", "", "| arch | input | T | compile s | peak MiB | neurons | cores |",
               "|---|---|---|---|---|---|---|"]
     for c in r["compile_time"]["results"]:
@@ -76,6 +85,11 @@ def summary(r: dict[str, Any]) -> str:
                      f"{c['peak_mib']:.0f} | {c['neurons']} | {c['cores']} |")
     lines += ["", "## Accuracy: every rule beside snnTorch and SpikingJelly (compiled, on hwsim)", "",
               accuracy.table(r["accuracy"])]
+    if "memory_task" in r:
+        import memory_task
+
+        lines += ["", "## A task that needs memory: recurrent vs feed-forward (synthetic-speech)", "",
+                  memory_task.table(r["memory_task"]["rows"])]
     return "\n".join(lines)
 
 
@@ -90,12 +104,15 @@ def main() -> None:
     results = {
         "hwsim_vs_lava": child(args.out, "hwsim_vs_lava.py", "--out", out, *quick_lava),
         "hwsim_scaling": child(args.out, "hwsim_scaling.py", "--out", out, *(["--quick"] if args.quick else [])),
+        "hwsim_recurrent": child(args.out, "hwsim_recurrent.py", "--out", out, *(["--quick"] if args.quick else [])),
         "train_throughput": child(args.out, "train_throughput.py", *(["--steps", "3"] if args.quick else [])),
         "recurrent_training": child(args.out, "recurrent_training.py", *(["--quick"] if args.quick else [])),
         "compile_time": child(args.out, "compile_time.py", "--out", out,
                               *(["--archs", "mlp", "lenet"] if args.quick else [])),
         "accuracy": child(args.out, "accuracy.py", "--out", str(args.out / "accuracy"),
                           *(["--quick"] if args.quick else [])),
+        "memory_task": child(args.out, "memory_task.py", "--out", str(args.out / "memory"),
+                             *(["--quick"] if args.quick else ["--seeds", "0", "1", "2"])),
     }
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     print(summary(results))

@@ -382,25 +382,45 @@ def _fan_in_violation(plan: _Plan, target: Target) -> str | None:
             f"input channels or inputs, a smaller kernel, grouped convolution, or more pooling before this layer.")
 
 
-def _fit_outputs(name: str, split: _Split, more: Iterator[_Split], slots: np.ndarray,
-                 target: Target) -> tuple[_Split, np.ndarray, str | None]:
-    """The first partition (this one, else one with more cores) whose cores' output-axon slots fit.
+def _fit_outputs(name: str, chosen: dict[str, _Split], more: Iterator[_Split],
+                 cons: list[tuple[Synapse, _ConvTables | None, str]], size: int,
+                 target: Target) -> tuple[_Split, np.ndarray, np.ndarray, str | None]:
+    """The first partition of ``name`` (its current one, else one with more cores) whose cores'
+    output-axon slots fit, with its per-core slots and each neuron's slots.
 
-    ``slots`` (N,) depends only on the consumers, so a finer split of this population always helps,
-    and one neuron per core fits unless a single neuron needs more slots than a core has.
+    The slots of a neuron depend on its consumers' partitions; a finer split of this population
+    puts fewer neurons on each core, so it helps. A population that feeds itself (a recurrent
+    synapse: ``cons`` names it) also reaches each of its own cores, so its slots are recounted for
+    every candidate: one more core adds a slot per neuron but takes neurons off every core.
+    Without a recurrent synapse one neuron per core always fits unless a single neuron needs more
+    slots than a core has; with one, every partition can fail, and the error says so.
     """
     limit = target.output_axons_per_core
-    if slots.max() > limit:
+    recurrent = any(dest == name for _, _, dest in cons)
+    split = chosen[name]
+    slots = _slots_per_neuron(cons, chosen, size)
+    if slots.max() > limit and not recurrent:
         per_core = np.bincount(split.core_of, weights=slots, minlength=split.cores).astype(np.int64)
-        return split, per_core, (
+        return split, per_core, slots, (
             f"layer '{name}': one neuron reaches {int(slots.max())} destination cores, over {target.name}'s "
             f"{limit} output axons per core (one slot per neuron and destination core). Its consumers are "
             f"split over too many cores: narrow them or reduce their fan-in.")
+    best: tuple[_Split, np.ndarray, np.ndarray] | None = None
     for cand in chain([split], more):
+        if recurrent:
+            slots = _slots_per_neuron(cons, {**chosen, name: cand}, size)
         per_core = np.bincount(cand.core_of, weights=slots, minlength=cand.cores).astype(np.int64)
         if per_core.max() <= limit:
-            return cand, per_core, None
-    raise AssertionError("one neuron per core always fits")  # pragma: no cover
+            return cand, per_core, slots, None
+        if best is None or per_core.max() < best[1].max():
+            best = cand, per_core, slots
+    assert recurrent and best is not None, "one neuron per core always fits"
+    cand, per_core, slots = best
+    return cand, per_core, slots, (
+        f"layer '{name}': no partition fits {target.name}'s {limit} output axons per core: through its "
+        f"recurrent synapse each neuron also reaches every core of its own layer, so its cores need at least "
+        f"{int(per_core.max())} slots (one per neuron and destination core). Use fewer neurons in the "
+        f"recurrent layer or split it into smaller recurrent groups.")
 
 
 def _chip_violation(cores: int, layers: list[LayerMapping], target: Target, partial: bool) -> str | None:
@@ -448,14 +468,19 @@ def map_cores(graph: Graph, target: Target) -> Mapping:
                 consumers[src].append((syn, t, p.name))
     out_use: dict[str, np.ndarray] = {}
     fanout: dict[str, float] = {}
-    for p in reversed(pops):   # consumers are final before their producers are refined
-        if p.name not in chosen or any(d not in chosen for _, _, d in consumers[p.name]):
-            continue
-        slots = _slots_per_neuron(consumers[p.name], chosen, plans[p.name].size)
-        chosen[p.name], out_use[p.name], msg = _fit_outputs(p.name, chosen[p.name], gens[p.name], slots, target)
-        fanout[p.name] = float(slots.mean())
-        if msg:
-            errors.append(msg)
+    for block in reversed(graph.blocks()):   # consumers are final before their producers are refined
+        names = [p.name for p in block
+                 if p.name in chosen and all(d in chosen for _, _, d in consumers[p.name])]
+        msgs: dict[str, str | None] = {}
+        changed = True
+        while changed:   # a cycle's populations are each other's consumers: refine until none changes
+            changed = False
+            for name in reversed(names):
+                split, out_use[name], slots, msgs[name] = _fit_outputs(
+                    name, chosen, gens[name], consumers[name], plans[name].size, target)
+                changed |= split is not chosen[name]
+                chosen[name], fanout[name] = split, float(slots.mean())
+        errors += [m for m in (msgs[n] for n in names) if m]
     layers, per_core = _layers(pops, plans, chosen, out_use, fanout, target)
     cores = sum(m.cores for m in layers)
     errors += [m for m in [_chip_violation(cores, layers, target, partial=bool(errors))] if m]

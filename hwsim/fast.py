@@ -11,16 +11,23 @@ on a CPU because
   measured faster than the int8 GEMM (benchmarks/hwsim_scaling.py);
 - each population's recurrence runs in one numba kernel per batch chunk, parallel over samples,
   state kept per sample instead of ~15 numpy passes over (batch x neurons) per step;
-- samples run in chunks so the per-layer arrays stay small (cache, memory) whatever the batch.
+- samples run in chunks so the per-layer arrays stay small (cache, memory) whatever the batch;
+- a recurrent block (``Graph.blocks()``: a population that feeds itself, or the populations of a
+  cycle) keeps its feed-forward input as one GEMM over all timesteps and runs in one numba kernel
+  (``kernels.lif_block``) whose per-sample time loop adds, at step t, the weight rows of the
+  neurons that spiked at t - 1 (int8 rows summed in int16 / int32): the recurrent term costs in
+  proportion to the recurrent spikes, and the populations of a cycle step side by side as one vector
+  (benchmarks/hwsim_recurrent.py measured this against a dense alternative, docs/performance.md).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Collection
 
 import numpy as np
 import torch
 
-from snnc.compiler.ir import Graph, QConv, QCubaLIF, QDense
+from snnc.compiler.ir import Graph, Population, QConv, QCubaLIF, QDense
 from snnc.hwsim import kernels
 from snnc.hwsim.sim import (HwSimResult, LayerActivity, chunk_size, conv_bound, conv_input, fan_out, lava_weights,
                              merge_results, shift_signed, wrap24)
@@ -78,6 +85,24 @@ def _combine(parts: list[tuple[np.ndarray, int, int]]) -> tuple[np.ndarray, int,
     return total, 1, 0
 
 
+@dataclass
+class _FeedForward:
+    """A population's feed-forward synapses prepared for a kernel (``FastEngine._feedforward``)."""
+
+    pre: list[tuple[np.ndarray, int, int]]     # (sums before the delay, multiplier, weight_exp)
+    synops: np.ndarray                          # (T,)
+    synapses: int = 0
+    events: np.ndarray = field(default_factory=lambda: _NONE)   # one dense synapse's train, taken event by event
+    rows: np.ndarray | None = None              # its W.T
+    ev_exp: int = 0
+    int8: np.ndarray | None = None              # its W.T / mul as int8, where Lava's format allows
+    mul: int = 1
+
+
+#: one population's results: spikes, final v, active (batch, T), spikes (batch, T), synops (T,), synapses
+_Done = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]
+
+
 class FastEngine:
     """Prepared once per graph; :meth:`run` takes any batch."""
 
@@ -85,6 +110,7 @@ class FastEngine:
                  conv_event_density: float = CONV_EVENT_DENSITY):
         self.graph = graph
         self.populations = graph.populations()
+        self.blocks = graph.blocks()
         self.input = graph.input
         self.output_name = graph.output.name
         self.chunk = chunk     # None: chunk_size() for the run's T
@@ -114,55 +140,137 @@ class FastEngine:
         spikes: dict[str, np.ndarray] = {}
         final_v: dict[str, np.ndarray] = {}
         activity: list[LayerActivity] = []
-        for pop in self.populations:
-            neu = pop.neuron
-            assert isinstance(neu, QCubaLIF)
-            pre: list[tuple[np.ndarray, int, int]] = []
-            events, rows, ev_exp = _NONE, np.zeros((0, neu.size), dtype=np.int32), 0
-            synops = np.zeros(steps, dtype=np.int64)
-            synapses = 0
-            for syn, src in pop.inputs:
-                train = trains[src]
-                if src not in counts:
-                    counts[src] = kernels.nonzero_counts(train.view(np.uint8) if train.dtype == bool else train)
-                density = counts[src].sum() / max(1, train.size)
-                if isinstance(syn, QConv):
-                    if density < self.conv_event_density:
-                        y = kernels.conv_events(train.view(np.uint8) if train.dtype == bool else train,
-                                                self.taps[syn.name], tuple(syn.in_shape), tuple(syn.out_shape),
-                                                tuple(syn.stride), tuple(syn.padding), tuple(syn.dilation), syn.groups)
-                        top = 1 if train.dtype == bool else max(1, int(np.abs(train).max(initial=0)))
-                        pre.append((y if conv_bound(syn, top) < 2**23 else wrap24(y), 1, 0))
-                    else:
-                        pre.append((conv_input(train, syn), 1, 0))
-                    fan = self.fans[syn.name]
-                    per_input = (train != 0).sum(axis=0, dtype=np.int64)       # (T, n_in)
-                    synops[1:] += (per_input @ fan)[:-1]
-                    synapses += int(fan.sum())
-                    continue
-                assert isinstance(syn, QDense)
-                d = self.dense[syn.name]
-                synops[1:] += counts[src].sum(axis=0)[:-1] * syn.out_size
-                synapses += int(syn.weight.size)
-                if events is _NONE and density < self.event_density:
-                    events = train.view(np.uint8) if train.dtype == bool else train
-                    rows, ev_exp = d.rows, d.exp
-                else:
-                    y, mul = d.gemm(train)
-                    pre.append((y, mul, d.exp))
-            p, mul, exp = _combine(pre) if pre else (_NONE, 1, 0)
-            fmt = neu.fmt
-            bias = shift_signed(neu.bias_mant.astype(np.int64), neu.bias_exp)
-            out, v, active, nspk, _ = kernels.lif_layer(
-                p, mul, exp, events, rows, ev_exp, np.ascontiguousarray(bias, dtype=np.int64),
-                fmt.decay_unity - neu.du, fmt.decay_unity - neu.dv, int(np.log2(fmt.decay_unity)),
-                fmt.act_shift, fmt.state_max, fmt.state_max - 1, int(neu.vth) << fmt.vth_shift)
-            trains[neu.name], counts[neu.name] = out, nspk
-            if keep is None or neu.name in keep:
-                spikes[neu.name], final_v[neu.name] = out, v
-            activity.append(LayerActivity(
-                name=neu.name, neurons=neu.size, synapses=synapses, synops=synops,
-                spikes=nspk.sum(axis=0), updates=np.full(steps, batch * neu.size, dtype=np.int64),
-                active_updates=active.sum(axis=0)))
+        for block in self.blocks:
+            if any(p.recurrent for p in block):
+                done = self._recurrent_block(block, trains, counts, batch, steps)
+            else:
+                done = [self._population(block[0], trains, counts, steps)]
+            for pop, (out, v, active, nspk, synops, synapses) in zip(block, done):
+                neu = pop.neuron
+                trains[neu.name], counts[neu.name] = out, nspk
+                if keep is None or neu.name in keep:
+                    spikes[neu.name], final_v[neu.name] = out, v
+                activity.append(LayerActivity(
+                    name=neu.name, neurons=neu.size, synapses=synapses, synops=synops,
+                    spikes=nspk.sum(axis=0), updates=np.full(steps, batch * neu.size, dtype=np.int64),
+                    active_updates=active.sum(axis=0)))
         return HwSimResult(spikes=spikes, activity=activity, batch=batch, timesteps=steps,
                            final_v=final_v, output_name=self.output_name)
+
+    def _feedforward(self, pop: Population, inputs: tuple[tuple[object, str], ...], trains: dict[str, np.ndarray],
+                     counts: dict[str, np.ndarray], steps: int, events_free: bool) -> _FeedForward:
+        """The synapses ``inputs`` of ``pop`` (sources complete): GEMM / convolution sums, at most
+        one sparse dense synapse left to the kernel's event path (where ``events_free``), and their
+        synaptic ops per step and synapse count."""
+        ff = _FeedForward(pre=[], synops=np.zeros(steps, dtype=np.int64))
+        for syn, src in inputs:
+            train = trains[src]
+            if src not in counts:
+                counts[src] = kernels.nonzero_counts(train.view(np.uint8) if train.dtype == bool else train)
+            density = counts[src].sum() / max(1, train.size)
+            if isinstance(syn, QConv):
+                if density < self.conv_event_density:
+                    y = kernels.conv_events(train.view(np.uint8) if train.dtype == bool else train,
+                                            self.taps[syn.name], tuple(syn.in_shape), tuple(syn.out_shape),
+                                            tuple(syn.stride), tuple(syn.padding), tuple(syn.dilation), syn.groups)
+                    top = 1 if train.dtype == bool else max(1, int(np.abs(train).max(initial=0)))
+                    ff.pre.append((y if conv_bound(syn, top) < 2**23 else wrap24(y), 1, 0))
+                else:
+                    ff.pre.append((conv_input(train, syn), 1, 0))
+                fan = self.fans[syn.name]
+                per_input = (train != 0).sum(axis=0, dtype=np.int64)       # (T, n_in)
+                ff.synops[1:] += (per_input @ fan)[:-1]
+                ff.synapses += int(fan.sum())
+                continue
+            assert isinstance(syn, QDense)
+            d = self.dense[syn.name]
+            ff.synops[1:] += counts[src].sum(axis=0)[:-1] * syn.out_size
+            ff.synapses += int(syn.weight.size)
+            if events_free and ff.events is _NONE and density < self.event_density:
+                ff.events = train.view(np.uint8) if train.dtype == bool else train
+                ff.rows, ff.ev_exp = d.rows, d.exp
+                if d.int8 is not None:
+                    ff.int8, ff.mul = d.int8.numpy(), d.mul
+            else:
+                y, mul = d.gemm(train)
+                ff.pre.append((y, mul, d.exp))
+        return ff
+
+    def _population(self, pop: Population, trains: dict[str, np.ndarray], counts: dict[str, np.ndarray],
+                    steps: int) -> _Done:
+        """A feed-forward population: its input by GEMMs (or events), then one fused kernel."""
+        neu = pop.neuron
+        assert isinstance(neu, QCubaLIF)
+        ff = self._feedforward(pop, pop.inputs, trains, counts, steps, True)
+        rows = ff.rows if ff.rows is not None else np.zeros((0, neu.size), dtype=np.int32)
+        p, mul, exp = _combine(ff.pre) if ff.pre else (_NONE, 1, 0)
+        fmt = neu.fmt
+        bias = shift_signed(neu.bias_mant.astype(np.int64), neu.bias_exp)
+        out, v, active, nspk, _ = kernels.lif_layer(
+            p, mul, exp, ff.events, rows, ff.ev_exp, np.ascontiguousarray(bias, dtype=np.int64),
+            fmt.decay_unity - neu.du, fmt.decay_unity - neu.dv, int(np.log2(fmt.decay_unity)),
+            fmt.act_shift, fmt.state_max, fmt.state_max - 1, int(neu.vth) << fmt.vth_shift)
+        return out, v, active, nspk, ff.synops, ff.synapses
+
+    def _recurrent_block(self, block: tuple[Population, ...], trains: dict[str, np.ndarray],
+                         counts: dict[str, np.ndarray], batch: int, steps: int) -> list[_Done]:
+        """A block with recurrent synapses (``simulate_block``'s semantics): feed-forward synapses
+        as GEMMs over all timesteps (one sparse one by events), the recurrent ones event by event
+        inside the kernel's time loop, every population of the block stepping together."""
+        names = [p.name for p in block]
+        sizes = [p.neuron.size for p in block]
+        seg = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        pres: list[np.ndarray] = []
+        pre_at = np.full(len(block), -1, dtype=np.int64)
+        pre_mul = np.ones(len(block), dtype=np.int64)
+        pre_exp = np.zeros(len(block), dtype=np.int64)
+        events, ev_rows, ev_mul, ev_exp, ev_at = _NONE, np.zeros((0, 0), dtype=np.int8), 1, 0, 0
+        ffs = []
+        width = 0
+        for q, pop in enumerate(block):
+            ff = self._feedforward(pop, pop.feedforward_inputs, trains, counts, steps, events is _NONE)
+            if ff.events is not _NONE:
+                events, ev_exp, ev_at = np.ascontiguousarray(ff.events), ff.ev_exp, int(seg[q])
+                ev_rows, ev_mul = (ff.int8, ff.mul) if ff.int8 is not None else (ff.rows, 1)
+            if ff.pre:
+                arr, pre_mul[q], pre_exp[q] = _combine(ff.pre)
+                pre_at[q] = width
+                width += sizes[q]
+                pres.append(arr)
+            ffs.append(ff)
+        pre = _NONE if not pres else pres[0] if len(pres) == 1 else np.concatenate(pres, axis=2)
+        # recurrent weights W.T (n_src, n_dst), flat: int8 (x their multiplier, summed in int32) where
+        # every synapse of the block has Lava's format (the int8 GEMM's weights), else exact int32 / int64
+        recs = [(q, syn, src) for q, pop in enumerate(block) for syn, src in pop.recurrent_inputs]
+        small = all(self.dense[syn.name].int8 is not None for _, syn, _ in recs)
+        wide = any(self.dense[syn.name].rows.dtype == np.int64 for _, syn, _ in recs)
+        rec, mats, base = [], [], 0
+        for q, syn, src in recs:
+            d = self.dense[syn.name]
+            rows = d.int8.numpy() if small else d.rows     # type: ignore[union-attr]
+            rec.append((names.index(src), int(seg[q]), int(syn.out_size), base, int(syn.weight_exp),
+                        d.mul if small else 1))
+            mats.append(rows.reshape(-1))
+            base += rows.size
+        rec_w = np.concatenate(mats).astype(np.int8 if small else np.int64 if wide else np.int32)
+        acc_type = np.zeros(0, dtype=np.int64 if wide or ev_rows.dtype == np.int64 else np.int32)
+        fmts = [p.neuron.fmt for p in block]
+        par = lambda f: np.array([f(p.neuron, fmt) for p, fmt in zip(block, fmts)], dtype=np.int64)  # noqa: E731
+        bias = np.concatenate([shift_signed(p.neuron.bias_mant.astype(np.int64), p.neuron.bias_exp) for p in block])
+        out, v, active, nspk = kernels.lif_block(
+            batch, steps, seg, pre, pre_at, pre_mul, pre_exp, events, ev_rows, ev_mul, ev_exp, ev_at,
+            rec_w, np.array(rec, dtype=np.int64).reshape(-1, 6), acc_type, np.ascontiguousarray(bias, dtype=np.int64),
+            par(lambda n, f: f.decay_unity - n.du), par(lambda n, f: f.decay_unity - n.dv),
+            par(lambda n, f: int(np.log2(f.decay_unity))), par(lambda n, f: f.act_shift),
+            par(lambda n, f: f.state_max), par(lambda n, f: f.state_max - 1),
+            par(lambda n, f: int(n.vth) << f.vth_shift))
+        done: list[_Done] = []
+        for q, pop in enumerate(block):
+            ff = ffs[q]
+            for syn, src in pop.recurrent_inputs:      # counted like a Dense's: non-zero delayed inputs x out
+                ff.synops[1:] += nspk[:, :-1, names.index(src)].sum(axis=0) * syn.out_size
+                ff.synapses += int(syn.weight.size)
+            lo, hi = seg[q], seg[q + 1]
+            mine = (out, v) if len(block) == 1 else (np.ascontiguousarray(out[:, :, lo:hi]), v[:, lo:hi].copy())
+            done.append((*mine, active[:, :, q], np.ascontiguousarray(nspk[:, :, q]), ff.synops, ff.synapses))
+        return done

@@ -5,6 +5,9 @@ each timestep as ~15 whole-array passes over (batch, neurons) int64 arrays. Thes
 the same integer arithmetic in one pass per timestep, parallel over samples, and (for dense synapses
 fed by sparse spikes) add only the weight rows of the inputs that spiked: the event-driven path.
 
+``lif_block`` runs a recurrent block (``Graph.blocks()``) the same way, its recurrent synapses
+event by event inside each sample's time loop (``simulate_block`` defines the semantics).
+
 Every line of arithmetic mirrors ``HwSim._neurons`` (which quotes SP/lava/proc/lif/models.py
 138-216); the tests check the engines equal on random graphs and against Lava itself.
 """
@@ -229,3 +232,148 @@ def conv_events(x: np.ndarray, w_t: np.ndarray, in_shape: tuple[int, int, int], 
                     for ox in range(wo):
                         dst_row[(o * ho + oy) * wo + ox] = acc[oy, ox, o]
     return out
+
+
+@numba.njit(inline="always")
+def _add_event_rows(ev: np.ndarray, weight_t: np.ndarray, acc: np.ndarray, words: bool) -> int:
+    """``acc += W.T[i] * ev[i]`` over the non-zero entries of one input row ``ev`` (spikes or graded
+    values), skipping 8 silent binary inputs at once where ``words``; returns the non-zeros seen."""
+    n = acc.shape[0]
+    n_words = ev.shape[0] // 8 if words else 0
+    ev64 = words_view(ev[:n_words * 8]) if words else np.zeros(0, dtype=np.uint64)
+    count = 0
+    for k in range(0, ev.shape[0], 8):
+        if k < n_words * 8 and ev64[k // 8] == 0:
+            continue
+        for i in range(k, min(k + 8, ev.shape[0])):
+            x = ev[i]
+            if x != 0:
+                count += 1
+                w = weight_t[i]
+                if x == 1:
+                    for j in range(n):
+                        acc[j] += w[j]
+                else:
+                    for j in range(n):
+                        acc[j] += w[j] * x
+    return count
+
+
+@numba.njit(parallel=True, **_JIT)
+def lif_block(batch: int, steps: int, seg: np.ndarray, pre: np.ndarray, pre_at: np.ndarray, pre_mul: np.ndarray,
+              pre_exp: np.ndarray, events: np.ndarray, ev_rows: np.ndarray, ev_mul: int, ev_exp: int, ev_at: int,
+              rec_w: np.ndarray, rec: np.ndarray, acc_type: np.ndarray, bias: np.ndarray, keep_u: np.ndarray, keep_v: np.ndarray,
+              shift: np.ndarray, act_shift: np.ndarray, top: np.ndarray, vmax: np.ndarray, vth: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Run one recurrent block of ``Graph.blocks()`` over (batch, T): its P populations side by
+    side as one vector of N neurons, population q at ``seg[q]:seg[q + 1]`` with its own LIF
+    parameters (``keep_u`` ... ``vth``, (P,) each; ``bias`` (N,)). Mirrors ``simulate_block``.
+
+    Feed-forward input (sources before the block), delayed here (a[t] uses step t - 1):
+    ``pre`` (batch, T, M) int32 or int64, sums computed elsewhere (GEMMs, convolutions): population
+    q with ``pre_at[q]`` >= 0 reads columns ``pre_at[q]:pre_at[q] + n_q`` as
+    ``(pre * pre_mul[q]) << pre_exp[q]`` (a negative exponent a floor shift right); shape (0, 0, 0)
+    for none. ``events`` (batch, T, n_in): one feed-forward dense synapse taken event by event
+    (``ev_rows`` = W.T (n_in, n_dst) / ``ev_mul``, exponent ``ev_exp``, into neurons
+    ``ev_at:ev_at + n_dst``); shape (0, 0, 0) for none.
+    Recurrent synapses (sources in the block), one row of ``rec`` (R, 6) each: source population,
+    first destination neuron, destination size, offset of its W.T (n_src, n_dst) in the flat
+    ``rec_w``, weight exponent, multiplier. Step t adds, per synapse, ``(sum of the W.T rows of the
+    source neurons that spiked at t - 1) * mul << exp``: event by event from the list of the previous
+    step's spikes, summed exactly in ``acc_type``'s integer type (both paths; int32 over int8 weights:
+    Lava's weights are 2 x an int8, mul = 2), shifted once per synapse as Lava shifts the summed input
+    (SP/lava/proc/dense/models.py:96-107).
+
+    Returns spikes (batch, T, N) bool, v after the last step (batch, N) int64, and per (batch, T, P)
+    active neurons and output spikes of each population.
+    """
+    n_pop = seg.shape[0] - 1
+    n = seg[n_pop]
+    has_pre = pre.shape[0] > 0
+    has_ev = events.shape[0] > 0
+    words = events.itemsize == 1 and events.shape[2] >= 8
+    n_ev = ev_rows.shape[1]
+    narrow = rec_w.itemsize == 1
+    width = 1
+    for r in range(rec.shape[0]):
+        width = max(width, rec[r, 2])
+    out = np.zeros((batch, steps, n), dtype=np.bool_)
+    v_final = np.zeros((batch, n), dtype=np.int64)
+    active = np.zeros((batch, steps, n_pop), dtype=np.int64)
+    nspk = np.zeros((batch, steps, n_pop), dtype=np.int64)
+    for b in numba.prange(batch):
+        u = np.zeros(n, dtype=np.int64)
+        v = np.zeros(n, dtype=np.int64)
+        a = np.zeros(n, dtype=np.int64)
+        ev_acc = np.zeros(n_ev, dtype=acc_type.dtype)
+        acc = np.zeros(width, dtype=acc_type.dtype)
+        acc16 = np.zeros(width if narrow else 0, dtype=np.int16)
+        fired = np.zeros(n, dtype=np.int64)        # the previous step's spiking neurons, ascending
+        first = np.zeros(n_pop + 1, dtype=np.int64)  # population q's among them: fired[first[q]:first[q+1]]
+        for t in range(steps):
+            a[:] = 0
+            if t > 0:
+                if has_pre:
+                    row = pre[b, t - 1]
+                    for q in range(n_pop):
+                        at = pre_at[q]
+                        if at < 0:
+                            continue
+                        m, mul, e = seg[q + 1] - seg[q], pre_mul[q], pre_exp[q]
+                        src, dst = row[at:at + m], a[seg[q]:seg[q + 1]]   # slices: the loops vectorise
+                        if e >= 0:
+                            for j in range(m):
+                                dst[j] = (np.int64(src[j]) * mul) << e
+                        else:
+                            for j in range(m):
+                                dst[j] = (np.int64(src[j]) * mul) >> -e
+                if has_ev:
+                    ev_acc[:] = 0
+                    _add_event_rows(events[b, t - 1], ev_rows, ev_acc, words)
+                    for j in range(n_ev):
+                        x = np.int64(ev_acc[j]) * ev_mul
+                        a[ev_at + j] += x << ev_exp if ev_exp >= 0 else x >> -ev_exp
+                for r in range(rec.shape[0]):
+                    q, dst, n_dst, base, e, mul = rec[r, 0], rec[r, 1], rec[r, 2], rec[r, 3], rec[r, 4], rec[r, 5]
+                    if first[q + 1] == first[q]:
+                        continue            # the source was silent: nothing arrives
+                    acc[:n_dst] = 0
+                    k = first[q]
+                    while k < first[q + 1]:
+                        # int8 weights: up to 256 rows summed in int16 (|sum| <= 128 x 256 fits), twice
+                        # the SIMD lanes of int32, then added to the exact sum; wider weights directly
+                        stop = min(k + 256, first[q + 1]) if narrow else first[q + 1]
+                        acc16[:n_dst] = 0
+                        for i in range(k, stop):
+                            w0 = base + (fired[i] - seg[q]) * n_dst
+                            w = rec_w[w0:w0 + n_dst]      # a row slice: the adds vectorise (indexing rec_w didn't)
+                            if narrow:
+                                for j in range(n_dst):
+                                    acc16[j] += w[j]
+                            else:
+                                for j in range(n_dst):
+                                    acc[j] += w[j]
+                        if narrow:
+                            for j in range(n_dst):
+                                acc[j] += acc16[j]
+                        k = stop
+                    if e >= 0:
+                        for j in range(n_dst):
+                            a[dst + j] += (np.int64(acc[j]) * mul) << e
+                    else:
+                        for j in range(n_dst):
+                            a[dst + j] += (np.int64(acc[j]) * mul) >> -e
+            s = out[b, t]
+            count = 0
+            for q in range(n_pop):
+                lo, hi = seg[q], seg[q + 1]
+                first[q] = count
+                active[b, t, q] = _step(a[lo:hi], u[lo:hi], v[lo:hi], bias[lo:hi], keep_u[q], keep_v[q], shift[q],
+                                        act_shift[q], top[q], vmax[q], vth[q], s[lo:hi])
+                for j in range(lo, hi):      # branch-free: the index is kept only where s[j]
+                    fired[count] = j
+                    count += s[j]
+                nspk[b, t, q] = count - first[q]
+            first[n_pop] = count
+        v_final[b] = v
+    return out, v_final, active, nspk
