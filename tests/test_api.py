@@ -126,8 +126,10 @@ def test_export_snntorch_with_scalar_beta(tmp_path: Path) -> None:
     from snnc.compiler.from_snntorch import export_snntorch
 
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(12, 10), snn.Leaky(beta=0.9, init_hidden=True, reset_mechanism="zero"),
-                          nn.Linear(10, 4), snn.Leaky(beta=0.8, init_hidden=True, reset_mechanism="zero"))
+    model = nn.Sequential(nn.Linear(12, 10), snn.Leaky(beta=0.9, init_hidden=True, reset_mechanism="zero",
+                                                       reset_delay=False),
+                          nn.Linear(10, 4), snn.Leaky(beta=0.8, init_hidden=True, reset_mechanism="zero",
+                                                      reset_delay=False))
     with pytest.raises(ValueError, match="type mismatch"):   # the trap this helper exists for
         export_to_nir(model, torch.zeros(12))
     with warnings.catch_warnings():
@@ -142,8 +144,28 @@ def test_export_snntorch_with_scalar_beta(tmp_path: Path) -> None:
     subtract = nn.Sequential(nn.Linear(12, 4), snn.Leaky(beta=0.9, init_hidden=True))
     with pytest.warns(UserWarning, match="resets by 'subtract'"):
         export_snntorch(subtract, tmp_path / "t.nir", input_shape=12)
+    delayed = nn.Sequential(nn.Linear(12, 4), snn.Leaky(beta=0.9, init_hidden=True, reset_mechanism="zero"))
+    with pytest.warns(UserWarning, match="resets one step after it spikes.*reset_delay=False"):
+        export_snntorch(delayed, tmp_path / "d.nir", input_shape=12)
     with pytest.raises(SnncError, match="does not run on a sample of shape"):
         export_snntorch(model, tmp_path / "u.nir", input_shape=13)
+    recurrent = nn.Sequential(nn.Linear(12, 8, bias=False),
+                              snn.RLeaky(beta=0.9, linear_features=8, init_hidden=True, reset_mechanism="zero",
+                                         reset_delay=False),
+                              nn.Linear(8, 3), snn.Leaky(beta=0.8, init_hidden=True, reset_mechanism="zero",
+                                                         reset_delay=False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.filterwarnings("ignore", message=".*deprecated.*")
+        export_snntorch(recurrent, tmp_path / "r.nir", input_shape=12)
+    res = snnc.compile(tmp_path / "r.nir", out=tmp_path / "r.loihi")
+    graph = snnc.compiler.artifact.load_artifact(res.out).graph
+    assert graph.is_recurrent and [p.neuron.size for p in graph.populations()] == [8, 3]
+    rsyn = nn.Sequential(nn.Linear(12, 8), snn.RSynaptic(alpha=0.5, beta=0.9, linear_features=8, init_hidden=True,
+                                                         reset_mechanism="zero"))
+    with pytest.raises(SnncError, match="non-zero recurrent bias.*recurrent.bias.data.zero_"), \
+            pytest.warns(UserWarning, match="RSynaptic cannot"):
+        export_snntorch(rsyn, tmp_path / "s2.nir", input_shape=12)
     conv = nn.Sequential(nn.Conv2d(2, 4, 3), snn.Leaky(beta=0.9, init_hidden=True), nn.Flatten(), nn.Linear(144, 3))
     with pytest.raises(SnncError, match="layer '0' is an nn.Conv2d.*snnc.models.CubaConv"):
         export_snntorch(conv, tmp_path / "v.nir", input_shape=(2, 8, 8))
