@@ -47,9 +47,9 @@ def test_lava_check_compares_every_layer_and_limit_covers_every_synapse(tmp_path
     import snnc.hwsim.sim as sim    # a planted hwsim bug (threshold off by one) must be caught
     real = sim.HwSim._neurons
 
-    def off_by_one(a, p):  # type: ignore[no-untyped-def]
+    def off_by_one(a, p, *rest):  # type: ignore[no-untyped-def]
         import dataclasses
-        return real(a, dataclasses.replace(p, vth=max(0, p.vth - 1)))
+        return real(a, dataclasses.replace(p, vth=max(0, p.vth - 1)), *rest)
     monkeypatch.setattr(sim.HwSim, "_neurons", staticmethod(off_by_one))
     monkeypatch.setattr(sim.HwSim, "run", lambda self, x, **kw: self._run_torch(self.input.check_values(x),
                                                                               sim.torch.device("cpu")))
