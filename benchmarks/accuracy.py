@@ -52,15 +52,16 @@ def _run(cmd: list[str]) -> str:
 
 
 def snnc_row(rule: str, hardware_exact: bool, dataset: str, data_dir: Path, out: Path, a: argparse.Namespace,
-             test_samples: int, arch: str = "mlp") -> dict[str, Any]:
-    """snn-train -> snn-compile --verify -> snn-run over the test set, for one rule and mode."""
-    stem = out / f"{dataset}-{arch}-{rule}-{'hw' if hardware_exact else 'float'}-s{a.seed}"
+             test_samples: int, arch: str = "mlp", extra: tuple[str, ...] = (), tag: str = "") -> dict[str, Any]:
+    """snn-train -> snn-compile --verify -> snn-run over the test set, for one rule and mode (``extra``:
+    more snn-train flags, ``tag`` names them in the file names)."""
+    stem = out / f"{dataset}-{arch}{tag}-{rule}-{'hw' if hardware_exact else 'float'}-s{a.seed}"
     model, build = stem.with_suffix(".pt"), stem.with_suffix(".loihi")
     t = time.perf_counter()
     _run([str(BIN / "snn-train"), "--dataset", dataset, "--data-dir", str(data_dir), "--arch", arch,
           "--hidden", str(a.hidden), "--rule", rule, "--epochs", str(a.epochs), "--timesteps", str(a.timesteps),
           "--batch-size", str(a.batch_size), "--seed", str(a.seed), "--out", str(model), "--overwrite",
-          *([] if hardware_exact else ["--float"])])
+          *([] if hardware_exact else ["--float"]), *extra])
     train_s = time.perf_counter() - t
     log = json.loads(model.with_suffix(".log.json").read_text())["epochs"]
     _run([str(BIN / "snn-compile"), str(model), "--target", "loihi", "--out", str(build), "--verify", str(a.verify)])
@@ -78,14 +79,14 @@ def snnc_row(rule: str, hardware_exact: bool, dataset: str, data_dir: Path, out:
 
 
 def peer_row(library: str, dataset: str, data_dir: Path, a: argparse.Namespace,
-             recurrent: bool = False) -> dict[str, Any]:
+             recurrent: bool = False, extra: tuple[str, ...] = ()) -> dict[str, Any]:
     """The peer at each learning rate of PEER_LRS; the best test accuracy is its figure."""
     runs = []
     for lr in PEER_LRS:
         got = json.loads(_run([sys.executable, str(HERE / "peers.py"), library, "--dataset", dataset,
                                "--data-dir", str(data_dir), "--hidden", str(a.hidden), "--timesteps",
                                str(a.timesteps), "--epochs", str(a.epochs), "--batch-size", str(a.batch_size),
-                               "--lr", str(lr), "--seed", str(a.seed), *(["--recurrent"] if recurrent else [])]
+                               "--lr", str(lr), "--seed", str(a.seed), *(["--recurrent"] if recurrent else []), *extra]
                               ).strip().splitlines()[-1])
         runs.append({**got, "lr": lr})
     best = max(runs, key=lambda r: r["test_accuracy"])

@@ -133,13 +133,14 @@ class _SnnTorchMLP(nn.Module):
 
 
 def train_snntorch(train_data: Dataset, test_data: Dataset, sizes: Sequence[int], *, timesteps: int, epochs: int,
-                   batch_size: int, lr: float, seed: int, recurrent: bool = False) -> dict[str, Any]:
+                   batch_size: int, lr: float, seed: int, recurrent: bool = False,
+                   beta: float = 0.95) -> dict[str, Any]:
     """Train and test the MLP ``sizes`` built from snnTorch's ``Leaky`` neurons (module docstring);
     ``recurrent``: its hidden layers are ``RLeaky`` with an all-to-all recurrent ``nn.Linear``."""
     import snntorch
     from snntorch import functional, surrogate
 
-    beta, slope = 0.95, 25
+    slope = 25
     torch.manual_seed(seed)
     net = _SnnTorchMLP(sizes, beta, surrogate.fast_sigmoid(slope=slope), recurrent)
     hidden = (f"snntorch.RLeaky(beta={beta}, all_to_all=True, reset_mechanism='subtract'), output "
@@ -198,13 +199,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--recurrent", action="store_true", help="hidden layers recurrent (snntorch: RLeaky)")
+    p.add_argument("--beta", type=float, default=None, help="snntorch's membrane decay factor (default 0.95)")
     args = p.parse_args(argv)
     train_data, test_data = (load_dataset(args.dataset, split, 0, timesteps=args.timesteps, data_dir=args.data_dir)
                              for split in ("train", "test"))
     sizes = (train_data.input_size, *args.hidden, train_data.num_classes)
     result = TRAINERS[args.library](train_data, test_data, sizes, timesteps=args.timesteps, epochs=args.epochs,
                                     batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                                    recurrent=args.recurrent)
+                                    recurrent=args.recurrent,
+                                    **({"beta": args.beta} if args.beta is not None else {}))
     print(json.dumps(result))
     return 0
 

@@ -586,6 +586,16 @@ class _Discretiser:
                     f"'Recurrence')")
         lags = source_lags(graph)
         self.lags = lags
+        loops = [p.name for p in graph.populations() if p.recurrent]
+        if loops:
+            shown = {k: lags[k] for k in loops[:6]}
+            self.warnings.append(
+                f"recurrent population(s) {loops[:6]}: on the chip a recurrent spike of step t acts at t+1, as in "
+                f"snnTorch's RLeaky/RSynaptic and Norse's recurrent cells, and each layer trails a simulation that "
+                f"delivers feed-forward input in the same step by {shown} step(s); the spikes coincide where the "
+                f"source resets v to zero in the spike step. snnTorch's default reset_delay=True zeroes it one "
+                f"step later, which NIR does not record: such a source's spikes differ after each layer's first "
+                f"spike (docs/nir.md, 'Where they cannot coincide')")
         off = [k for k, v in lags.items() if v is None]
         if off:
             self.warnings.append(
