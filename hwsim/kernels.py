@@ -73,6 +73,31 @@ def words_view(row: np.ndarray) -> np.ndarray:
     return row.view(np.uint64)
 
 
+@numba.njit(inline="always")
+def _add_event_rows(ev: np.ndarray, weight_t: np.ndarray, acc: np.ndarray, words: bool) -> int:
+    """``acc += W.T[i] * ev[i]`` over the non-zero entries of one input row ``ev`` (spikes or graded
+    values), skipping 8 silent binary inputs at once where ``words``; returns the non-zeros seen."""
+    n = acc.shape[0]
+    n_words = ev.shape[0] // 8 if words else 0
+    ev64 = words_view(ev[:n_words * 8]) if words else np.zeros(0, dtype=np.uint64)
+    count = 0
+    for k in range(0, ev.shape[0], 8):
+        if k < n_words * 8 and ev64[k // 8] == 0:
+            continue
+        for i in range(k, min(k + 8, ev.shape[0])):
+            x = ev[i]
+            if x != 0:
+                count += 1
+                w = weight_t[i]
+                if x == 1:
+                    for j in range(n):
+                        acc[j] += w[j]
+                else:
+                    for j in range(n):
+                        acc[j] += w[j] * x
+    return count
+
+
 @numba.njit(parallel=True, **_JIT)
 def lif_layer(pre: np.ndarray, pre_mul: int, pre_exp: int, events: np.ndarray, weight_t: np.ndarray,
               weight_exp: int, bias: np.ndarray, keep_u: int, keep_v: int, shift: int, act_shift: int,
@@ -94,8 +119,6 @@ def lif_layer(pre: np.ndarray, pre_mul: int, pre_exp: int, events: np.ndarray, w
     has_pre = pre.shape[0] > 0
     has_ev = events.shape[0] > 0
     words = events.itemsize == 1 and events.shape[2] >= 8
-    n_words = events.shape[2] // 8 if words else 0
-    empty_words = np.zeros(0, dtype=np.uint64)
     batch = pre.shape[0] if has_pre else events.shape[0]
     steps = pre.shape[1] if has_pre else events.shape[1]
     n = bias.shape[0]
@@ -121,24 +144,7 @@ def lif_layer(pre: np.ndarray, pre_mul: int, pre_exp: int, events: np.ndarray, w
                         a[j] = (np.int64(row[j]) * pre_mul) >> -pre_exp
             if has_ev and t > 0:
                 acc[:] = 0
-                ev = events[b, t - 1]
-                ev64 = words_view(ev[:n_words * 8]) if words else empty_words
-                count = 0
-                for k in range(0, ev.shape[0], 8):
-                    if k < n_words * 8 and ev64[k // 8] == 0:
-                        continue        # 8 silent inputs skipped at once (binary spikes)
-                    for i in range(k, min(k + 8, ev.shape[0])):
-                        x = ev[i]
-                        if x != 0:
-                            count += 1
-                            w = weight_t[i]
-                            if x == 1:
-                                for j in range(n):
-                                    acc[j] += w[j]
-                            else:
-                                for j in range(n):
-                                    acc[j] += w[j] * x
-                nev[b, t] = count
+                nev[b, t] = _add_event_rows(events[b, t - 1], weight_t, acc, words)
                 if weight_exp >= 0:
                     for j in range(n):
                         a[j] += np.int64(acc[j]) << weight_exp
@@ -232,31 +238,6 @@ def conv_events(x: np.ndarray, w_t: np.ndarray, in_shape: tuple[int, int, int], 
                     for ox in range(wo):
                         dst_row[(o * ho + oy) * wo + ox] = acc[oy, ox, o]
     return out
-
-
-@numba.njit(inline="always")
-def _add_event_rows(ev: np.ndarray, weight_t: np.ndarray, acc: np.ndarray, words: bool) -> int:
-    """``acc += W.T[i] * ev[i]`` over the non-zero entries of one input row ``ev`` (spikes or graded
-    values), skipping 8 silent binary inputs at once where ``words``; returns the non-zeros seen."""
-    n = acc.shape[0]
-    n_words = ev.shape[0] // 8 if words else 0
-    ev64 = words_view(ev[:n_words * 8]) if words else np.zeros(0, dtype=np.uint64)
-    count = 0
-    for k in range(0, ev.shape[0], 8):
-        if k < n_words * 8 and ev64[k // 8] == 0:
-            continue
-        for i in range(k, min(k + 8, ev.shape[0])):
-            x = ev[i]
-            if x != 0:
-                count += 1
-                w = weight_t[i]
-                if x == 1:
-                    for j in range(n):
-                        acc[j] += w[j]
-                else:
-                    for j in range(n):
-                        acc[j] += w[j] * x
-    return count
 
 
 @numba.njit(parallel=True, **_JIT)
