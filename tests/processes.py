@@ -19,6 +19,22 @@ def proc_stat(pid: str) -> tuple[str, int, int] | None:
     return fields[0], int(fields[1]), int(fields[2])
 
 
+def leftovers(pgid: int, before: set[str]) -> list[str]:
+    """Our children (any state) and live members of process group ``pgid``, except the pids in ``before``.
+
+    Zombies of the group re-parented to init are not ours to reap (init does, a moment later).
+    """
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        info = proc_stat(pid)
+        if info is None or int(pid) == os.getpid() or pid in before:
+            continue
+        state, ppid, group = info
+        if ppid == os.getpid() or (group == pgid and state != "Z"):
+            found.append(f"pid {pid} state {state} ppid {ppid} pgid {group}")
+    return found
+
+
 def descendants(root: int) -> set[int]:
     """Every process below ``root`` now (by parent links in /proc)."""
     children: dict[int, list[int]] = {}

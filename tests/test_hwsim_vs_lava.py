@@ -22,7 +22,7 @@ from snnc.errors import LavaRunError
 from snnc.hwsim.sim import HwSim
 from snnc.runtime import lava_backend
 from snnc.runtime.lava_backend import run_on_lava
-from processes import proc_stat as _stat
+from processes import leftovers, proc_stat as _stat
 
 STATE_MAX = 2**23          # u wraps past it, v clips at it - 1 (SP/lava/proc/lif/models.py:163-186)
 SAFE_SYNAPTIC = 2**18      # |W @ s << weight_exp| bound keeping a wrapped u in 24 bits (see cases())
@@ -410,22 +410,6 @@ def _our_children() -> set[str]:
 _BEFORE: set[str] = set()
 
 
-def leftovers(pgid: int) -> list[str]:
-    """Our children (any state) and live members of the worker's process group.
-
-    Zombies of the group re-parented to init are not ours to reap (init does, a moment later).
-    """
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        info = _stat(pid)
-        if info is None or int(pid) == os.getpid() or pid in _BEFORE:
-            continue
-        state, ppid, group = info
-        if ppid == os.getpid() or (group == pgid and state != "Z"):
-            found.append(f"pid {pid} state {state} ppid {ppid} pgid {group}")
-    return found
-
-
 @pytest.fixture
 def worker_pids(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Record the pid (= process group) of every worker run_on_lava forks."""
@@ -447,7 +431,7 @@ def assert_nothing_left(pids: list[int], within_s: float = 5.0) -> None:
     assert pids, "run_on_lava forked no worker"
     deadline = time.monotonic() + within_s
     while True:
-        left = [p for pgid in pids for p in leftovers(pgid)] + [str(c) for c in mp.active_children()]
+        left = [p for pgid in pids for p in leftovers(pgid, _BEFORE)] + [str(c) for c in mp.active_children()]
         if not left or time.monotonic() > deadline:
             break
         time.sleep(0.1)

@@ -26,7 +26,7 @@ from snnc.hwsim.headroom import observe_state
 from snnc.hwsim.sim import HwSim
 from snnc.runtime import lava_backend
 from snnc.runtime.lava_backend import net_spec, run_on_lava_full
-from processes import proc_stat
+from processes import leftovers, proc_stat
 from recurrent_graphs import RECURRENT_GRAPHS, inputs_for, naive_run, self_loop
 
 # Import Lava once here so every forked worker inherits it instead of importing it (~0.7 s each).
@@ -155,19 +155,6 @@ def test_recurrent_dense_on_a_conv_shaped_population() -> None:
 
 # ------------------------------------------------------------------------ no processes left behind
 
-def _leftovers(pgid: int, before: set[str]) -> list[str]:
-    """Our children (any state) and live members of the worker's process group."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        info = proc_stat(pid)
-        if info is None or int(pid) == os.getpid() or pid in before:
-            continue
-        state, ppid, group = info
-        if ppid == os.getpid() or (group == pgid and state != "Z"):
-            found.append(f"pid {pid} state {state} ppid {ppid} pgid {group}")
-    return found
-
-
 @pytest.fixture
 def worker_pids(monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], set[str]]:
     """The pid (= process group) of every worker run_on_lava forks, and our children before."""
@@ -189,7 +176,7 @@ def assert_nothing_left(worker_pids: tuple[list[int], set[str]], within_s: float
     assert pids, "run_on_lava forked no worker"
     deadline = time.monotonic() + within_s
     while True:
-        left = [p for pgid in pids for p in _leftovers(pgid, before)] + [str(c) for c in mp.active_children()]
+        left = [p for pgid in pids for p in leftovers(pgid, before)] + [str(c) for c in mp.active_children()]
         if not left or time.monotonic() > deadline:
             break
         time.sleep(0.1)
