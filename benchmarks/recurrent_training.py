@@ -37,6 +37,8 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from train_throughput import time_first_step  # noqa: E402
+
 LIBRARIES = ("snnc-hw", "snnc-float", "snntorch-rleaky", "snntorch-rsynaptic")
 #: the issue's target: snnc's time per sample at most this multiple of snnTorch's
 TARGET_RATIO = 1.5
@@ -105,17 +107,7 @@ def snntorch_step(cell: str, x: Any, y: Any, hidden: int, classes: int) -> Calla
                     out.append(spk2)
             return torch.stack(out)
 
-    net = Net()
-    opt = torch.optim.Adam(net.parameters(), lr=5e-3)
-    xt = x.transpose(0, 1).contiguous()          # snnTorch's tutorials are time-first
-
-    def step() -> None:
-        loss = torch.nn.functional.cross_entropy(net(xt).sum(0), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    return step
+    return time_first_step(Net(), x, y)
 
 
 def measure(steps_by_lib: dict[str, Callable[[], None]], batch: int, warmup: int, steps: int,

@@ -80,6 +80,23 @@ def _snnc_step(hardware_exact: bool, x: Any, y: Any) -> Callable[[], None]:
     return step
 
 
+def time_first_step(net: Any, x: Any, y: Any) -> Callable[[], None]:
+    """One Adam training step (lr 5e-3, cross-entropy of the summed output spikes) of ``net``, which
+    takes time-first input as snnTorch's tutorials do; ``x`` is (batch, T, features)."""
+    import torch
+
+    opt = torch.optim.Adam(net.parameters(), lr=5e-3)
+    xt = x.transpose(0, 1).contiguous()
+
+    def step() -> None:
+        loss = torch.nn.functional.cross_entropy(net(xt).sum(0), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return step
+
+
 def _snntorch_step(x: Any, y: Any) -> Callable[[], None]:
     import snntorch as snn
     import torch
@@ -102,17 +119,7 @@ def _snntorch_step(x: Any, y: Any) -> Callable[[], None]:
                 out.append(spk2)
             return torch.stack(out)
 
-    net = Net()
-    opt = torch.optim.Adam(net.parameters(), lr=5e-3)
-    xt = x.transpose(0, 1).contiguous()          # snnTorch's tutorials are time-first
-
-    def step() -> None:
-        loss = torch.nn.functional.cross_entropy(net(xt).sum(0), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    return step
+    return time_first_step(Net(), x, y)
 
 
 def _spikingjelly_step(x: Any, y: Any) -> Callable[[], None]:

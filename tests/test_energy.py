@@ -55,6 +55,21 @@ def _connections(syn: object) -> np.ndarray:
     return np.ones((syn.out_size, syn.in_size), dtype=bool)  # type: ignore[attr-defined]
 
 
+def expected_traffic(spk: np.ndarray, dest: list[list[int]], core_of: np.ndarray,
+                     routes: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Messages by route, by brute force: each neuron's spike counts ``spk`` (batch, n) times the route
+    from its core ``core_of[i]`` to each of its destination cores ``dest[i]``."""
+    want = {k: np.zeros(len(spk), np.int64) for k in ("within_tile", "ew_hops", "ns_hops", "cross_chip")}
+    for i, cores in enumerate(dest):
+        for g in cores:
+            s = core_of[i]
+            want["within_tile"] += spk[:, i] * int(routes["same_tile"][s, g])
+            want["ew_hops"] += spk[:, i] * int(routes["ew_hops"][s, g])
+            want["ns_hops"] += spk[:, i] * int(routes["ns_hops"][s, g])
+            want["cross_chip"] += spk[:, i] * int(routes["cross_chip"][s, g])
+    return want
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(fixed_point_graphs(), st.integers(0, 2**32 - 1), st.integers(1, 3), st.integers(1, 8))
 def test_per_core_counts_and_traffic_equal_brute_force(graph: Graph, seed: int, batch: int, steps: int) -> None:
@@ -82,14 +97,7 @@ def test_per_core_counts_and_traffic_equal_brute_force(graph: Graph, seed: int, 
         assert lc.spikes.sum(axis=(0, 2)).tolist() == act.spikes.tolist()
         spk = engine.spikes[lc.name].sum(axis=1)             # (batch, n)
         core_of = placement.offset[lc.name] + mapping.per_core[lc.name].core_of
-        want = {k: np.zeros(batch, np.int64) for k in ("within_tile", "ew_hops", "ns_hops", "cross_chip")}
-        for i, cores in enumerate(dest[lc.name]):
-            for g in cores:
-                s = core_of[i]
-                want["within_tile"] += spk[:, i] * int(routes["same_tile"][s, g])
-                want["ew_hops"] += spk[:, i] * int(routes["ew_hops"][s, g])
-                want["ns_hops"] += spk[:, i] * int(routes["ns_hops"][s, g])
-                want["cross_chip"] += spk[:, i] * int(routes["cross_chip"][s, g])
+        want = expected_traffic(spk, dest[lc.name], core_of, routes)
         for k, v in want.items():
             assert lc.traffic[k].tolist() == v.tolist(), (lc.name, k)
         is_out = lc.name == graph.output.name

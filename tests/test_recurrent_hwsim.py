@@ -27,7 +27,8 @@ from snnc.hwsim.parallel import HwSimPool
 from snnc.hwsim.sim import HwSim
 from snnc.models.readout import Readout
 
-from recurrent_graphs import RECURRENT_GRAPHS, inputs_for, naive_run, self_loop, two_cycle
+from recurrent_graphs import RECURRENT_GRAPHS, inputs_for, naive_run, self_loop
+from test_energy import expected_traffic
 from test_hwsim_engines import assert_same_result
 from test_mapping import brute_core_use, connectivity
 
@@ -354,14 +355,7 @@ def test_per_core_counts_traffic_and_energy_add_up(name: str) -> None:
         assert lc.spikes.sum(axis=(0, 2)).tolist() == act.spikes.tolist()
         np.testing.assert_array_equal(counts.spikes[lc.name], engine.spikes[lc.name])
         spk = engine.spikes[lc.name].sum(axis=1)
-        want = {k: np.zeros(len(x), np.int64) for k in ("within_tile", "ew_hops", "ns_hops", "cross_chip")}
-        for i, cores in enumerate(dest[lc.name]):
-            s = core_of[lc.name][i]
-            for g in cores:
-                want["within_tile"] += spk[:, i] * int(routes["same_tile"][s, g])
-                want["ew_hops"] += spk[:, i] * int(routes["ew_hops"][s, g])
-                want["ns_hops"] += spk[:, i] * int(routes["ns_hops"][s, g])
-                want["cross_chip"] += spk[:, i] * int(routes["cross_chip"][s, g])
+        want = expected_traffic(spk, dest[lc.name], core_of[lc.name], routes)
         for k, v in want.items():
             assert lc.traffic[k].tolist() == v.tolist(), (lc.name, k)
         is_out = lc.name == graph.output.name
