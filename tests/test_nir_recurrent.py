@@ -482,26 +482,34 @@ def test_snntorch_rleaky_compiles_end_to_end(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_snn_compile_cli_verifies_a_recurrent_snntorch_import_on_lava(tmp_path: Path,
-                                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    """``snn-compile rleaky.nir --verify 2``: hwsim and Lava agree spike for spike on the recurrent graph."""
+@pytest.mark.parametrize("source", ["RLeaky", "RSynaptic", "norse"])
+def test_snn_compile_cli_verifies_recurrent_imports_on_lava(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                            source: str) -> None:
+    """``snn-compile FILE.nir --verify 2`` on snnTorch's RLeaky and RSynaptic exports and on a Norse
+    LIFRecurrentCell graph: hwsim and Lava agree spike for spike on every layer, and both spike."""
     import json
 
     from snntorch.export_nir import export_to_nir
 
     from snnc.cli import compile_main
 
-    net, syns, _ = _snntorch_net("RLeaky", reset_delay=False, beta=0.75, seed=3)
-    path = tmp_path / "rleaky.nir"
-    nir.write(str(path), export_to_nir(net, torch.zeros(syns[0].in_features)))
+    if source == "norse":
+        path = _norse_recurrent(tmp_path)[0]
+    else:
+        net, syns, _ = _snntorch_net(source, reset_delay=source == "RSynaptic", beta=0.75, seed=3)
+        path = tmp_path / f"{source}.nir"
+        nir.write(str(path), export_to_nir(net, torch.zeros(syns[0].in_features)))
     try:
         code = compile_main([str(path), "--out", str(tmp_path / "build"), "--verify", "2"])
     except SystemExit as e:
         code = int(e.code or 0)
     assert code == 0, capsys.readouterr().err
     report = json.loads((tmp_path / "build" / "report.json").read_text())
-    assert report["verification"]["passed"] is True
-    assert set(report["quantization"]["float_agreement"]) == {"1.lif", "3"}
+    ver = report["verification"]
+    assert ver["passed"] is True and ver["engines"] == ["hwsim", "lava"]
+    assert all(n == 0 for n in ver["mismatches"]["hwsim-lava"].values()) and len(ver["mismatches"]["hwsim-lava"]) == 2
+    assert all(n > 0 for n in ver["spikes"]["lava"].values()), ver["spikes"]
+    assert len(report["quantization"]["float_agreement"]) == 2
 
 
 def _events(ours: dict, source: list, graph: Graph) -> dict[str, float]:
