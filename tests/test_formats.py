@@ -32,17 +32,17 @@ FORMATS = {
 
 def _model(arch: str, rule: str, hw: bool, seed: int):  # type: ignore[no-untyped-def]
     torch.manual_seed(seed)
-    if arch == "mlp":
-        return ARCHS["mlp"](12, 3, (9,), rule=make_rule(rule), hardware_exact=hw)
+    if arch in ("mlp", "rmlp"):
+        return ARCHS[arch](12, 3, (9,), rule=make_rule(rule), hardware_exact=hw)
     return ARCHS[arch](64, 10, input_shape=(1, 8, 8), rule=make_rule(rule), hardware_exact=hw)
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(arch=st.sampled_from(["mlp", "lenet", "resnet11"]), rule=st.sampled_from(["stbp-rect", "neunorm", "lee", "bpsta"]),
+@given(arch=st.sampled_from(["mlp", "rmlp", "lenet", "resnet11"]), rule=st.sampled_from(["stbp-rect", "neunorm", "lee", "bpsta"]),
        hw=st.booleans(), seed=st.integers(0, 1000))
 def test_model_graph_round_trips_through_every_format(tmp_path_factory: pytest.TempPathFactory, arch: str, rule: str,
                                                        hw: bool, seed: int) -> None:
-    if arch != "mlp" and rule in ("neunorm", "lee", "bpsta"):
+    if arch not in ("mlp", "rmlp") and rule in ("neunorm", "lee", "bpsta"):
         rule = "stbp-rect"   # conv archs refuse NeuNorm and graded/signed input (tests/test_conv.py)
     graph = quantize(graph_from_module(_model(arch, rule, hw, seed)), get_target("loihi"))
     where = tmp_path_factory.mktemp("formats")
@@ -54,7 +54,9 @@ def test_model_graph_round_trips_through_every_format(tmp_path_factory: pytest.T
         back = read_netx(where / "network.net")
         for a, b in zip(graph.populations(), back.populations()):
             assert (a.neuron.du, a.neuron.dv, a.neuron.vth) == (b.neuron.du, b.neuron.dv, b.neuron.vth)  # type: ignore[union-attr]
-            np.testing.assert_array_equal(a.inputs[0][0].weight, b.inputs[0][0].weight)
+            for (s1, _), (s2, _) in zip(a.inputs, b.inputs):
+                np.testing.assert_array_equal(s1.weight, s2.weight)
+            assert len(a.recurrent) == len(b.recurrent)   # netx names its own nodes
 
 
 def test_every_file_of_an_artifact_compiles_back_to_the_same_graph(model_path: Path, tmp_path: Path) -> None:
