@@ -100,7 +100,7 @@ def test_float_reference_runs_recurrence_step_by_step() -> None:
     x = (rng.random((3, 15, 6)) < 0.5).astype(float)
     got = run_float(g, x)
     fc, rec, ro = (g.nodes[k].weight for k in ("fc", "rec", "ro"))
-    h, o = g.nodes["h"], g.nodes["o"]
+    h = g.nodes["h"]
     s_h = np.zeros((3, 15, 5), bool)
     s_o = np.zeros((3, 15, 2), bool)
     u, v, uo, vo = np.zeros((3, 5)), np.zeros((3, 5)), np.zeros((3, 2)), np.zeros((3, 2))
