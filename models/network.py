@@ -318,10 +318,7 @@ def mlp(input_size: int, num_classes: int, hidden: tuple[int, ...] = (128,), *, 
     """
     hw, rule, arch, readout = _architecture(neuron)
     if recurrent and rule.custom_layer_backward:
-        raise UnsupportedLayerError(
-            f"--arch rmlp: rule '{rule.name}' forms each layer's gradient from whole spike trains and has no "
-            f"gradient through recurrent synapses: use a surrogate-gradient rule (e.g. --rule stbp-rect), or "
-            f"--arch mlp.")
+        raise UnsupportedLayerError(rmlp_rule_problem(rule.name))
     if recurrent and not hidden:
         raise UnsupportedLayerError("--arch rmlp needs at least one hidden layer (--hidden N): the hidden layers "
                                     "are the recurrent ones")
@@ -340,6 +337,13 @@ def mlp(input_size: int, num_classes: int, hidden: tuple[int, ...] = (128,), *, 
         params = _output_params(neuron, arch, readout) if last else dict(neuron)
         layers.append((CubaRecurrentDense if recurrent and not last else CubaDense)(a, b, **params, **extra))
     return SpikingNet(layers, hardware_exact=hw, rule=rule, readout=readout)
+
+
+def rmlp_rule_problem(rule: str) -> str:
+    """Why ``--arch rmlp`` cannot be trained by ``rule`` (one whose gradient is a whole-layer backward)."""
+    return (f"--arch rmlp: rule '{rule}' forms each layer's gradient from whole spike trains and has no "
+            f"gradient through recurrent synapses: use a surrogate-gradient rule (e.g. --rule stbp-rect), or "
+            f"--arch mlp.")
 
 
 def rmlp(input_size: int, num_classes: int, hidden: tuple[int, ...] = (128,), **neuron: Any) -> SpikingNet:

@@ -241,6 +241,12 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         optimizer = preset.optimizer if preset else ADAM
         schedule = preset.schedule if preset else CONSTANT
         rule_params = dict(preset.rule_params) if preset and args.rule == preset.rule else {}
+        if args.arch == "rmlp":      # refused before any data loads
+            from snnc.models.network import rmlp_rule_problem
+            from snnc.models.rules import RULES
+
+            if RULES[args.rule].custom_layer_backward:
+                raise SnncError(rmlp_rule_problem(args.rule))
         from snnc.models.checkpoint import atomic_torch_save, load, save
         from snnc.models.datasets import load_dataset
         from snnc.models.network import ARCHS

@@ -224,8 +224,9 @@ def test_rmlp_refuses_hm2bp_in_one_line() -> None:
 def test_snn_train_refuses_hm2bp_with_rmlp(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from snnc.cli import train_main
 
-    code = train_main(["--dataset", "digits", "--arch", "rmlp", "--rule", "hm2bp", "--epochs", "1",
-                       "--out", str(tmp_path / "m.pt")])
+    # mnist in an empty directory: the refusal comes before any data is looked for
+    code = train_main(["--dataset", "mnist", "--data-dir", str(tmp_path), "--arch", "rmlp", "--rule", "hm2bp",
+                       "--epochs", "1", "--out", str(tmp_path / "m.pt")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and not (tmp_path / "m.pt").exists()
     assert len(err) == 1 and err[0].startswith("snn-train: error: --arch rmlp: rule 'hm2bp'") and "--arch mlp" in err[0]
