@@ -140,6 +140,8 @@ def build_report(graph: Graph, mapping: Mapping, inputs: np.ndarray, labels: np.
     result = HwSim.from_graph(graph).run(inputs)
     activity = activity_summary(result)
     sections, counts = cost_sections(graph, mapping, inputs, activity, cost_model)
+    for layer, pop in zip(activity["layers"], graph.populations()):   # the same order
+        layer["recurrent"] = sorted(pop.recurrent)      # synapses inside a cycle (compiler/ir.py)
     report: dict[str, Any] = {
         "target": graph.meta.get("target"),
         "activity": activity,

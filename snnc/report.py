@@ -83,12 +83,16 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
         t.add_column(col, justify="left" if col == "layer" else "right")
     for layer in act["layers"]:
         n = layer["name"]
-        t.add_row(n, str(layer["neurons"]), str(layer["synapses"]), str(cores[n]), f"{layer['synops']:.0f}",
+        t.add_row(n + ("*" if layer.get("recurrent") else ""), str(layer["neurons"]), str(layer["synapses"]), str(cores[n]), f"{layer['synops']:.0f}",
                   f"{layer['neuron_updates']:.0f}", f"{layer['spikes']:.1f}", _si(energy[n]["total_j"], "J"))
     t.add_row("total", "", "", str(report["mapping"]["cores"]), f"{act['synops']:.0f}",
               f"{act['neuron_updates']:.0f}", f"{act['spikes']:.1f}",
               _si(report["energy"].get("dynamic_j", report["energy"]["total_j"]), "J"))
     con.print(t)
+    loops = [f"{x['name']} ({', '.join(x['recurrent'])})" for x in act["layers"] if x.get("recurrent")]
+    if loops:
+        con.print(f"* recurrent: synapses inside a cycle, a spike of step t acting at t+1: {'; '.join(loops)}",
+                  highlight=False)
     lat, e = report["latency"], report["energy"]
     con.print(f"Energy model: [bold]{e['model']}[/] ({e['source']})", highlight=False)
     if "dynamic_j" in e:

@@ -331,3 +331,24 @@ def test_rmlp_graph_round_trips_through_every_file_format(tmp_path: Path, rule_n
                               ("graph.onnx", write_onnx, read_onnx)):
         write(q, tmp_path / name)
         assert_same_graph(q, read(tmp_path / name))
+
+
+def test_report_marks_recurrent_layers(tmp_path: Path) -> None:
+    """report.json names each layer's recurrent synapses; the text table and report.html mark the layer."""
+    import io
+
+    from rich.console import Console
+
+    from snnc.pipeline import compile_model
+    from snnc.report import render
+
+    torch.manual_seed(0)
+    net = ARCHS["rmlp"](20, 3, hidden=(8,), rule=make_rule("stbp-rect"))
+    save(net, tmp_path / "r.pt", metadata={"timesteps": 12})
+    res = compile_model(tmp_path / "r.pt", out=tmp_path / "r.loihi", verify=0, report_samples=4)
+    layers = res.report["activity"]["layers"]
+    assert [x["recurrent"] for x in layers] == [["lif1.rec"], []]
+    out = io.StringIO()
+    render(res.report, Console(file=out, width=100))
+    assert "lif1*" in out.getvalue() and "lif1 (lif1.rec)" in out.getvalue() and "lif2*" not in out.getvalue()
+    assert '<span title="recurrent: lif1.rec">(recurrent)</span>' in (tmp_path / "r.loihi" / "report.html").read_text()
