@@ -262,7 +262,7 @@ def simulate_block(block: tuple[Population, ...], trains: dict[str, torch.Tensor
     for p in block:
         trains[p.name] = lifs[p.name].out
     for p in block:
-        _, rec_synops, rec_synapses = _recurrent_counts(p, trains, shape)
+        rec_synops, rec_synapses = _recurrent_counts(p, trains, shape)
         lif = lifs[p.name]
         results[p.name] = BlockOutput(lif.out, lif.active, lif.v, ff[p.name][1] + rec_synops,
                                       ff[p.name][2] + rec_synapses)
@@ -270,14 +270,14 @@ def simulate_block(block: tuple[Population, ...], trains: dict[str, torch.Tensor
 
 
 def _recurrent_counts(pop: Population, trains: dict[str, torch.Tensor],
-                      shape: tuple[int, int]) -> tuple[None, torch.Tensor, int]:
+                      shape: tuple[int, int]) -> tuple[torch.Tensor, int]:
     """Synaptic ops per step and synapse count of a population's recurrent (Dense) synapses."""
     synops = torch.zeros(shape[1], dtype=torch.int64, device=trains[pop.name].device)
     synapses = 0
     for syn, src in pop.recurrent_inputs:
         synops += (delayed_train(trains[src]) != 0).sum(dim=(0, 2)) * syn.out_size
         synapses += int(syn.weight.size)
-    return None, synops, synapses
+    return synops, synapses
 
 
 class _DenseOp:
