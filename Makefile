@@ -24,6 +24,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH)
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --ignore-requires-python $(LAVA)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[test]"
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps neurobench==2.3.0
 	touch $(STAMP)
 
 demo: $(STAMP)
