@@ -1,6 +1,6 @@
 """Numerical honesty: where the compiled integers stop computing what the model computes, with numbers.
 
-Three sources of difference, each reported per layer in report.json ``numerics`` and, where it
+Four sources of difference, each reported per layer in report.json ``numerics`` and, where it
 changes behaviour, as a finding (``snn-compile --strict`` makes every finding here an error):
 
 * quantization of a float model (this module, from the float graph and the integers quantize
@@ -8,8 +8,15 @@ changes behaviour, as a finding (``snn-compile --strict`` makes every finding he
   biases rounded or clipped. A hardware-exact model trained with those very integers (its layers
   carry ``int_scale``), so for it they are reported as the model's own, not as findings;
 * state leaving its registers on the observed inputs (``snnc.hwsim.headroom``): u's 24-bit wrap,
-  v's clip, a Conv's 24-bit output wrap; a finding for every source: a hardware-exact model
-  reproduces Lava's wrap, but silicon's true 24-bit wrap differs and a float model has none;
+  v's clip, a Conv's 24-bit output wrap; a finding for every source (``state_overflow``): a
+  hardware-exact model reproduces Lava's wrap, but the network stops computing its equations there
+  and a float model has none;
+* Lava and silicon parting on the observed inputs (``snnc.hwsim.divergence``): where Lava's
+  fixed-point models, which hwsim and the verification reproduce, and the silicon-tested Loihi 1
+  semantics (nengo-loihi's emulator) compute different values: the 22-bit input accumulator, u's
+  wrap at its bounds, u + bias, the per-synapse weight exponent, a Conv's output, Conv weights the
+  8-bit synapses cannot hold (``silicon_divergence``). A different question from state_overflow:
+  most u wraps are the same on both, and q0 wraps long before u does; each message names the other;
 * the measured result (``snnc.pipeline.float_agreement``): the share of (sample, step, neuron)
   spikes on which the compiled network equals the float model it came from.
 """
@@ -22,6 +29,7 @@ import numpy as np
 from snnc.compiler.ir import CubaLIF, Graph, QCubaLIF
 from snnc.compiler.passes import Finding
 from snnc.compiler.targets import Target
+from snnc.hwsim.divergence import REGIME_BY_ID, WHERE
 
 _EPS = 1e-9
 
@@ -116,11 +124,64 @@ def _quantization_findings(name: str, e: dict[str, Any], target: Target) -> list
     return out
 
 
+def _event(e: dict[str, Any]) -> str:
+    return f"sample {e['sample']}, timestep {e['timestep']}, neuron {e['neuron']}"
+
+
+def silicon_findings(silicon: dict[str, dict[str, Any]], state: dict[str, dict[str, Any]] | None = None
+                     ) -> list[Finding]:
+    """One ``silicon_divergence`` finding per layer whose silicon check (``SiliconCheck.to_json()``)
+    diverges: regimes, counts, the first event, why it matters and what to do (REGIMES' remedies);
+    naming the layer's state_overflow finding where it has one (``state``: ``StateRange.to_json()``)."""
+    out: list[Finding] = []
+    for name, s in silicon.items():
+        if s["verdict"] != "diverges":
+            continue
+        counted = [f"{n} where {WHERE[r]}" for r, n in s["events"].items() if n]
+        first = s["first"]
+        seen = ""
+        if counted:
+            peak = (f"; peak |a| {s['peak_input']} weight units, q0 holds {s['input_range'][0]}..{s['input_range'][1]}"
+                    if s["events"]["q0_wrap"] else "")
+            seen = (f"on the {s['samples']} observed input samples ({s['timesteps']} timesteps), "
+                    f"{sum(s['events'].values())} (sample, timestep, neuron) events: {'; '.join(counted)}{peak}; "
+                    f"the first at {_event(first)} ({first['regime']}). ")
+        structural = "".join(f"Structurally, {x['synapse']}: {x['detail']}, which Lava's Conv uses as they are but "
+                             f"Loihi's 8-bit synapses cannot hold (see also the weights_representable design rule). "
+                             for x in s["structural"])
+        todo = "; ".join(f"{r}: {REGIME_BY_ID[r].remedy}" for r in s["regimes"])
+        other = ""
+        if state and state.get(name, {}).get("events"):
+            other = (" This layer's state_overflow finding is the other question: where its state leaves the "
+                     "registers and the equations stop holding, on Lava and silicon alike.")
+        out.append(Finding("silicon_divergence", name, "warning",
+                           f"layer '{name}': Lava's fixed-point model (which hwsim reproduces bit for bit) and the "
+                           f"silicon-tested Loihi 1 semantics (nengo-loihi's emulator, compared with the chip in its "
+                           f"hardware tests) compute different results here, so hwsim and Lava agreeing does not say "
+                           f"what the chip computes: {seen}{structural}What to do: {todo}.{other} "
+                           f"Regimes and sources: report.json numerics.silicon.regimes.", True))
+    return out
+
+
+def _silicon_note(name: str, silicon: dict[str, dict[str, Any]] | None) -> str:
+    """state_overflow's pointer to the silicon check of the same layer (None: not checked)."""
+    if silicon is None or name not in silicon:
+        return ""
+    if silicon[name]["verdict"] == "diverges":
+        return (" Whether silicon computes the same there is a different question: this layer's "
+                "silicon_divergence finding says where it does not.")
+    hedge = " as far as checked" if silicon[name]["unchecked"] else ""
+    return (f" Silicon would compute the same at these points{hedge} (most wraps are alike on both; report.json "
+            f"numerics.layers.{name}.silicon).")
+
+
 def numeric_findings(effects: dict[str, dict[str, Any]], state: dict[str, dict[str, Any]],
-                     agreement: dict[str, float] | None, target: Target) -> list[Finding]:
+                     agreement: dict[str, float] | None, target: Target,
+                     silicon: dict[str, dict[str, Any]] | None = None) -> list[Finding]:
     """Findings (``numerical=True``) from :func:`quantization_effects` (not for layers whose model
-    trained with these integers), from the observed state ranges (``StateRange.to_json()``) and
-    from the float agreement (per population, fraction of equal spikes)."""
+    trained with these integers), from the observed state ranges (``StateRange.to_json()``), from
+    the float agreement (per population, fraction of equal spikes) and from the silicon checks
+    (``SiliconCheck.to_json()``, :func:`silicon_findings`)."""
     out: list[Finding] = []
     for name, e in effects.items():
         if not e["in_model"]:
@@ -138,7 +199,8 @@ def numeric_findings(effects: dict[str, dict[str, Any]], state: dict[str, dict[s
                            f"{s['limit']}; first at sample {first['sample']}, timestep {first['timestep']}, "
                            f"neuron {first['neuron']}: {first['what']}). Lava's wrap is reproduced exactly, but "
                            f"the network no longer computes its equations there: lower the weights or the "
-                           f"layer's weight_scale.", True))
+                           f"layer's weight_scale.{_silicon_note(name, silicon)}", True))
+    out += silicon_findings(silicon or {}, state)
     for name, share in sorted((agreement or {}).items()):
         if share < 1.0:
             out.append(Finding("spikes_differ_from_float", name, "warning",

@@ -1,24 +1,32 @@
 """Where the chip's integer state leaves its range on given inputs: u's 24-bit wrap, v's clip, the
-Conv output wrap and Lava's int32 sums.
+Conv output wrap and Lava's int32 sums; and the one observation pass (:func:`run_watched`) that also
+feeds snnc.hwsim.divergence's silicon check.
 
 Lava's LIF wraps u once at 24 bits, saturates v at +-(2**23 - 1) and sums both in int32
 (SP/lava/proc/lif/models.py:145-186); its Conv wraps its output at 24 bits
 (SP/lava/proc/conv/utils.py:67-84). hwsim reproduces all of it, so its spikes still equal Lava's,
 but each such event is a point where the network stops computing the model's equations: a float
-model has no wrap, and silicon's true 24-bit wrap differs from Lava's. This pass runs a graph as
-hwsim's torch engine does and, at every step, compares the state the chip holds with the unbounded
-integer result from the same previous state (one-step deviations, so one overflow is counted once,
-not again in every step that inherits it).
+model has no wrap (and where silicon's arithmetic differs from Lava's there is
+snnc.hwsim.divergence's question: e.g. u's true 24-bit wrap equals Lava's fold except at the
+bounds). This pass runs a graph as hwsim's torch engine does and, at every step, compares the state
+the chip holds with the unbounded integer result from the same previous state (one-step deviations,
+so one overflow is counted once, not again in every step that inherits it).
+
+All observation runs through :func:`run_watched`: one pass over the graph, block by block through
+``simulate_block`` (snnc.hwsim.sim), every population fed to one watch per factory, every step
+(``step``), and each watch's ``finish`` called once its block has run (when whole trains are needed).
+:func:`observe` gives the state ranges and the silicon checks from one pass.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from snnc.compiler.ir import Graph, Population, QConv, QCubaLIF
+from snnc.hwsim.divergence import SiliconCheck, silicon_watch
 from snnc.hwsim.sim import HwSim, _conv, _exact_float_math, _top, conv_bound, delayed_train, simulate_block
 
 STATE_LIMIT = 2**23   # |u| and |v| the 24-bit registers hold (u wraps above, v clips at 2**23 - 1)
@@ -88,22 +96,54 @@ class StateWatch:
         st.note("v clipped", v_bad, t)
 
 
-def observe_state(graph: Graph, inputs: np.ndarray) -> dict[str, StateRange]:
-    """Run ``inputs`` (batch, T, n_in) through ``graph`` (fixed point) and report, per population,
-    the range its state reached and every point where the chip's arithmetic left its bounds."""
+#: A watch factory: (population, the trains that have run, batch, steps) -> an object with
+#: ``step(t, a_in, u_exact, u, v_exact, v, vth)`` and, optionally, ``finish(population, trains)``.
+WatchFactory = Callable[[Population, "dict[str, torch.Tensor]", int, int], Any]
+
+
+class _Tee:
+    """Several watches of one population fed the same step (simulate_block takes one per population)."""
+
+    def __init__(self, watches: list[Any]):
+        self.watches = watches
+
+    def step(self, *args: Any) -> None:
+        for w in self.watches:
+            w.step(*args)
+
+
+def run_watched(graph: Graph, inputs: np.ndarray, factories: Sequence[WatchFactory]) -> list[dict[str, Any]]:
+    """Run ``inputs`` (batch, T, n_in) through ``graph`` (fixed point) as hwsim's torch engine does,
+    each population watched by one watch per factory; returns, per factory, the watches by population."""
     HwSim.from_graph(graph)     # refuses a float graph
     x = graph.input.check_values(inputs)
     batch, steps = x.shape[:2]
     trains: dict[str, torch.Tensor] = {graph.input.name: torch.from_numpy(x)}
-    out: dict[str, StateRange] = {}
+    out: list[dict[str, Any]] = [{} for _ in factories]
     with _exact_float_math():
         for block in graph.blocks():
-            watches = {}
+            made = {pop.name: [f(pop, trains, batch, steps) for f in factories] for pop in block}
+            simulate_block(block, trains, (batch, steps),
+                           watches={name: ws[0] if len(ws) == 1 else _Tee(ws) for name, ws in made.items()})
             for pop in block:
-                watches[pop.name] = _conv_watch(pop, trains, batch, steps)
-            simulate_block(block, trains, (batch, steps), watches=watches)
-            out.update({name: w.state for name, w in watches.items()})
+                for i, w in enumerate(made[pop.name]):
+                    if hasattr(w, "finish"):
+                        w.finish(pop, trains)
+                    out[i][pop.name] = w
     return out
+
+
+def observe_state(graph: Graph, inputs: np.ndarray) -> dict[str, StateRange]:
+    """Run ``inputs`` (batch, T, n_in) through ``graph`` (fixed point) and report, per population,
+    the range its state reached and every point where the chip's arithmetic left its bounds."""
+    (watches,) = run_watched(graph, inputs, [_conv_watch])
+    return {name: w.state for name, w in watches.items()}
+
+
+def observe(graph: Graph, inputs: np.ndarray) -> tuple[dict[str, StateRange], dict[str, SiliconCheck]]:
+    """:func:`observe_state` and snnc.hwsim.divergence's silicon check, per population, in one pass."""
+    state, silicon = run_watched(graph, inputs, [_conv_watch, silicon_watch])
+    return ({name: w.state for name, w in state.items()}, {name: w.check for name, w in silicon.items()})
 
 
 def _conv_watch(pop: Population, trains: dict[str, torch.Tensor], batch: int, steps: int) -> StateWatch:
