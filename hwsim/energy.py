@@ -1,9 +1,18 @@
 """Raw counts -> energy and latency per inference, under a named, cited cost model (docs/energy.md).
 
 Cost models are data, not constants in code: JSON files shipped in ``cost_models/`` (Loihi 1 from
-Davies et al. 2018 Table 2; Loihi 2 with no public coefficients, so counts only; the conventional
-45 nm figures of Horowitz 2014 for the ANN comparison), or a user's JSON/YAML file of the same
-shape. A coefficient may be ``null``: that term is then reported as unpriced, never as zero.
+Davies et al. 2018 Table 2; Loihi 1 as SANA-FE's silicon-calibrated model prices it, Boyle et al.
+2025; Loihi 2 with no public coefficients, so counts only; the conventional 45 nm figures of
+Horowitz 2014 for the ANN comparison), or a user's JSON/YAML file of the same shape. A coefficient
+may be ``null``: that term is then reported as unpriced, never as zero.
+
+Two neuromorphic shapes: ``neuromorphic`` (Davies' per-operation table: a synaptic op, an active or
+inactive neuron update, a message within a tile or per tile hop, a barrier interpolated in tiles)
+and ``neuromorphic-sanafe`` (SANA-FE's event model: every mapped neuron pays a base cost per step,
+plus an increment when updated and another when it fires; synaptic events by synapse kind; a
+message out per distinct destination core and a message in; a barrier looked up by tile count; its
+``simple`` timing model: the slowest core's neuron or message processing plus the barrier). The
+counts each prices are in ``snnc.hwsim.counts``; docs/energy.md says where each figure comes from.
 """
 from __future__ import annotations
 
@@ -20,21 +29,32 @@ import numpy as np
 from snnc.compiler.mapping import Mapping
 from snnc.compiler.placement import Placement
 from snnc.errors import InputFileError
-from snnc.hwsim.counts import DetailedCounts, LayerCounts
+from snnc.hwsim.counts import DetailedCounts, EventCounts, InputEvents, LayerCounts
 from snnc.hwsim.sim import HwSimResult
 from snnc.models.readout import Readout
 
 DEFAULT_COST_MODEL = "loihi1-davies2018"
+CALIBRATED_COST_MODEL = "loihi1-sanafe2025"
 ANN_COST_MODEL = "ann-horowitz2014-45nm"
+SANAFE_KIND = "neuromorphic-sanafe"
 
 #: The coefficients each kind of cost model may give (J per operation, s per operation).
 ENERGY_TERMS = {
     "neuromorphic": ("synaptic_op", "neuron_update_active", "neuron_update_inactive", "spike_within_tile",
                      "tile_hop_ew", "tile_hop_ns", "spike_cross_chip"),
     "ann": ("mac_fp32", "ac_fp32", "mac_int8", "ac_int32", "sram_read_64bit"),
+    # SANA-FE's terms (its Loihi file's attributes in docs/energy.md): per synaptic event by synapse
+    # kind; per mapped neuron and step, +updated, +fired; per message out and in; per tile hop
+    SANAFE_KIND: ("synaptic_event_dense", "synaptic_event_sparse", "synaptic_event_conv", "neuron_step",
+                  "neuron_updated", "neuron_fired", "message_out", "message_in", "tile_hop_ew", "tile_hop_ns",
+                  "spike_cross_chip"),
 }
 TIME_TERMS = ("synaptic_op", "neuron_update_active", "neuron_update_inactive", "spike_within_tile",
               "tile_hop_ew", "tile_hop_ns", "barrier_1_tile", "barrier_32_tiles", "barrier_multi_chip")
+#: SANA-FE's times; its ``simple`` timing model adds no hop latency (its ``detailed`` one does)
+SANAFE_TIME_TERMS = (*ENERGY_TERMS[SANAFE_KIND][:-1], "barrier_multi_chip")
+#: the timing models snnc computes for a ``neuromorphic-sanafe`` model (SANA-FE's schedule.cpp)
+TIMING_MODELS = ("simple",)
 #: Energy categories of a neuromorphic estimate and the counts they price.
 CATEGORIES = ("synaptic_ops", "neuron_updates", "spike_messages", "tile_hops", "cross_chip")
 
@@ -52,6 +72,8 @@ class CostModel:
     static_w_per_chip: float | None = None
     caveats: list[str] = field(default_factory=list)
     path: str = "(shipped)"
+    barrier_by_tiles: dict[int, float | None] = field(default_factory=dict)   # neuromorphic-sanafe
+    timing_model: str | None = None                                          # neuromorphic-sanafe
 
     def e(self, key: str) -> float | None:
         return self.energy_j.get(key)
@@ -117,7 +139,8 @@ def _validated(data: Any, where: str) -> CostModel:
     """A CostModel from parsed JSON/YAML; every error names the file and the key."""
     if not isinstance(data, dict):
         raise InputFileError(f"{where}: a cost model is a mapping with name, title, source, kind, energy_j, ...")
-    allowed = {"name", "title", "source", "kind", "energy_j", "time_s", "static_w_per_chip", "caveats"}
+    allowed = {"name", "title", "source", "kind", "energy_j", "time_s", "static_w_per_chip", "caveats",
+               "barrier_s_by_tiles", "timing_model"}
     if not all(isinstance(k, str) for k in data):   # YAML allows any key: numbers, lists, null
         raise InputFileError(f"{where}: every key of a cost model is a string; allowed: {sorted(allowed)}.")
     unknown = sorted(set(data) - allowed)
@@ -129,8 +152,13 @@ def _validated(data: Any, where: str) -> CostModel:
     kind = data.get("kind", "neuromorphic")
     if not isinstance(kind, str) or kind not in ENERGY_TERMS:
         raise InputFileError(f"{where}: kind '{str(kind)[:80]}' is not one of {sorted(ENERGY_TERMS)}.")
+    if kind != SANAFE_KIND:
+        only = sorted({"barrier_s_by_tiles", "timing_model"} & set(data))
+        if only:
+            raise InputFileError(f"{where}: {only} belong to kind '{SANAFE_KIND}', not '{kind}'.")
+    times = {"neuromorphic": TIME_TERMS, SANAFE_KIND: SANAFE_TIME_TERMS}.get(kind, ())
     tables: dict[str, dict[str, float | None]] = {}
-    for table, terms in (("energy_j", ENERGY_TERMS[kind]), ("time_s", TIME_TERMS if kind == "neuromorphic" else ())):
+    for table, terms in (("energy_j", ENERGY_TERMS[kind]), ("time_s", times)):
         given = data.get(table) or {}
         if not isinstance(given, dict):
             raise InputFileError(f"{where}: '{table}' must be a mapping of coefficient -> number or null.")
@@ -144,10 +172,33 @@ def _validated(data: Any, where: str) -> CostModel:
     caveats = data.get("caveats") or []
     if not isinstance(caveats, list) or not all(isinstance(c, str) for c in caveats):
         raise InputFileError(f"{where}: 'caveats' must be a list of strings.")
+    barriers: dict[int, float | None] = {}
+    timing = None
+    if kind == SANAFE_KIND:
+        barriers = _barrier_table(where, data.get("barrier_s_by_tiles"))
+        timing = data.get("timing_model", "simple")
+        if timing not in TIMING_MODELS:
+            raise InputFileError(f"{where}: timing_model '{str(timing)[:40]}' is not one snnc computes "
+                                 f"({', '.join(TIMING_MODELS)}).")
     return CostModel(name=data["name"], title=str(data.get("title") or data["name"]), source=data["source"],
                      kind=kind, energy_j=tables["energy_j"], time_s=tables["time_s"],
                      static_w_per_chip=_number(where, "static_w_per_chip", data.get("static_w_per_chip")),
-                     caveats=list(caveats), path=where)
+                     caveats=list(caveats), path=where, barrier_by_tiles=barriers, timing_model=timing)
+
+
+def _barrier_table(where: str, table: Any) -> dict[int, float | None]:
+    """SANA-FE's barrier table, tile count -> seconds (JSON keys are strings); missing: unknown."""
+    if table is None:
+        return {}
+    if not isinstance(table, dict):
+        raise InputFileError(f"{where}: 'barrier_s_by_tiles' must map a tile count to seconds, e.g. {{1: 0.6e-6}}.")
+    out: dict[int, float | None] = {}
+    for key, value in table.items():
+        text = str(key)
+        if isinstance(key, bool) or not text.isdigit() or int(text) < 1:
+            raise InputFileError(f"{where}: barrier_s_by_tiles key '{text[:20]}' is not a tile count (1, 2, ...).")
+        out[int(text)] = _number(where, f"barrier_s_by_tiles.{text}", value)
+    return dict(sorted(out.items()))
 
 
 # --- statistics --------------------------------------------------------------------------------------
@@ -313,33 +364,35 @@ def _priced(x: np.ndarray | None) -> float | None:
     return None if x is None else float(np.mean(x))
 
 
-def estimate(counts: DetailedCounts, mapping: Mapping, placement: Placement, cm: CostModel,
-             readout: Readout, output: str, cores_per_tile: int) -> dict[str, Any]:
-    """Energy (per category, layer and core; mean and distribution over samples) and latency (per
-    step, per inference, time to decision) of one batch of counts under ``cm``."""
+@dataclass(frozen=True)
+class _Priced:
+    """One cost model's prices of the counts, before the report's sections are assembled."""
+
+    per_layer: dict[str, dict[str, np.ndarray | None]]   # layer -> category -> (batch,) joules
+    by_cat: dict[str, np.ndarray | None]                 # category -> (batch,) joules, input included
+    unpriced: list[str]
+    times: np.ndarray | None                             # (batch, T) seconds per step
+    barrier: float | None
+    cores: list[dict[str, Any]]
+    traffic: dict[str, float]
+    input_messages: float
+    energy_extra: dict[str, Any] = field(default_factory=dict)
+    latency_extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _price_per_op(counts: DetailedCounts, mapping: Mapping, placement: Placement, cm: CostModel,
+                  cores_per_tile: int) -> _Priced:
+    """Davies' shape (``neuromorphic``): the per-operation table over snnc's own counts."""
     per_layer = {lc.name: _layer_energy(lc, cm) for lc in counts.layers}
     input_e = _times(counts.input_traffic["within_tile"], cm.e("spike_within_tile"))
     coeffs = {**cm.energy_j, **{f"time:{k}": v for k, v in cm.time_s.items()}}
     unpriced = sorted(k for k, n in _uses(counts, mapping.chips).items() if n > 0 and coeffs.get(k) is None)
-    if cm.static_w_per_chip is None:
-        unpriced.append("static_w_per_chip")
     by_cat: dict[str, np.ndarray | None] = {}
     for cat in CATEGORIES:
         parts = [e[cat] for e in per_layer.values()]
         by_cat[cat] = _add(*parts)
     by_cat["spike_messages"] = _add(by_cat["spike_messages"], input_e)
-    dynamic = _add(*[by_cat[c] for c in CATEGORIES])
     times, barrier = step_times(counts, mapping, placement, cm, cores_per_tile)
-    per_inf_s = None if times is None else times.sum(axis=1)
-    static = None
-    if cm.static_w_per_chip is not None and per_inf_s is not None:
-        static = cm.static_w_per_chip * mapping.chips * per_inf_s
-    total = _add(dynamic, static)        # an unknown static power leaves the total unknown, too
-    layers = []
-    for lc in counts.layers:
-        e = per_layer[lc.name]
-        tot = _add(*e.values())
-        layers.append({"name": lc.name, "energy_j": {k: _priced(v) for k, v in e.items()}, "total_j": _priced(tot)})
     cores = []
     for lc in counts.layers:
         ce = _core_energy(lc, cm)
@@ -358,6 +411,211 @@ def estimate(counts: DetailedCounts, mapping: Mapping, placement: Placement, cm:
                 "busy_s_per_step": None if ct is None else float(ct[:, :, k].mean()),
                 "busy_s_per_step_max": None if ct is None else float(ct[:, :, k].max()),
             })
+    return _Priced(per_layer=per_layer, by_cat=by_cat, unpriced=unpriced, times=times, barrier=barrier,
+                   cores=cores,
+                   traffic={k: float(sum(lc.traffic[k].mean() for lc in counts.layers))
+                            for k in counts.layers[0].traffic},
+                   input_messages=float(counts.input_traffic["within_tile"].mean()))
+
+
+# --- SANA-FE's event model (kind neuromorphic-sanafe) ------------------------------------------------
+
+def _events(lc: LayerCounts) -> EventCounts:
+    if lc.events is None:
+        raise ValueError(f"{lc.name}: no SANA-FE event counts (made by snnc.hwsim.counts.count)")
+    return lc.events
+
+
+def _total(x: np.ndarray) -> np.ndarray:
+    """(batch, ...) -> (batch,) sums."""
+    return x.sum(axis=tuple(range(1, x.ndim)))
+
+
+def _sanafe_layer_energy(lc: LayerCounts, cm: CostModel, steps: int) -> dict[str, np.ndarray | None]:
+    """Per category, (batch,) joules of one layer under SANA-FE's terms: its cores' synaptic events,
+    every neuron's step (+updated, +fired), the messages it sends and receives, its messages' hops."""
+    ev = _events(lc)
+    neurons = np.full(ev.updated.shape[0], int(lc.neurons_per_core.sum()) * steps, dtype=np.int64)
+    return {
+        "synaptic_ops": _add(_times(_total(ev.events_dense), cm.e("synaptic_event_dense")),
+                             _times(_total(ev.events_conv), cm.e("synaptic_event_conv"))),
+        "neuron_updates": _add(_times(neurons, cm.e("neuron_step")), _times(_total(ev.updated), cm.e("neuron_updated")),
+                               _times(_total(lc.spikes), cm.e("neuron_fired"))),
+        "spike_messages": _add(_times(_total(ev.messages_out), cm.e("message_out")),
+                               _times(_total(ev.messages_in), cm.e("message_in"))),
+        "tile_hops": _add(_times(_total(ev.hops_ew), cm.e("tile_hop_ew")), _times(_total(ev.hops_ns), cm.e("tile_hop_ns"))),
+        "cross_chip": _times(_total(ev.cross_chip), cm.e("spike_cross_chip")),
+    }
+
+
+def _sanafe_core_energy(lc: LayerCounts, cm: CostModel, steps: int) -> np.ndarray | None:
+    """(cores,) mean joules per inference of each core's own work: synaptic events and neuron steps."""
+    ev = _events(lc)
+    parts = _add(_times(ev.events_dense.sum(axis=1), cm.e("synaptic_event_dense")),
+                 _times(ev.events_conv.sum(axis=1), cm.e("synaptic_event_conv")),
+                 _times(np.broadcast_to(lc.neurons_per_core * steps, (ev.updated.shape[0], lc.cores)),
+                        cm.e("neuron_step")),
+                 _times(ev.updated.sum(axis=1), cm.e("neuron_updated")),
+                 _times(lc.spikes.sum(axis=1), cm.e("neuron_fired")))
+    return None if parts is None else parts.mean(axis=0)
+
+
+def _sanafe_core_time(lc: LayerCounts, cm: CostModel) -> np.ndarray | None:
+    """(batch, T, cores) seconds each core is busy per step in SANA-FE's simple model: the larger of
+    its neuron processing (every neuron's step, +updated, +fired, +each message out; chip.cpp
+    process_neuron) and its message processing (each message in, +its synaptic events; process_message)."""
+    ev = _events(lc)
+    neuron = _add(_times(np.broadcast_to(lc.neurons_per_core, ev.updated.shape), cm.t("neuron_step")),
+                  _times(ev.updated, cm.t("neuron_updated")), _times(lc.spikes, cm.t("neuron_fired")),
+                  _times(ev.messages_out, cm.t("message_out")))
+    message = _add(_times(ev.messages_in, cm.t("message_in")), _times(ev.events_dense, cm.t("synaptic_event_dense")),
+                   _times(ev.events_conv, cm.t("synaptic_event_conv")))
+    return None if neuron is None or message is None else np.maximum(neuron, message)
+
+
+def sanafe_barrier(cm: CostModel, tiles: int, chips: int) -> float | None:
+    """SANA-FE's barrier: the table's value at the largest tile count <= ``tiles`` (below the first
+    key, the first value; utils.hpp LookupTable::get); on several chips the model's multi-chip figure."""
+    if chips > 1:
+        return cm.t("barrier_multi_chip")
+    table = cm.barrier_by_tiles
+    if not table:
+        return None
+    keys = [k for k in table if k <= tiles]
+    return table[max(keys)] if keys else table[min(table)]
+
+
+def tiles_in_use(placement: Placement, inputs: InputEvents | None) -> tuple[int, int]:
+    """Mapped tiles and chips: the network's cores and the input units' (SANA-FE's ``mapped_tiles``)."""
+    chip, tile = placement.chip, placement.tile
+    if inputs is not None:
+        chip, tile = np.concatenate([chip, inputs.chip]), np.concatenate([tile, inputs.tile])
+    return len(set(zip(chip.tolist(), tile.tolist()))), int(chip.max(initial=0)) + 1
+
+
+def _sanafe_uses(counts: DetailedCounts) -> dict[str, float]:
+    """How often each coefficient of the SANA-FE shape is needed by these counts."""
+    uses: dict[str, float] = {}
+
+    def add(key: str, x: np.ndarray, timed: bool = True) -> None:
+        for k in ((key, f"time:{key}") if timed else (key,)):
+            uses[k] = uses.get(k, 0.0) + float(x.sum())
+
+    for lc in counts.layers:
+        ev = _events(lc)
+        add("synaptic_event_dense", ev.events_dense)
+        add("synaptic_event_conv", ev.events_conv)
+        add("neuron_step", lc.neurons_per_core)
+        add("neuron_updated", ev.updated)
+        add("neuron_fired", lc.spikes)
+        add("message_out", ev.messages_out)
+        add("message_in", ev.messages_in)
+        add("tile_hop_ew", ev.hops_ew, timed=False)     # the simple timing model adds no hop latency
+        add("tile_hop_ns", ev.hops_ns, timed=False)
+        add("spike_cross_chip", ev.cross_chip, timed=False)
+    inp = counts.input_events
+    if inp is not None:
+        add("message_out", inp.messages_out)
+        add("tile_hop_ew", inp.hops_ew, timed=False)
+        add("tile_hop_ns", inp.hops_ns, timed=False)
+        add("spike_cross_chip", inp.cross_chip, timed=False)
+    return uses
+
+
+def _price_sanafe(counts: DetailedCounts, mapping: Mapping, placement: Placement, cm: CostModel,
+                  cores_per_tile: int) -> _Priced:
+    """SANA-FE's shape: its event terms over snnc's counts under its definitions (hwsim/counts.py),
+    its ``simple`` timing model (schedule.cpp schedule_messages_timestep_simple): per step, the
+    largest neuron- or message-processing time of any core (input units' too), plus the barrier
+    looked up by the number of mapped tiles (chip.cpp sim_timestep_sync)."""
+    del cores_per_tile, mapping   # SANA-FE's tiles and chips are counted from the placement itself
+    steps = counts.timesteps
+    inp = counts.input_events
+    per_layer = {lc.name: _sanafe_layer_energy(lc, cm, steps) for lc in counts.layers}
+    by_cat: dict[str, np.ndarray | None] = {cat: _add(*[e[cat] for e in per_layer.values()]) for cat in CATEGORIES}
+    tiles, chips = tiles_in_use(placement, inp)
+    barrier = sanafe_barrier(cm, tiles, chips)
+    barrier_key = "time:barrier_multi_chip" if chips > 1 else "time:barrier_s_by_tiles"
+    coeffs = {**cm.energy_j, **{f"time:{k}": v for k, v in cm.time_s.items()}}
+    unpriced = sorted(k for k, n in _sanafe_uses(counts).items() if n > 0 and coeffs.get(k) is None)
+    if barrier is None:
+        unpriced.append(barrier_key)
+    busy: np.ndarray | None = np.zeros((counts.batch, steps))
+    input_cores: list[dict[str, Any]] = []
+    in_msgs = 0.0
+    if inp is not None:
+        by_cat["spike_messages"] = _add(by_cat["spike_messages"], _times(_total(inp.messages_out), cm.e("message_out")))
+        by_cat["tile_hops"] = _add(by_cat["tile_hops"], _times(_total(inp.hops_ew), cm.e("tile_hop_ew")),
+                                   _times(_total(inp.hops_ns), cm.e("tile_hop_ns")))
+        by_cat["cross_chip"] = _add(by_cat["cross_chip"], _times(_total(inp.cross_chip), cm.e("spike_cross_chip")))
+        in_msgs = float(_total(inp.messages_out).mean())
+        in_time = _times(inp.messages_out, cm.t("message_out"))   # input units: no soma cost in SANA-FE's Loihi
+        busy = None if in_time is None else np.maximum(busy, in_time.max(axis=2, initial=0.0))  # type: ignore[arg-type]
+        for k in range(inp.core.size):
+            input_cores.append({
+                "core": int(inp.core[k]), "chip": int(inp.chip[k]), "tile_x": int(inp.tile_x[k]),
+                "tile_y": int(inp.tile_y[k]), "neurons": int(inp.neurons_per_core[k]),
+                "messages": float(inp.messages_out[:, :, k].sum(axis=1).mean()),
+                "busy_s_per_step": None if in_time is None else float(in_time[:, :, k].mean()),
+                "busy_s_per_step_max": None if in_time is None else float(in_time[:, :, k].max())})
+    cores = []
+    for lc in counts.layers:
+        ev = _events(lc)
+        ce = _sanafe_core_energy(lc, cm, steps)
+        ct = _sanafe_core_time(lc, cm)
+        busy = None if busy is None or ct is None else np.maximum(busy, ct.max(axis=2))
+        lo = placement.offset[lc.name]
+        for k in range(lc.cores):
+            g = lo + k
+            cores.append({
+                "core": g, "layer": lc.name, "chip": int(placement.chip[g]), "tile_x": int(placement.tile_x[g]),
+                "tile_y": int(placement.tile_y[g]), "neurons": int(lc.neurons_per_core[k]),
+                "synops": float((ev.events_dense + ev.events_conv)[:, :, k].sum(axis=1).mean()),
+                "active_updates": float(ev.updated[:, :, k].sum(axis=1).mean()),
+                "spikes": float(lc.spikes[:, :, k].sum(axis=1).mean()),
+                "messages": float(ev.messages_out[:, :, k].sum(axis=1).mean()),
+                "messages_in": float(ev.messages_in[:, :, k].sum(axis=1).mean()),
+                "energy_j": None if ce is None else float(ce[k]),
+                "busy_s_per_step": None if ct is None else float(ct[:, :, k].mean()),
+                "busy_s_per_step_max": None if ct is None else float(ct[:, :, k].max()),
+            })
+    times = None if busy is None or barrier is None else busy + barrier
+    mean = lambda key: sum(float(_total(getattr(_events(lc), key)).mean()) for lc in counts.layers)  # noqa: E731
+    # the Davies shape's keys, counted SANA-FE's way (the output sends nothing: no synapse), and its own
+    traffic = {"within_tile": mean("within_tile"), "ew_hops": mean("hops_ew"), "ns_hops": mean("hops_ns"),
+               "cross_chip": mean("cross_chip"), "to_host": 0.0, "messages_out": mean("messages_out") + in_msgs,
+               "messages_in": mean("messages_in")}
+    if inp is not None:
+        for key, x in (("ew_hops", inp.hops_ew), ("ns_hops", inp.hops_ns), ("cross_chip", inp.cross_chip)):
+            traffic[key] += float(_total(x).mean())
+    return _Priced(per_layer=per_layer, by_cat=by_cat, unpriced=unpriced, times=times, barrier=barrier, cores=cores,
+                   traffic=traffic, input_messages=in_msgs,
+                   energy_extra={"input_cores": input_cores, "mapped_tiles": tiles},
+                   latency_extra={"timing_model": cm.timing_model, "mapped_tiles": tiles})
+
+
+def estimate(counts: DetailedCounts, mapping: Mapping, placement: Placement, cm: CostModel,
+             readout: Readout, output: str, cores_per_tile: int) -> dict[str, Any]:
+    """Energy (per category, layer and core; mean and distribution over samples) and latency (per
+    step, per inference, time to decision) of one batch of counts under ``cm``."""
+    price = _price_sanafe if cm.kind == SANAFE_KIND else _price_per_op
+    priced = price(counts, mapping, placement, cm, cores_per_tile)
+    unpriced = list(priced.unpriced)
+    if cm.static_w_per_chip is None:
+        unpriced.append("static_w_per_chip")
+    by_cat = priced.by_cat
+    dynamic = _add(*[by_cat[c] for c in CATEGORIES])
+    times, barrier = priced.times, priced.barrier
+    per_inf_s = None if times is None else times.sum(axis=1)
+    static = None
+    if cm.static_w_per_chip is not None and per_inf_s is not None:
+        static = cm.static_w_per_chip * mapping.chips * per_inf_s
+    total = _add(dynamic, static)        # an unknown static power leaves the total unknown, too
+    layers = []
+    for lc in counts.layers:
+        e = priced.per_layer[lc.name]
+        tot = _add(*e.values())
+        layers.append({"name": lc.name, "energy_j": {k: _priced(v) for k, v in e.items()}, "total_j": _priced(tot)})
     ttd, undecided = decision_steps(readout, counts, output)
     latency: dict[str, Any] = {
         "model": cm.name, "timesteps": counts.timesteps, "barrier_s": barrier,
@@ -376,6 +634,7 @@ def estimate(counts: DetailedCounts, mapping: Mapping, placement: Placement, cm:
             "final_by_step": _stable_curve(np.where(undecided, counts.timesteps + 1, ttd), counts.timesteps),
             "undecided_fraction": float(undecided.mean()),
         },
+        **priced.latency_extra,
     }
     energy = {
         "model": cm.name, "title": cm.title, "source": cm.source, "file": cm.path, "caveats": cm.caveats,
@@ -383,11 +642,55 @@ def estimate(counts: DetailedCounts, mapping: Mapping, placement: Placement, cm:
         "total_j": _priced(total), "dynamic_j": _priced(dynamic), "static_j": _priced(static),
         "breakdown_j": {**{c: _priced(v) for c, v in by_cat.items()}, "static": _priced(static)},
         "distribution_j": {} if total is None else distribution(total),
-        "layers": layers, "cores": cores,
-        "traffic": {k: float(sum(lc.traffic[k].mean() for lc in counts.layers)) for k in counts.layers[0].traffic},
-        "input_messages": float(counts.input_traffic["within_tile"].mean()),
+        "layers": layers, "cores": priced.cores,
+        "traffic": priced.traffic,
+        "input_messages": priced.input_messages,
+        **priced.energy_extra,
     }
     return {"energy": energy, "latency": latency}
+
+
+#: the models every report prices the same counts under, beside the one asked for (report.json energy_models)
+COMPARED_MODELS = (DEFAULT_COST_MODEL, CALIBRATED_COST_MODEL)
+TIMING = {"neuromorphic": "per step: the slowest core's operations and messages out, the longest route, and the "
+                          "mesh barrier interpolated in tiles (docs/energy.md)",
+          SANAFE_KIND: "SANA-FE's simple timing model: per step, the largest neuron- or message-processing time "
+                       "of any core, plus the barrier looked up by mapped tiles (docs/energy.md)"}
+
+
+def compared_models(primary: CostModel) -> list[CostModel]:
+    """``primary`` and the shipped Loihi 1 models, each once (by name)."""
+    out = {primary.name: primary}
+    for name in COMPARED_MODELS:
+        if name not in out:
+            out[name] = load_cost_model(name)
+    return list(out.values())
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def energy_models(primary: str, priced: list[tuple[CostModel, dict[str, Any]]]) -> dict[str, Any]:
+    """The same counts under each model, side by side: energy per inference, latency per step and per
+    inference, and the calibrated model's figures over the pre-silicon model's."""
+    models = {}
+    for cm, est in priced:
+        e, lat = est["energy"], est["latency"]
+        models[cm.name] = {
+            "title": cm.title, "source": cm.source, "kind": cm.kind, "file": cm.path,
+            "timing": TIMING.get(cm.kind), "energy_j": e["total_j"], "dynamic_j": e["dynamic_j"],
+            "static_j": e["static_j"], "breakdown_j": e["breakdown_j"], "latency_per_step_s": lat["per_step_s"],
+            "latency_per_inference_s": lat["per_inference_s"], "barrier_s": lat["barrier_s"], "unpriced": e["unpriced"]}
+    out: dict[str, Any] = {"primary": primary, "models": models}
+    a, b = models.get(CALIBRATED_COST_MODEL), models.get(DEFAULT_COST_MODEL)
+    if a is not None and b is not None:
+        out["ratio"] = {"of": CALIBRATED_COST_MODEL, "to": DEFAULT_COST_MODEL,
+                        **{k: _ratio(a[k], b[k]) for k in ("energy_j", "dynamic_j", "latency_per_step_s")}}
+    out["note"] = ("the same bit-exact counts priced under each model: Davies et al. 2018's pre-silicon "
+                   "per-operation figures with measured static power, and SANA-FE's silicon-calibrated event "
+                   "model (Boyle et al. 2025), which has no static power (docs/energy.md)")
+    return out
 
 
 def activity_summary(result: HwSimResult) -> dict[str, Any]:
