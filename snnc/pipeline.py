@@ -28,7 +28,8 @@ from snnc.compiler.targets import Target, get_target
 from snnc.errors import GraphError, SnncError, StrictModeError, VerificationError
 from snnc.compiler.placement import place
 from snnc.hwsim.counts import DetailedCounts, count
-from snnc.hwsim.headroom import observe_state
+from snnc.hwsim.divergence import silicon_summary
+from snnc.hwsim.headroom import observe
 from snnc.hwsim.energy import (ANN_COST_MODEL, DEFAULT_COST_MODEL, activity_distribution, activity_summary,
                                ann_comparison, estimate, load_cost_model)
 from snnc.hwsim.parallel import HwSimPool, shard_range, warm_up
@@ -98,11 +99,28 @@ def run_torch(model: SpikingNet, graph: Graph, inputs: np.ndarray, encoding: str
 
 def verify_engines(model: SpikingNet | None, graph: Graph, inputs: np.ndarray,
                    encoding: str = "rate", lava_timeout: float | None = None,
-                   progress: Callable[[str, int, int], None] | None = None) -> VerificationResult:
-    """torch (if a model is given), hwsim and Lava on the same inputs, every population and step
-    (and the readout integrator's final v); ``progress`` hears Lava's samples."""
+                   progress: Callable[[str, int, int], None] | None = None, *,
+                   emulator: bool = True, emulator_expected: str | None = None,
+                   emulator_timeout: float | None = None,
+                   say: Callable[[str], None] | None = None) -> VerificationResult:
+    """torch (if a model is given), hwsim, Lava and nengo-loihi's Loihi emulator on the same inputs,
+    every population and step (and the readout integrator's final v); ``progress`` hears Lava's samples.
+
+    The emulator (snnc.runtime.emulator, a separate process) joins when ``emulator`` is True, it is
+    installed and it can run the graph; otherwise the result's ``not_run`` says why (and ``say``
+    hears it). Its mismatches fail verification like any other, unless ``emulator_expected`` gives
+    the reason they are expected (the divergence checks found a regime where Lava's model and the
+    silicon-tested semantics differ): then they are counted and reported with that reason."""
+    from snnc.runtime.emulator import emulator_status, emulator_support_problem, run_on_emulator
     from snnc.runtime.lava_backend import run_on_lava_full
 
+    not_run: dict[str, str] = {}
+    if emulator:
+        reason = emulator_status() or emulator_support_problem(graph)
+        if reason is not None:
+            not_run["emulator"] = reason
+            if say is not None:
+                say(f"emulator not run: {reason}")
     runs: dict[str, dict[str, np.ndarray]] = {}
     if model is not None:
         runs["torch"] = run_torch(hardware_exact_model(model, graph), graph, inputs, encoding)
@@ -112,21 +130,33 @@ def verify_engines(model: SpikingNet | None, graph: Graph, inputs: np.ndarray,
     lava = run_on_lava_full(graph, inputs, read_v=(v_name,) if v_name else (), timeout_s=lava_timeout,
                             progress=progress)
     runs["lava"] = observables(graph, lava.spikes, lava.final_v)
-    return compare(runs, list(runs["hwsim"]))
+    if emulator and "emulator" not in not_run:
+        runs["emulator"] = observables(graph, *run_on_emulator(graph, inputs, timeout_s=emulator_timeout))
+    result = compare(runs, list(runs["hwsim"]))
+    result.not_run = not_run
+    if emulator_expected is not None and "emulator" in runs:
+        result.expected["emulator"] = emulator_expected
+    return result
 
 
 def cost_sections(graph: Graph, mapping: Mapping, inputs: np.ndarray, activity: dict[str, Any],
                   cost_model: str = DEFAULT_COST_MODEL) -> tuple[dict[str, Any], DetailedCounts]:
     """The report's energy, latency, per-sample and per-core sections under ``cost_model`` (a
     shipped name or a file), the ANN comparison, and the raw counts they were priced from."""
+    from snnc.hwsim.energy import compared_models, energy_models
+
     tgt = mapping.target
     assert tgt is not None, "a mapping made by map_cores knows its target"
     placement = place(mapping, tgt)
     counts = count(graph, mapping, placement, inputs)
     cm = load_cost_model(cost_model)
-    est = estimate(counts, mapping, placement, cm, Readout.from_json(graph.meta.get("readout")),
-                   graph.output.name, tgt.cores_per_tile)
-    sections = {**est, "activity_distribution": activity_distribution(counts),
+    readout = Readout.from_json(graph.meta.get("readout"))
+    est = estimate(counts, mapping, placement, cm, readout, graph.output.name, tgt.cores_per_tile)
+    # the same counts under the pre-silicon and the silicon-calibrated Loihi 1 models, side by side
+    beside = [(m, est if m is cm else estimate(counts, mapping, placement, m, readout, graph.output.name,
+                                                tgt.cores_per_tile)) for m in compared_models(cm)]
+    sections = {**est, "energy_models": energy_models(cm.name, beside),
+                "activity_distribution": activity_distribution(counts),
                 "comparison": ann_comparison(mapping, activity, load_cost_model(ANN_COST_MODEL)),
                 "placement": placement.to_json()}
     return sections, counts
@@ -154,6 +184,9 @@ def build_report(graph: Graph, mapping: Mapping, inputs: np.ndarray, labels: np.
         "verification": (verification.to_json() if verification is not None
                          else {"samples": 0, "mismatches": {}, "passed": None}),
     }
+    from snnc.hwsim.neurobench import neurobench_metrics   # NeuroBench's metrics from these spikes (docs/neurobench.md)
+
+    report["neurobench"] = neurobench_metrics(graph, result, inputs)
     if labels is not None:
         pred = decisions(graph, result.spikes, result.final_v)
         report["accuracy"] = {"engine": "hwsim", "samples": int(len(labels)),
@@ -278,9 +311,14 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
         code = input_code(spec)
         if verify > 0:
             engines = "torch, hwsim and Lava" if model is not None else "hwsim and Lava"
-            say(f"verifying {verify} samples on {engines}")
+            say(f"verifying {verify} samples on {engines} (and nengo-loihi's Loihi emulator where it can run)")
+            silicon = numerics.get("silicon") or {}
+            expected = (None if silicon.get("verdict") != "diverges" else
+                        f"the run enters regimes where Lava's model and the silicon-tested semantics differ, in "
+                        f"layer(s) {', '.join(silicon['layers_diverging'])} (report.json numerics.silicon)")
             verification = verify_engines(model, qgraph, sample_inputs(spec, qgraph.input, verify, str(model_path))[0], code,
-                                          lava_timeout=lava_timeout, progress=progress)
+                                          lava_timeout=lava_timeout, progress=progress, say=say,
+                                          emulator_expected=expected)
             stage_done()    # verified
             if not verification.passed:
                 raise VerificationError(verification.describe_failure())
@@ -319,15 +357,19 @@ def _write_graph_files(qgraph: Graph, where: Path, timesteps: int) -> dict[str, 
 def assess_numerics(float_graph: Graph, qgraph: Graph, target: Target, inputs: np.ndarray
                     ) -> tuple[dict[str, Any], dict[str, float] | None, list[Finding]]:
     """Where the compiled network stops computing the model (snnc.compiler.numerics): per layer the
-    quantization effects and the state range observed on ``inputs``, the float agreement (for a
-    float model, not for one trained with these integers) and the findings they make."""
+    quantization effects, the state range observed on ``inputs`` and where Lava and silicon part on
+    them (snnc.hwsim.divergence; both from one pass), the float agreement (for a float model, not
+    for one trained with these integers) and the findings they make."""
     effects = quantization_effects(float_graph, qgraph, target)
-    state = {name: r.to_json() for name, r in observe_state(qgraph, inputs).items()}
+    ranges, checks = observe(qgraph, inputs)
+    state = {name: r.to_json() for name, r in ranges.items()}
+    silicon = {name: c.to_json() for name, c in checks.items()}
     float_model = bool(effects) and not all(e["in_model"] for e in effects.values())
     agreement = float_agreement(float_graph, qgraph, inputs) if float_model else None
-    layers = {name: {"quantization": effects.get(name), "state": st} for name, st in state.items()}
-    return ({"samples": int(len(inputs)), "layers": layers},
-            agreement, numeric_findings(effects, state, agreement, target))
+    layers = {name: {"quantization": effects.get(name), "state": st, "silicon": silicon[name]}
+              for name, st in state.items()}
+    return ({"samples": int(len(inputs)), "layers": layers, "silicon": silicon_summary(checks)},
+            agreement, numeric_findings(effects, state, agreement, target, silicon))
 
 
 def refuse_numerical_findings(findings: list[Finding], source: Path, kind: str | None = None,
@@ -346,7 +388,7 @@ def refuse_numerical_findings(findings: list[Finding], source: Path, kind: str |
 
 def _strict_advice(numerical: list[Finding], kind: str | None, hardware_exact: bool | None) -> str:
     """What removes --strict's findings, for this source: retraining helps only where rounding did it."""
-    rounding = any(f.rule != "state_overflow" for f in numerical)
+    rounding = any(f.rule not in ("state_overflow", "silicon_divergence") for f in numerical)
     if kind == "checkpoint" and hardware_exact is False and rounding:
         return ("The model was trained in float (snn-train --float, or hardware_exact=False): retrain it without "
                 "--float (hardware-exact training on the chip's integers is the default, docs/rules.md), lower the "
@@ -357,7 +399,8 @@ def _strict_advice(numerical: list[Finding], kind: str | None, hardware_exact: b
         return ("The NIR graph holds float weights and thresholds, rounded here to the chip's integers: train the "
                 "network with snn-train (hardware-exact by default, docs/rules.md) or quantization-aware in its "
                 "own library, lower the weights")
-    return "Lower the weights or the layers' weight_scale (the state leaves the chip's 24-bit registers)"
+    return ("Lower the weights or the layers' weight_scale (the state leaves the chip's 24-bit registers)"
+            if any(f.rule == "state_overflow" for f in numerical) else "Follow each finding's 'What to do'")
 
 
 def float_agreement(float_graph: Graph, qgraph: Graph, inputs: np.ndarray) -> dict[str, float]:

@@ -51,12 +51,31 @@ def render_mapping(mapping: dict[str, Any], console: Console) -> None:
                       f"(sources: report.json mapping.target.sources).", highlight=False)
 
 
+def render_energy_models(em: dict[str, Any] | None, console: Console) -> None:
+    """The same counts priced under each Loihi 1 cost model (pre-silicon Davies 2018 and the
+    silicon-calibrated SANA-FE figures), side by side (report.json energy_models)."""
+    if not em:
+        return
+    t = Table(title="The same activity under each cost model (per inference)")
+    for col in ("cost model", "dynamic", "static", "total", "latency per step"):
+        t.add_column(col, justify="left" if col == "cost model" else "right")
+    for name, m in em["models"].items():
+        t.add_row(name + (" (primary)" if name == em["primary"] else ""), _si(m["dynamic_j"], "J"),
+                  _si(m["static_j"], "J"), _si(m["energy_j"], "J"), _si(m["latency_per_step_s"], "s"))
+    console.print(t)
+    ratio = em.get("ratio") or {}
+    if ratio.get("dynamic_j") is not None:
+        console.print(f"{ratio['of']} / {ratio['to']}: dynamic energy x{ratio['dynamic_j']:.2f}, total x"
+                      f"{ratio['energy_j']:.2f}, latency per step x{ratio['latency_per_step_s']:.2f} "
+                      f"({em['note']})", highlight=False)
+
+
 def render_numerics(numerics: dict[str, Any], console: Console) -> None:
     """Per layer: what quantization did to a float model's numbers, and how much of the 24-bit state
     the observed inputs used (snnc.compiler.numerics)."""
     t = Table(title=f"Numerics: quantization, and state observed on {numerics['samples']} samples")
     for col in ("layer", "weights clipped", "weights rounded", "vth (exact -> stored)", "peak |u|, |v| bits",
-                "overflows"):
+                "overflows", "Lava vs silicon"):
         t.add_column(col, justify="left" if col == "layer" else "right")
     for name, layer in numerics["layers"].items():
         q, st = layer.get("quantization"), layer["state"]
@@ -68,8 +87,16 @@ def render_numerics(numerics: dict[str, Any], console: Console) -> None:
             # a hardware-exact model computes with the stored integers: its float weights are latent
             cells = (["as trained", "as trained", vth] if q["in_model"] else
                      [f"{w['clipped']}/{w['count']}", f"{w['rounded']}/{w['count']}", vth])
-        t.add_row(name, *cells, f"{st['bits_used']}/24", str(st["events"]))
+        t.add_row(name, *cells, f"{st['bits_used']}/24", str(st["events"]), _silicon_cell(layer.get("silicon")))
     console.print(t)
+
+
+def _silicon_cell(silicon: dict[str, Any] | None) -> str:
+    """A layer's silicon-divergence verdict (snnc.hwsim.divergence) with the regimes it entered."""
+    if not silicon:
+        return "-"
+    regimes = silicon.get("regimes") or []
+    return silicon["verdict"] + (f" ({', '.join(regimes)})" if regimes else "")
 
 
 def render(report: dict[str, Any], console: Console | None = None) -> None:
@@ -101,6 +128,7 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
     if e.get("unpriced"):
         con.print(f"[yellow]Not priced[/] (unknown coefficients, never taken as zero): {', '.join(e['unpriced'])}; "
                   f"supply them with snn-report ARTIFACT --cost-model FILE.", highlight=False)
+    render_energy_models(report.get("energy_models"), con)
     con.print(f"Latency: {_si(lat['per_step_s'], 's')} per timestep, {_si(lat['per_inference_s'], 's')} per "
               f"inference of {lat['timesteps']} steps; {report['mapping']['cores']} cores on "
               f"{report['mapping']['chips']} chip(s).", highlight=False)
@@ -123,6 +151,21 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
         con.print(f"Accuracy ({a['engine']}, {a['samples']} test samples): {a['value']:.1%}")
     if report.get("numerics"):
         render_numerics(report["numerics"], con)
+        silicon = report["numerics"].get("silicon")
+        if silicon:
+            con.print(f"Lava vs silicon-tested semantics (nengo-loihi's emulator): {silicon['verdict']}"
+                      + (f" in {', '.join(silicon['layers_diverging'])}: see the silicon_divergence findings"
+                         if silicon["layers_diverging"] else " on every layer: no regime where they differ was entered")
+                      + " (docs/reliability.md).", highlight=False)
+    nb = report.get("neurobench")
+    if nb:
+        m, ops = nb["metrics"], nb["metrics"]["SynapticOperations"]
+        mem = m.get("MembraneUpdates")
+        con.print(f"NeuroBench ({nb['source']['package'].split(' (')[0]}; per sample): footprint {m['Footprint']:,} B, "
+                  f"{m['ParameterCount']:,} parameters, connection sparsity {m['ConnectionSparsity']:.4f}, activation "
+                  f"sparsity {m['ActivationSparsity']:.4f}, synaptic ops {ops['Effective_ACs']:,.1f} ACs + "
+                  f"{ops['Effective_MACs']:,.1f} MACs (dense {ops['Dense']:,.0f}), membrane updates "
+                  f"{'not computed' if mem is None else format(mem, ',.1f')} (report.json neurobench).", highlight=False)
     agree = (report.get("quantization") or {}).get("float_agreement")
     if agree:
         worst = min(agree, key=agree.get)
@@ -146,6 +189,10 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
         pairs = ", ".join(f"{p}: {sum(per.values())}" for p, per in v["mismatches"].items())
         con.print(f"Verification {status}: {v['samples']} samples x {v['timesteps']} steps, engines "
                   f"{', '.join(v['engines'])}; mismatched spikes {pairs}.{but}", highlight=False)
+        for engine, why in (v.get("not_run") or {}).items():
+            con.print(f"  {engine}: not run: {why}", highlight=False)
+        for engine, x in (v.get("expected_mismatches") or {}).items():
+            con.print(f"  {engine}: {x['mismatches']} mismatched spikes, expected: {x['reason']}", highlight=False)
     else:
         con.print("Verification: not run (use --verify N)." + (f" [bold red]Health: {unwell}: see the findings "
                                                                f"below.[/]" if unwell else ""), highlight=False)

@@ -33,8 +33,9 @@ def test_train_compile_verify_run_report(tmp_path: Path, capsys: pytest.CaptureF
     assert "Verification PASS" in proc.stdout
     report = json.loads((build / "report.json").read_text())
     v = report["verification"]
-    assert v["samples"] == 6 and v["passed"] is True and v["engines"] == ["torch", "hwsim", "lava"]
-    assert set(v["mismatches"]) == {"torch-hwsim", "torch-lava", "hwsim-lava"}
+    assert v["samples"] == 6 and v["passed"] is True and v["engines"] == ["torch", "hwsim", "lava", "emulator"]
+    assert set(v["mismatches"]) == {"torch-hwsim", "torch-lava", "hwsim-lava", "torch-emulator", "hwsim-emulator",
+                                   "lava-emulator"}
     assert all(n == 0 for per in v["mismatches"].values() for n in per.values())
     assert all(v["spikes"]["lava"][layer] > 0 for layer in ("lif1", "lif2"))  # compared real activity
     assert report["activity"]["synops"] > 0 and report["energy"]["total_j"] > 0

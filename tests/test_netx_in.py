@@ -322,8 +322,8 @@ def test_slayer_trained_network_compiles_verifies_and_spikes_like_netx(arch: str
     report = art.report()
     ver = report["verification"]
     pops = [n.name for _, n in art.graph.layers()]
-    assert ver["passed"] is True and ver["samples"] == 4 and ver["engines"] == ["hwsim", "lava"]
-    assert ver["mismatches"] == {"hwsim-lava": {p: 0 for p in pops}}
+    assert ver["passed"] is True and ver["samples"] == 4 and ver["engines"] == ["hwsim", "lava", "emulator"]
+    assert ver["mismatches"] == {pair: {p: 0 for p in pops} for pair in ("hwsim-lava", "hwsim-emulator", "lava-emulator")}
     assert all(ver["spikes"]["hwsim"][p] > 0 for p in pops), ver["spikes"]     # not vacuous
     assert report["mapping"]["cores"] >= n_layers and report["energy"]["total_j"] > 0
     assert report["latency"]["per_step_s"] > 0 and report["latency"]["timesteps"] == STEPS

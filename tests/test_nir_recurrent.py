@@ -506,7 +506,7 @@ def test_snn_compile_cli_verifies_recurrent_imports_on_lava(tmp_path: Path, caps
     assert code == 0, capsys.readouterr().err
     report = json.loads((tmp_path / "build" / "report.json").read_text())
     ver = report["verification"]
-    assert ver["passed"] is True and ver["engines"] == ["hwsim", "lava"]
+    assert ver["passed"] is True and ver["engines"] == ["hwsim", "lava", "emulator"]
     assert all(n == 0 for n in ver["mismatches"]["hwsim-lava"].values()) and len(ver["mismatches"]["hwsim-lava"]) == 2
     assert all(n > 0 for n in ver["spikes"]["lava"].values()), ver["spikes"]
     assert len(report["quantization"]["float_agreement"]) == 2

@@ -227,8 +227,8 @@ def test_compile_verify_a_recurrent_graph_file(tmp_path: Path) -> None:
     write_graph(graph, tmp_path / "g.h5")
     res = compile_model(tmp_path / "g.h5", out=tmp_path / "a", verify=3, report_samples=4, timesteps=12)
     ver = res.report["verification"]
-    assert ver["passed"] and ver["engines"] == ["hwsim", "lava"] and ver["samples"] == 3
-    assert ver["mismatches"] == {"hwsim-lava": {"a": 0, "b": 0, "o": 0}}
+    assert ver["passed"] and ver["engines"] == ["hwsim", "lava", "emulator"] and ver["samples"] == 3
+    assert ver["mismatches"] == {pair: {"a": 0, "b": 0, "o": 0} for pair in ("hwsim-lava", "hwsim-emulator", "lava-emulator")}
     assert ver["spikes"]["lava"] == ver["spikes"]["hwsim"] and all(v > 0 for v in ver["spikes"]["lava"].values())
 
 
@@ -254,8 +254,9 @@ def test_compile_verify_a_recurrent_checkpoint_on_torch_hwsim_and_lava(tmp_path:
     save(model, tmp_path / "m.pt", metadata={"dataset": "digits", "timesteps": 10})
     res = compile_model(tmp_path / "m.pt", out=tmp_path / "a", verify=3, report_samples=8)
     ver = res.report["verification"]
-    assert ver["passed"] and ver["engines"] == ["torch", "hwsim", "lava"]
-    assert set(ver["mismatches"]) == {"torch-hwsim", "torch-lava", "hwsim-lava"}
+    assert ver["passed"] and ver["engines"] == ["torch", "hwsim", "lava", "emulator"]
+    assert set(ver["mismatches"]) == {"torch-hwsim", "torch-lava", "hwsim-lava", "torch-emulator", "hwsim-emulator",
+                                   "lava-emulator"}
     assert all(n == 0 for per in ver["mismatches"].values() for n in per.values())
     assert set(ver["mismatches"]["hwsim-lava"]) == {"lif1", "lif2"}
     assert all(v > 0 for v in ver["spikes"]["lava"].values())

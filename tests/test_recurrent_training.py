@@ -294,7 +294,7 @@ def test_snn_train_rmlp_then_compile_verify_torch_hwsim_lava(tmp_path: Path) -> 
     assert compile_main([str(tmp_path / "m.pt"), "--verify", "2", "--out", str(tmp_path / "build")]) == 0
     report = json.loads((tmp_path / "build" / "report.json").read_text())
     ver = report["verification"]
-    assert ver["passed"] and set(ver["engines"]) == {"torch", "hwsim", "lava"}
+    assert ver["passed"] and set(ver["engines"]) == {"torch", "hwsim", "lava", "emulator"}
     assert set(ver["mismatches"]["torch-hwsim"]) == {"lif1", "lif2"}
     for name in ("graph.h5", "graph.nir", "graph.onnx"):
         assert (tmp_path / "build" / name).is_file()
