@@ -4,7 +4,7 @@
 
 Runs, one after the other (never side by side: each wants the whole machine), as child processes:
 hwsim_vs_lava.py, hwsim_scaling.py, hwsim_recurrent.py, train_throughput.py, recurrent_training.py, compile_time.py,
-accuracy.py, memory_task.py. Writes OUT/results.json
+accuracy.py, memory_task.py, sanafe_energy.py. Writes OUT/results.json
 (everything measured, with the machine) and OUT/hwsim_scaling.png, and prints the tables that
 docs/performance.md reproduces. ``--quick`` shrinks every run (a smoke test of the scripts).
 """
@@ -90,6 +90,11 @@ def summary(r: dict[str, Any]) -> str:
 
         lines += ["", "## A task that needs memory: recurrent vs feed-forward (synthetic-speech)", "",
                   memory_task.table(r["memory_task"]["rows"])]
+    if "sanafe_energy" in r:
+        import sanafe_energy
+
+        lines += ["", "## Calibrated energy: snnc under SANA-FE's coefficients vs SANA-FE's own simulation", "",
+                  "```", sanafe_energy.table(r["sanafe_energy"]["results"]), "```"]
     return "\n".join(lines)
 
 
@@ -113,6 +118,8 @@ def main() -> None:
                           *(["--quick"] if args.quick else [])),
         "memory_task": child(args.out, "memory_task.py", "--out", str(args.out / "memory"),
                              *(["--quick"] if args.quick else ["--seeds", "0", "1", "2"])),
+        "sanafe_energy": child(args.out, "sanafe_energy.py", "--out", out,
+                               *(["--nets", "demo", "--samples", "4"] if args.quick else [])),
     }
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     print(summary(results))
