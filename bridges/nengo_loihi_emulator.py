@@ -193,6 +193,10 @@ def build(net: dict[str, np.ndarray]) -> tuple[SimpleNamespace, object, list[sli
         if rows.size and (rows.min() < 0 or rows.max() >= sizes[dst] or cols.min() < 0 or cols.max() >= sizes[src]):
             raise ProtocolError(f"synapse {name!r}: an index is outside {src!r} ({sizes[src]}) or {dst!r} ({sizes[dst]})")
         w = _int32_wrap(_shift(w, int(net["syn_weight_exp"][j])) << WEIGHT_SHIFT)
+        if not np.any(w):
+            # no non-zero weight: it adds nothing, and nengo-loihi cannot size an empty synapse's
+            # indices (block.py:665, log2 of 0)
+            continue
         order = np.argsort(cols, kind="stable")
         rows, cols, w = rows[order], cols[order], w[order]
         bounds = np.searchsorted(cols, np.arange(sizes[src] + 1))

@@ -400,17 +400,7 @@ def _price_per_op(counts: DetailedCounts, mapping: Mapping, placement: Placement
         lo = placement.offset[lc.name]
         for k in range(lc.cores):
             g = lo + k
-            cores.append({
-                "core": g, "layer": lc.name, "chip": int(placement.chip[g]), "tile_x": int(placement.tile_x[g]),
-                "tile_y": int(placement.tile_y[g]), "neurons": int(lc.neurons_per_core[k]),
-                "synops": float(lc.synops[:, :, k].sum(axis=1).mean()),
-                "active_updates": float(lc.active[:, :, k].sum(axis=1).mean()),
-                "spikes": float(lc.spikes[:, :, k].sum(axis=1).mean()),
-                "messages": float(lc.messages[:, :, k].sum(axis=1).mean()),
-                "energy_j": None if ce is None else float(ce[k]),
-                "busy_s_per_step": None if ct is None else float(ct[:, :, k].mean()),
-                "busy_s_per_step_max": None if ct is None else float(ct[:, :, k].max()),
-            })
+            cores.append(_core_row(placement, lc, k, g, lc.synops, lc.active, lc.messages, ce, ct))
     return _Priced(per_layer=per_layer, by_cat=by_cat, unpriced=unpriced, times=times, barrier=barrier,
                    cores=cores,
                    traffic={k: float(sum(lc.traffic[k].mean() for lc in counts.layers))
@@ -567,18 +557,9 @@ def _price_sanafe(counts: DetailedCounts, mapping: Mapping, placement: Placement
         lo = placement.offset[lc.name]
         for k in range(lc.cores):
             g = lo + k
-            cores.append({
-                "core": g, "layer": lc.name, "chip": int(placement.chip[g]), "tile_x": int(placement.tile_x[g]),
-                "tile_y": int(placement.tile_y[g]), "neurons": int(lc.neurons_per_core[k]),
-                "synops": float((ev.events_dense + ev.events_conv)[:, :, k].sum(axis=1).mean()),
-                "active_updates": float(ev.updated[:, :, k].sum(axis=1).mean()),
-                "spikes": float(lc.spikes[:, :, k].sum(axis=1).mean()),
-                "messages": float(ev.messages_out[:, :, k].sum(axis=1).mean()),
-                "messages_in": float(ev.messages_in[:, :, k].sum(axis=1).mean()),
-                "energy_j": None if ce is None else float(ce[k]),
-                "busy_s_per_step": None if ct is None else float(ct[:, :, k].mean()),
-                "busy_s_per_step_max": None if ct is None else float(ct[:, :, k].max()),
-            })
+            cores.append({**_core_row(placement, lc, k, g, ev.events_dense + ev.events_conv, ev.updated,
+                                      ev.messages_out, ce, ct),
+                          "messages_in": float(ev.messages_in[:, :, k].sum(axis=1).mean())})
     times = None if busy is None or barrier is None else busy + barrier
     mean = lambda key: sum(float(_total(getattr(_events(lc), key)).mean()) for lc in counts.layers)  # noqa: E731
     # the Davies shape's keys, counted SANA-FE's way (the output sends nothing: no synapse), and its own
@@ -592,6 +573,22 @@ def _price_sanafe(counts: DetailedCounts, mapping: Mapping, placement: Placement
                    traffic=traffic, input_messages=in_msgs,
                    energy_extra={"input_cores": input_cores, "mapped_tiles": tiles},
                    latency_extra={"timing_model": cm.timing_model, "mapped_tiles": tiles})
+
+
+def _core_row(placement: Placement, lc: LayerCounts, k: int, g: int, synops: np.ndarray, active: np.ndarray,
+              messages: np.ndarray, ce: np.ndarray | None, ct: np.ndarray | None) -> dict[str, Any]:
+    """report.json ``energy.cores`` entry of core ``g`` (the ``k``-th of layer ``lc``): where it is, and
+    per inference (mean over samples) its counts of (sample, step, core) arrays, energy and busy time."""
+    def per_inference(x: np.ndarray) -> float:
+        return float(x[:, :, k].sum(axis=1).mean())
+
+    return {"core": g, "layer": lc.name, "chip": int(placement.chip[g]), "tile_x": int(placement.tile_x[g]),
+            "tile_y": int(placement.tile_y[g]), "neurons": int(lc.neurons_per_core[k]),
+            "synops": per_inference(synops), "active_updates": per_inference(active),
+            "spikes": per_inference(lc.spikes), "messages": per_inference(messages),
+            "energy_j": None if ce is None else float(ce[k]),
+            "busy_s_per_step": None if ct is None else float(ct[:, :, k].mean()),
+            "busy_s_per_step_max": None if ct is None else float(ct[:, :, k].max())}
 
 
 def estimate(counts: DetailedCounts, mapping: Mapping, placement: Placement, cm: CostModel,

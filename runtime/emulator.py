@@ -308,14 +308,16 @@ def _run_bridge(cmd: list[str], timeout: float) -> None:
     except subprocess.TimeoutExpired:
         _stop(proc)
         raise EmulatorError(f"nengo-loihi's emulator (bridge {cmd[1]}) did not finish within {timeout:g} s and was "
-                            f"stopped; pass a larger timeout for bigger inputs") from None
+                            f"stopped; pass a larger timeout for bigger inputs, or verify without it "
+                            f"(snn-compile --no-emulator)") from None
     except BaseException:
         _stop(proc)
         raise
     if proc.returncode != 0:
         last = _last_line(err) or "no message"
         how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
-        raise EmulatorError(f"nengo-loihi's emulator bridge ({cmd[1]}) failed ({how}): {last}")
+        raise EmulatorError(f"nengo-loihi's emulator bridge ({cmd[1]}) failed ({how}): {last}. Please report it "
+                            f"with the model file; snn-compile --no-emulator verifies on the other engines")
 
 
 def _stop(proc: subprocess.Popen) -> None:

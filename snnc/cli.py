@@ -404,7 +404,8 @@ def compile_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=v.output_dir("the artifact"), default=None, help="artifact directory (default: MODEL_STEM.TARGET beside the model)")
     p.add_argument("--verify", type=v.integer(0, 100_000, "the number of samples to verify (0: none)", 32),
                    default=0, metavar="N",
-                   help="run N test samples through PyTorch (hardware-exact), hwsim and Lava; any mismatch fails")
+                   help="run N test samples through PyTorch (hardware-exact), hwsim, Lava and nengo-loihi's Loihi "
+                        "emulator (when installed: pip install 'snnc[emulator]'); any mismatch fails")
     p.add_argument("--timesteps", type=v.integer(1, v.max_timesteps, "the timesteps per sample", 20), default=None,
                    help="override the timesteps recorded in the model")
     p.add_argument("--allow-pickle-code-execution", action="store_true",
@@ -418,6 +419,8 @@ def compile_parser() -> argparse.ArgumentParser:
                    help="price the report with a shipped cost model (loihi1-davies2018, loihi2-counts-only) or a "
                         "JSON/YAML file (docs/energy.md); snn-report can re-price later")
     _lava_timeout_arg(p)
+    p.add_argument("--no-emulator", action="store_true",
+                   help="verify without nengo-loihi's Loihi emulator (the second reference engine, docs/emulator.md)")
     p.add_argument("--strict", action="store_true",
                    help="fail (writing nothing) if quantization or the chip's arithmetic changes what the network "
                         "computes: weights clipped or rounded, thresholds, decays or biases rounded, state leaving "
@@ -449,7 +452,7 @@ def compile_main(argv: Sequence[str] | None = None) -> int:
                                 nir_dt=args.nir_dt, cost_model=args.cost_model, strict=args.strict,
                                 lava_timeout=_lava_timeout(args.lava_timeout), data_file=args.data,
                                 input_shape=args.input_shape,
-                                progress=progress)
+                                progress=progress, emulator=not args.no_emulator)
         render(res.report)
         print(f"artifact: {res.out}")
         return 0

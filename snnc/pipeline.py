@@ -247,7 +247,7 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
                   cost_model: str = DEFAULT_COST_MODEL, strict: bool = False,
                   lava_timeout: float | None = None, data_file: str | Path | None = None,
                   input_shape: tuple[int, ...] | None = None,
-                  progress: Callable[[str, int, int], None] | None = None) -> CompileResult:
+                  progress: Callable[[str, int, int], None] | None = None, emulator: bool = True) -> CompileResult:
     """Compile ``model_path`` (any file :func:`load_source` reads) to an artifact directory; with
     ``verify`` > 0, check that every engine agrees spike for spike. The report is priced under
     ``cost_model`` (a shipped name or a JSON/YAML file, checked before anything is compiled).
@@ -257,7 +257,8 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
     ``data_file``: report, numerics and verification on this data file's samples (``--data FILE``);
     ``input_shape``: the input of a netx file without an input layer (``--input-shape``).
     ``progress(task, done, total)``: the stages done (task 'compile stages') and the Lava samples
-    verified (task 'lava samples'), for snnc.progress."""
+    verified (task 'lava samples'), for snnc.progress. ``emulator``: False leaves nengo-loihi's
+    emulator out of the verification (``--no-emulator``; the report's verification.not_run says so)."""
     say = on_stage or (lambda _msg: None)
     stages = [0, 6 + (verify > 0)]
 
@@ -311,14 +312,17 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
         code = input_code(spec)
         if verify > 0:
             engines = "torch, hwsim and Lava" if model is not None else "hwsim and Lava"
-            say(f"verifying {verify} samples on {engines} (and nengo-loihi's Loihi emulator where it can run)")
+            say(f"verifying {verify} samples on {engines}"
+                + (" (and nengo-loihi's Loihi emulator where it can run)" if emulator else ""))
             silicon = numerics.get("silicon") or {}
             expected = (None if silicon.get("verdict") != "diverges" else
                         f"the run enters regimes where Lava's model and the silicon-tested semantics differ, in "
                         f"layer(s) {', '.join(silicon['layers_diverging'])} (report.json numerics.silicon)")
             verification = verify_engines(model, qgraph, sample_inputs(spec, qgraph.input, verify, str(model_path))[0], code,
                                           lava_timeout=lava_timeout, progress=progress, say=say,
-                                          emulator_expected=expected)
+                                          emulator_expected=expected, emulator=emulator)
+            if not emulator:
+                verification.not_run["emulator"] = "left out (--no-emulator)"
             stage_done()    # verified
             if not verification.passed:
                 raise VerificationError(verification.describe_failure())

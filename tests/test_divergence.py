@@ -112,11 +112,9 @@ def _agrees_with_reference(got: dict, want: dict[str, set]) -> None:
 
 # ------------------------------------------------------------------ (1) the 22-bit input accumulator
 
-def test_q0_wraps_exactly_beyond_22_bits() -> None:
-    """a << 6 must stay in [-2**21, 2**21 - 1]: a in [-32768, 32767]. Neuron 0 gets 32766 (129 x 254),
-    neuron 1 32768 (one more weight of 2), neuron 2 -32768 (128 x -256: the bound itself), neuron 3
-    -32770. Sample 0 sends the volley at input step 4, sample 1 at step 2 (arriving one step later:
-    timestep 4, 1-based), so the first event is sample 1, timestep 4, neuron 1."""
+def _q0_volley() -> tuple[np.ndarray, np.ndarray]:
+    """Weights onto 4 neurons summing to 32766, 32768, -32768 and -32770 for one volley of all 130
+    inputs; the volley at input step 4 in sample 0 and step 2 in sample 1."""
     w = np.zeros((4, 130), dtype=np.int64)
     w[0, :129] = 254
     w[1, :129], w[1, 129] = 254, 2
@@ -124,6 +122,15 @@ def test_q0_wraps_exactly_beyond_22_bits() -> None:
     w[3, :128], w[3, 128] = -256, -2
     x = np.zeros((2, 6, 130), dtype=bool)
     x[0, 4], x[1, 2] = True, True
+    return w, x
+
+
+def test_q0_wraps_exactly_beyond_22_bits() -> None:
+    """a << 6 must stay in [-2**21, 2**21 - 1]: a in [-32768, 32767]. Neuron 0 gets 32766 (129 x 254),
+    neuron 1 32768 (one more weight of 2), neuron 2 -32768 (128 x -256: the bound itself), neuron 3
+    -32770. Sample 0 sends the volley at input step 4, sample 1 at step 2 (arriving one step later:
+    timestep 4, 1-based), so the first event is sample 1, timestep 4, neuron 1."""
+    w, x = _q0_volley()
     got = _check(_layer(w), x)
     assert got["events"]["q0_wrap"] == 4 and got["verdict"] == "diverges" and got["regimes"] == ["q0_wrap"]
     assert got["first"] == {"sample": 1, "timestep": 4, "neuron": 1, "regime": "q0_wrap"}
@@ -449,13 +456,7 @@ def _first_flag(graph: Graph, x: np.ndarray) -> int:
 def _q0_net() -> tuple[Graph, np.ndarray]:
     """test_q0_wraps_exactly_beyond_22_bits' layer with vth << 6 just below 2**21: 32766 and 32768
     spike on Lava, and 32768 (wrapped to -2**21) does not on silicon."""
-    w = np.zeros((4, 130), dtype=np.int64)
-    w[0, :129] = 254
-    w[1, :129], w[1, 129] = 254, 2
-    w[2, :128] = -256
-    w[3, :128], w[3, 128] = -256, -2
-    x = np.zeros((2, 6, 130), dtype=bool)
-    x[0, 4], x[1, 2] = True, True
+    w, x = _q0_volley()
     return _layer(w, vth=2**15 - 100), x
 
 

@@ -69,3 +69,16 @@ def test_report_says_why_the_emulator_did_not_run(model_path: Path, tmp_path: Pa
     assert f"emulator: not run: {why}" in _text(res.report)
     page, words = _page(res.out / "report.html")
     assert "not-run-emulator" in page.ids and why in words
+
+
+@pytest.mark.slow
+def test_no_emulator_leaves_it_out_and_says_so(model_path: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from snnc.cli import compile_main
+
+    assert compile_main([str(model_path), "--verify", "1", "--no-emulator", "--out", str(tmp_path / "a")]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    v = json.loads((tmp_path / "a" / "report.json").read_text())["verification"]
+    assert v["engines"] == ["torch", "hwsim", "lava"] and v["not_run"] == {"emulator": "left out (--no-emulator)"}
+    assert "verifying 1 samples on torch, hwsim and Lava " in out and "Loihi emulator where" not in out
+    assert "emulator: not run: left out (--no-emulator)" in out
