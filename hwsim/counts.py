@@ -48,6 +48,7 @@ class LayerCounts:
     traffic: dict[str, np.ndarray]  # TRAFFIC key -> (batch,) messages (hops for *_hops) per sample
     reach: np.ndarray              # (cores, all cores) bool: destination cores each core sends to
     events: "EventCounts | None" = None   # the same run under SANA-FE's event definitions
+    membrane_updates: int = 0      # NeuroBench's: batch x n at step 0, then each (sample, step, neuron) whose v changed
 
     @property
     def cores(self) -> int:
@@ -217,10 +218,18 @@ def _events(pop: Population, trains: dict[str, torch.Tensor], batch: int, steps:
     for syn, src in pop.inputs:
         nz = trains[src] != 0
         if isinstance(syn, QConv):   # non-zero inputs in each neuron's receptive field
-            e = torch.nn.functional.conv2d(
-                nz.reshape(-1, *syn.in_shape).to(torch.float64),
-                torch.ones(syn.weight.shape, dtype=torch.float64), stride=syn.stride,
-                padding=syn.padding, dilation=syn.dilation, groups=syn.groups).reshape(batch, steps, -1)
+            # the same for every output channel of a group: sum the group's input channels, box-filter
+            # that one map per group, then each channel takes its group's map. float32 is exact: a
+            # count is at most per_group * kh * kw < 2**24
+            out_ch, per_group, kh, kw = syn.weight.shape
+            assert per_group * kh * kw < 2**24
+            c, h, w = syn.in_shape
+            grouped = nz.reshape(-1, syn.groups, per_group, h, w).sum(dim=2, dtype=torch.int32).to(torch.float32)
+            maps = torch.nn.functional.conv2d(
+                grouped, torch.ones((syn.groups, 1, kh, kw), dtype=torch.float32), stride=syn.stride,
+                padding=syn.padding, dilation=syn.dilation, groups=syn.groups).to(torch.float64)
+            group_of = torch.arange(out_ch) // (out_ch // syn.groups)
+            e = maps.index_select(1, group_of).reshape(batch, steps, -1)
             conv += _per_core(e, onehot)
         else:
             e = nz.sum(dim=-1, keepdim=True).to(torch.float64)
@@ -261,6 +270,8 @@ def count(graph: Graph, mapping: Mapping, placement: Placement, inputs: np.ndarr
             src_core = placement.offset[neu.name] + use.core_of
             traffic = _traffic(spk, mine, src_core, routes)
             v = trace.pop("v")
+            # NeuroBench's MembraneUpdates (hwsim/neurobench.py): v after the step, reset included
+            membrane = batch * neu.size + int((v[:, 1:] != v[:, :-1]).sum())
             if is_output:
                 traffic["to_host"] = spk.sum(axis=1)
                 output_v = v.numpy()
@@ -289,7 +300,7 @@ def count(graph: Graph, mapping: Mapping, placement: Placement, inputs: np.ndarr
                 name=neu.name, neurons_per_core=neurons,
                 synops=_per_core(per_neuron_synops, onehot), active=_per_core(trace["active"], onehot),
                 spikes=_per_core(out, onehot), messages=_per_core(out.to(torch.float64) * dests, onehot),
-                traffic=traffic, reach=core_reach, events=events))
+                traffic=traffic, reach=core_reach, events=events, membrane_updates=membrane))
     x_nz = torch.from_numpy(x) != 0
     x_spk = x_nz.sum(dim=1).numpy().astype(np.int64)   # graded: one message per value
     input_traffic = _traffic(x_spk, reach[graph.input.name], None, routes)

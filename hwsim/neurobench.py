@@ -410,7 +410,8 @@ def _round_like_neurobench(zeros: int, weights: int) -> float:
 
 
 def neurobench_metrics(graph: Graph, result_or_spikes: HwSimResult | Mapping[str, np.ndarray], inputs: np.ndarray,
-                       *, batch_size: int | None = None, membrane_updates: bool = True) -> dict[str, Any]:
+                       *, batch_size: int | None = None,
+                       membrane_updates: bool | Mapping[str, int] = True) -> dict[str, Any]:
     """NeuroBench 2.3.0's metrics of ``graph`` run on ``inputs`` (batch, T, n_in), from hwsim's spikes
     (an ``HwSimResult`` of ``HwSim.from_graph(graph).run(inputs)`` with every population kept, or
     a dict population -> (batch, T, n) spikes). Equal to what ``neurobench.benchmarks.Benchmark``
@@ -420,8 +421,9 @@ def neurobench_metrics(graph: Graph, result_or_spikes: HwSimResult | Mapping[str
 
     Returns a JSON-ready dict: ``metrics`` shaped as ``Benchmark.run()``'s result, ``counts`` (the
     exact integers behind them), ``layers`` (per population and synapse), and notes saying what is
-    counted. ``membrane_updates=False`` skips MembraneUpdates (it recomputes v from the spikes:
-    about one more run of the torch engine).
+    counted. ``membrane_updates=False`` skips MembraneUpdates; True recomputes v from the spikes
+    (about one more run of the torch engine); a mapping population -> count takes the counts already
+    made from the same run (``snnc.hwsim.counts.count``'s ``LayerCounts.membrane_updates``).
     """
     x = graph.input.check_values(inputs)
     samples, steps = int(x.shape[0]), int(x.shape[1])
@@ -477,7 +479,10 @@ def neurobench_metrics(graph: Graph, result_or_spikes: HwSimResult | Mapping[str
         layers.append({"name": pop.name, "neurons": neu.size, "synapses": syn_rows,
                        "ActivationSparsity": (numel - nnz) / numel})
 
-    mem = _membrane_updates(graph, trains, x) if membrane_updates else None
+    if isinstance(membrane_updates, Mapping):
+        mem: dict[str, int] | None = {p.name: int(membrane_updates[p.name]) for p in graph.populations()}
+    else:
+        mem = _membrane_updates(graph, trains, x) if membrane_updates else None
     if mem is not None:
         for row in layers:
             row["MembraneUpdates"] = mem[row["name"]] / samples

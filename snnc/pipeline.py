@@ -30,6 +30,7 @@ from snnc.compiler.placement import place
 from snnc.hwsim.counts import DetailedCounts, count
 from snnc.hwsim.divergence import silicon_summary
 from snnc.hwsim.headroom import observe
+from snnc.hwsim.neurobench import neurobench_metrics
 from snnc.hwsim.energy import (ANN_COST_MODEL, DEFAULT_COST_MODEL, activity_distribution, activity_summary,
                                ann_comparison, estimate, load_cost_model)
 from snnc.hwsim.parallel import HwSimPool, shard_range, warm_up
@@ -184,9 +185,8 @@ def build_report(graph: Graph, mapping: Mapping, inputs: np.ndarray, labels: np.
         "verification": (verification.to_json() if verification is not None
                          else {"samples": 0, "mismatches": {}, "passed": None}),
     }
-    from snnc.hwsim.neurobench import neurobench_metrics   # NeuroBench's metrics from these spikes (docs/neurobench.md)
-
-    report["neurobench"] = neurobench_metrics(graph, result, inputs)
+    report["neurobench"] = neurobench_metrics(graph, result, inputs, membrane_updates={
+        lc.name: lc.membrane_updates for lc in counts.layers})      # v was traced by the counting run
     if labels is not None:
         pred = decisions(graph, result.spikes, result.final_v)
         report["accuracy"] = {"engine": "hwsim", "samples": int(len(labels)),

@@ -267,14 +267,20 @@ def test_metrics_refuse_spikes_that_are_not_this_graphs() -> None:
     assert neurobench_metrics(graph, wrong, x, membrane_updates=False)["metrics"]["MembraneUpdates"] is None
 
 
-def test_report_json_has_the_neurobench_section() -> None:
+@pytest.mark.parametrize("build", [demo_mlp, conv_net, rmlp, lambda: two_cycle(np.random.default_rng(3))],
+                         ids=["mlp", "conv", "rmlp", "two_cycle"])
+def test_report_json_has_the_neurobench_section(build: Any) -> None:
+    """The report takes MembraneUpdates from the counting run's traced v (hwsim/counts.py): equal
+    to recomputing v from the spikes, on feed-forward, conv and recurrent graphs."""
     from snnc.pipeline import build_report
 
-    graph = demo_mlp()
-    x = spikes((6, 10, 64), seed=7)
+    graph = build()
+    x = spikes((6, 10, graph.input.size), seed=7)
     report, _ = build_report(graph, map_cores(graph, LOIHI), x, None, None, [])
     section = report["neurobench"]
     assert section["metrics"] == neurobench_metrics(graph, HwSim.from_graph(graph).run(x), x)["metrics"]
+    # per sample: every neuron at the first step, and more later
+    assert section["metrics"]["MembraneUpdates"] > sum(p.neuron.size for p in graph.populations())
     assert set(section) == {"metrics", "counts", "layers", "model", "per_sample", "definitions", "source",
                             "not_computed"}
     assert json.loads(json.dumps(section)) == section
