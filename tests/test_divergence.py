@@ -427,14 +427,6 @@ def test_a_normal_network_passes_strict_and_agrees(model_path: Path, tmp_path: P
 
 # ------------------------------------------------------------------ against nengo-loihi's emulator
 
-def _emulator_available() -> bool:
-    from snnc.runtime.emulator import emulator_status
-
-    return emulator_status() is None
-
-
-needs_emulator = pytest.mark.skipif(not _emulator_available(), reason="nengo-loihi's emulator is not installed")
-
 
 def _first_difference(graph: Graph, x: np.ndarray) -> tuple[int | None, bool]:
     """The first 1-based timestep at which any population's spikes differ between nengo-loihi's
@@ -497,7 +489,6 @@ def _exp_net() -> tuple[Graph, np.ndarray]:
     return _layer(w, exp=-2, vth=2), x
 
 
-@needs_emulator
 @pytest.mark.parametrize("build", [_q0_net, _u_net, _bias_net, _exp_net], ids=["q0", "u", "u_bias", "weight_exp"])
 def test_emulator_parts_from_hwsim_no_earlier_than_flagged(build) -> None:
     """On each regime's network nengo-loihi's emulator (silicon-tested semantics) and hwsim (Lava's)
@@ -509,7 +500,6 @@ def test_emulator_parts_from_hwsim_no_earlier_than_flagged(build) -> None:
     assert first_diff == first_flag
 
 
-@needs_emulator
 def test_random_layers_against_the_emulator() -> None:
     """Random single layers near the bounds (large same-sign fan-ins, weight_exp -3..1, no or some
     decay, biases): where the check flags nothing the emulator equals hwsim exactly (spikes and final
@@ -538,7 +528,6 @@ def test_random_layers_against_the_emulator() -> None:
     assert flagged and agreed and parted
 
 
-@needs_emulator
 def test_emulator_equals_hwsim_where_nothing_is_flagged() -> None:
     """Unflagged networks (a random layer at moderate weights with weight_exp -1, a recurrent graph, a
     layer at the accumulator's bounds): the emulator's spikes and final v equal hwsim's exactly."""

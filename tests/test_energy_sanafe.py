@@ -8,7 +8,6 @@ No test imports sanafe (GPL-3.0): the bridge runs under ``sys.executable`` in it
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from dataclasses import replace
@@ -298,7 +297,6 @@ def test_report_prices_the_same_counts_under_both_loihi1_models(artifact: Path,
 
 # ------------------------------------------------------------------------------ SANA-FE itself
 
-@pytest.mark.skipif(importlib.util.find_spec("sanafe") is None, reason="sanafe (pip install '.[sanafe]') is not installed")
 def test_bridge_gives_snnc_figures_within_5_percent(tmp_path: Path) -> None:
     """A tiny mapped conv + dense network over several tiles, run by bridges/sanafe_run.py in a child
     process (about 5 s: SANA-FE builds its 128-core chip first)."""

@@ -44,8 +44,6 @@ from snnc.models.neurons import CubaDense
 from conftest import make_model
 from recurrent_graphs import inputs_for, self_loop, stacked, two_cycle
 
-pytest.importorskip("neurobench")
-pytest.importorskip("snntorch")
 from neurobench.benchmarks import Benchmark  # noqa: E402
 from neurobench.metrics.static import ConnectionSparsity, Footprint, ParameterCount  # noqa: E402
 from neurobench.metrics.workload import ActivationSparsity, MembraneUpdates, SynapticOperations  # noqa: E402
