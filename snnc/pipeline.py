@@ -115,7 +115,7 @@ def verify_engines(model: SpikingNet | None, graph: Graph, inputs: np.ndarray,
     from snnc.runtime.emulator import emulator_status, emulator_support_problem, run_on_emulator
     from snnc.runtime.lava_backend import run_on_lava_full
 
-    not_run: dict[str, str] = {}
+    not_run: dict[str, str] = {} if emulator else {"emulator": "left out (--no-emulator)"}
     if emulator:
         reason = emulator_status() or emulator_support_problem(graph)
         if reason is not None:
@@ -321,8 +321,6 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
             verification = verify_engines(model, qgraph, sample_inputs(spec, qgraph.input, verify, str(model_path))[0], code,
                                           lava_timeout=lava_timeout, progress=progress, say=say,
                                           emulator_expected=expected, emulator=emulator)
-            if not emulator:
-                verification.not_run["emulator"] = "left out (--no-emulator)"
             stage_done()    # verified
             if not verification.passed:
                 raise VerificationError(verification.describe_failure())
