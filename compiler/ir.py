@@ -13,6 +13,12 @@ other docstrings point here). Per timestep ``t``, for integer state in the fixed
 where ``trunc0`` rounds toward zero, ``du_eff = du + 1`` is the effective current decay, and
 ``a[t] = W @ s_pre[t-1]``: every Dense or Conv connection delays by exactly one step, so layer ``k``
 (1-based) first sees input ``x[1]`` at step ``1 + k``. State starts at zero for every sample.
+
+Synaptic delays: a Dense may carry ``delay`` (per synapse, integers ``d`` in [0, MAX_DELAY]) on top of
+that one step, so ``a[t] = sum_d (W_d @ s_pre[t-1-d]) << weight_exp`` where ``W_d`` keeps the weights of
+delay ``d``; the shift is applied to each delay's sum separately, as Lava's ``PyDelayDenseModelBitAcc``
+shifts each slot of its buffer (SP/lava/proc/dense/models.py:340-360: delay 0 arrives next step, like
+Dense). Spikes whose arrival falls after the last step are never delivered.
 The float graph uses the same equations without rounding, wrapping, clipping or shifts.
 
 Layout: every spike vector is flat in PyTorch's (C, H, W) order (``Flatten`` is therefore free); a
@@ -50,6 +56,8 @@ CUBA_SEMANTICS: Mapping[str, object] = MappingProxyType({
     "u_overflow": "wrap at 24 bits (Lava PyLifModelBitAcc)",
     "v_overflow": "clip to +-(2**23 - 1)",
     "synapse_delay_steps": 1,
+    "synaptic_delay": "Dense delay d in [0, 62] adds d steps: a[t] += (W_d @ s[t-1-d]) << weight_exp, "
+                      "shifted per delay (Lava PyDelayDenseModelBitAcc)",
     "initial_state": "zero at the start of every sample",
     "reference": "lava.proc.lif.models.PyLifModelBitAcc, lava.proc.dense.models.PyDenseModelBitAcc",
 })
@@ -77,6 +85,9 @@ INT_LIMIT = 2**31
 MAX_EXP = 31
 #: Graded input carries at most 24 bits (Lava's num_message_bits).
 MAX_INPUT_BITS = 24
+#: Synaptic delay on top of the one-step synapse: lava-dl's netx clamps delays to 62
+#: (lava/lib/dl/netx/hdf5.py:425-430) and Lava's DelayDense holds 6 bits (0..63, dense/models.py:330-334).
+MAX_DELAY = 62
 
 
 class LayerSizeError(TargetLimitError, GraphError):
@@ -135,6 +146,52 @@ def _array(name: str, what: str, a: Any, *, integer: bool, ndim: int | None = No
             raise GraphError(f"{name}: {what} holds integers beyond 32 bits (up to {int(np.abs(a).max())})")
     elif a.size and not np.all(np.isfinite(a)):
         raise GraphError(f"{name}: {what} holds NaN or infinite values")
+
+
+def _delay(name: str, delay: Any, shape: tuple[int, ...]) -> np.ndarray | None:
+    """A synapse's delays as uint8 (out, in): None (no delay) stays None, a scalar (per connection) or an
+    array broadcastable to the weight's ``shape`` (per output neuron (out, 1), per input (1, in), per
+    synapse) is expanded; all-zero delays are None, so a graph without delays has one spelling."""
+    if delay is None:
+        return None
+    d = np.asarray(delay)
+    if d.dtype == bool or not np.issubdtype(d.dtype, np.integer):
+        if d.dtype.kind == "f" and d.size and np.all(np.isfinite(d)) and np.all(d == np.round(d)):
+            d = d.astype(np.int64)
+        else:
+            raise GraphError(f"{name}: delay must be integer steps, got {d.dtype} {str(delay)[:40]}")
+    try:
+        d = np.broadcast_to(d, shape)
+    except ValueError:
+        raise GraphError(f"{name}: delay of shape {d.shape} does not fit the weight {shape} (give one delay, "
+                         f"one per output neuron (out, 1), one per input (1, in) or one per synapse)") from None
+    if d.size and (int(d.min()) < 0 or int(d.max()) > MAX_DELAY):
+        raise GraphError(f"{name}: delays must be in [0, {MAX_DELAY}] steps (on top of the synapse's one step; "
+                         f"netx and Loihi 2 hold 0..{MAX_DELAY}), got [{int(d.min())}, {int(d.max())}]. "
+                         f"Use relay neurons for longer delays.")
+    if not d.any():
+        return None
+    return np.ascontiguousarray(d, dtype=np.uint8)
+
+
+class _Delayed:
+    """Delay helpers shared by Dense and QDense (``delay`` is None or uint8 (out, in))."""
+
+    delay: np.ndarray | None
+    weight: np.ndarray
+
+    @property
+    def max_delay(self) -> int:
+        """The longest delay in steps on top of the one-step synapse (0 without delays)."""
+        return 0 if self.delay is None else int(self.delay.max())
+
+    def delay_groups(self) -> list[tuple[int, np.ndarray]]:
+        """[(d, W_d)]: the weight split by delay (W_d keeps the synapses of delay ``d``, zero elsewhere),
+        only the delays that occur; [(0, weight)] without delays. Engines compute ``W_d @ s[t-1-d]``."""
+        if self.delay is None:
+            return [(0, self.weight)]
+        return [(int(d), np.where(self.delay == d, self.weight, 0).astype(self.weight.dtype))
+                for d in np.unique(self.delay)]
 
 
 def _node_name(node: Any) -> None:
@@ -213,15 +270,18 @@ class _WeightShape:
 
 
 @dataclass(frozen=True, eq=False)
-class Dense(_WeightShape):
-    """Float all-to-all synapses, ``weight`` of shape (out, in) in threshold units."""
+class Dense(_Delayed, _WeightShape):
+    """Float all-to-all synapses, ``weight`` of shape (out, in) in threshold units; ``delay``: per-synapse
+    delays in steps on top of the one-step synapse (module docstring), None for none."""
 
     name: str
     weight: np.ndarray
+    delay: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         _node_name(self)
         _array(self.name, "weight (out, in)", self.weight, integer=False, ndim=2)
+        object.__setattr__(self, "delay", _delay(self.name, self.delay, self.weight.shape))
 
 
 class _ConvShape:
@@ -365,12 +425,14 @@ class CubaLIF:
 
 
 @dataclass(frozen=True, eq=False)
-class QDense(_WeightShape):
-    """Fixed-point Dense: integer ``weight`` (out, in); delivered ``(W @ s) << weight_exp`` next step."""
+class QDense(_Delayed, _WeightShape):
+    """Fixed-point Dense: integer ``weight`` (out, in); delivered ``(W @ s) << weight_exp`` next step, or
+    ``d`` steps later still for synapses with ``delay`` ``d`` (Lava's DelayDense; module docstring)."""
 
     name: str
     weight: np.ndarray
     weight_exp: int = 0
+    delay: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         _node_name(self)
@@ -381,6 +443,7 @@ class QDense(_WeightShape):
                              f"{getattr(self.weight, 'shape', '')}")
         _array(self.name, "fixed-point weight", self.weight, integer=True, ndim=2)
         object.__setattr__(self, "weight_exp", _integer(self.name, "weight_exp", self.weight_exp, -MAX_EXP, MAX_EXP))
+        object.__setattr__(self, "delay", _delay(self.name, self.delay, self.weight.shape))
 
 
 @dataclass(frozen=True, eq=False)
@@ -803,6 +866,19 @@ class Graph:
                     raise GraphError(f"synapse '{syn.name}' ({src} -> {pop.name}) is a convolution on a cycle: "
                                      f"recurrent synapses must be Dense (all-to-all); snnc has no convolutional "
                                      f"recurrence. Make the recurrent connection a Dense layer.")
+                if getattr(syn, "delay", None) is not None:
+                    raise GraphError(f"synapse '{syn.name}' ({src} -> {pop.name}) is on a cycle and has delays "
+                                     f"(up to {syn.max_delay} steps): snnc delays feed-forward synapses only. "
+                                     f"Remove the recurrent synapse's delays, or delay a feed-forward synapse.")
+
+    @property
+    def has_delays(self) -> bool:
+        """Whether any synapse delays beyond its one step."""
+        return any(getattr(n, "delay", None) is not None for n in self.nodes.values())
+
+    def delayed_synapses(self) -> list[str]:
+        """Names of the synapses with delays, in order."""
+        return [n.name for n in self.ordered() if getattr(n, "delay", None) is not None]
 
     @property
     def is_fixed_point(self) -> bool:

@@ -90,7 +90,7 @@ def quantize(graph: Graph, target: Target) -> Graph:
             if isinstance(source, Input) and graph.meta.get("signed_input"):
                 w = np.maximum(w, -fp.weight_max)
             exp = -source.bits if isinstance(source, Input) else 0
-            replaced[syn.name] = QDense(syn.name, w, exp)
+            replaced[syn.name] = QDense(syn.name, w, exp, syn.delay)
         with torch.no_grad():
             b = (bias_to_int(torch.from_numpy(lif.bias).double(), scale, fp).numpy().astype(np.int64)
                  if lif.bias is not None else np.zeros(lif.size, dtype=np.int64))
