@@ -425,12 +425,13 @@ def _check_round_trip(written: Graph, read: Graph, what: str) -> None:
 
 
 def _same_synapse(a: Any, b: Any) -> bool:
-    """Same kind, integers and geometry (Dense: weight_exp; Conv: stride, padding, dilation, groups)."""
+    """Same kind, integers and geometry (Dense: weight_exp and delays; Conv: stride, padding, dilation, groups)."""
     if type(a) is not type(b) or not np.array_equal(a.weight, b.weight):
         return False
     if isinstance(a, QConv):
         return a.geometry() == b.geometry()
-    return bool(a.weight_exp == b.weight_exp)
+    same_delay = (a.delay is None) == (b.delay is None) and (a.delay is None or np.array_equal(a.delay, b.delay))
+    return bool(a.weight_exp == b.weight_exp) and same_delay
 
 
 def run_artifact(path: str | Path, *, backend: str, dataset: str | None, samples: int,
