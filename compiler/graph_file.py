@@ -6,6 +6,8 @@ equal graph. Layout::
 
     attrs: format = "snnc.graph", format_version, meta (JSON)
     /nodes/<k>   attrs: kind (class name), name, scalar fields; datasets: array fields
+                 (a Dense/QDense's synaptic delays: dataset ``delay``, uint8 (out, in); none: attr ``delay.none``;
+                 a file written before delays existed has neither and reads as no delay)
     /edges       (E, 2) UTF-8 strings: source, destination
 """
 from __future__ import annotations

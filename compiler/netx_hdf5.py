@@ -11,6 +11,7 @@ SP/lava/lib/dl/slayer/block/base.py:564-627 dense, 720-788 conv, 196-207 flatten
                    bias (C,) per channel, or (W, H, C) per neuron (netx/blocks/process.py:53-72)
     /layer/i/type = b'flatten', shape = [n, 1, 1]             (before a dense that reads a conv layer)
     /layer/i/type = b'dense', shape = [n], inFeatures, outFeatures, weight (n, n_in), bias (n,)
+                   [delay (n,) per output neuron, or (n, n_in) per synapse: a QDense's synaptic delays]
     /layer/i/type = b'dense_rec', the same plus weight_rec (n, n)   (a population with a self-loop)
     /layer/i/neuron/type = b'CUBA', iDecay (effective du), vDecay, vThMant, refDelay, gradedSpike
     /simulation/Ts, tSample
@@ -41,12 +42,21 @@ Lava Dense, so a spike at t acts at t + 1 as in compiler/ir.py). netx scales ``w
 ``weight_rec`` together (hdf5.py:393-407): :func:`netx_dense_rec_weights` replays that. Other cycles
 (through several populations, two self-loops, a self-loop on a conv population) are refused.
 
+Synaptic delays (compiler/ir.py ``QDense.delay``): a dense layer's ``delay`` is read as netx runs it
+(hdf5.py:425-448: a scalar for every synapse, a 1-D array of the layer's size per output neuron, one of
+its input size per input line, a 2-D array per synapse; values above 62 clamped, which the notes say;
+Lava's DelayDense truncates to integers) and written in the smallest shape netx reads back to the same
+matrix (:func:`netx_delay`). slayer's ``delay=True`` blocks export an axonal delay per output neuron of
+the block; netx applies it to the same block's input synapses per output neuron, which for a neuron
+without bias is the same spike train (a time-invariant neuron from zero state). A ``dense_rec`` layer
+with delays and a nonzero conv delay are refused (netx runs neither as written).
+
 Reading lava-dl's SLAYER exports (``snn-compile network.net``): :func:`read_netx_file` also returns
 notes on what it read. Fields netx ignores but that change what slayer trained (``gradedSpike``,
-``refDelay``, a norm's ``weight_exp``, conv delays), and what snnc's graph cannot hold (nonzero
-delays, graded messages, per-neuron decays), are refused with the file, layer, type and
-what to do; neutral ones (all-zero delays, unknown keys) are read and named in the notes.
-See docs/netx.md ("netx in").
+``refDelay``, a norm's ``weight_exp``, conv delays), and what snnc's graph cannot hold (graded
+messages, per-neuron decays), are refused with the file, layer, type and what to do; neutral ones
+(all-zero delays, unknown keys) and delays are read and named in the notes.
+See docs/netx.md ("netx in", "Synaptic delays").
 """
 from __future__ import annotations
 
@@ -60,7 +70,7 @@ import numpy as np
 from snnc.compiler.graph_file import damaged_hdf5, dataset, group, open_hdf5
 from snnc.compiler.isolation import isolated
 from snnc.compiler.lowering import CONV_GEOMETRY_MAX, lava_groups, merge_groups, split_groups
-from snnc.compiler.ir import Graph, Input, Output, Population, QConv, QCubaLIF, QDense
+from snnc.compiler.ir import MAX_DELAY, Graph, Input, Output, Population, QConv, QCubaLIF, QDense
 from snnc.errors import GraphError, InputFileError, SnncError, UnsupportedLayerError
 from snnc.models.datasets import MAX_TIMESTEPS, sample_size_problem
 from snnc.models.quant import LOIHI_FIXED_POINT, FixedPointFormat
@@ -259,14 +269,21 @@ def netx_limitation(graph: Graph) -> str | None:
     if isinstance(layers, str):
         return layers
     if graph.input.bits:
-        return (f"netx has no graded ({graph.input.bits}-bit) input layer (input_message_bits is a "
-                f"Network() argument, not part of the file, netx/hdf5.py:64-76)")
+        return (f"netx has no graded ({graph.input.bits}-bit) input layer: input_message_bits is a Network() "
+                f"argument, not part of the file (netx/hdf5.py:64-76), and the first layer's weight_exp "
+                f"-{graph.input.bits} (graded input scaled by 2**-bits) cannot be written: netx picks each dense "
+                f"layer's weight exponent from its weights (netx/utils.py:80-158)")
     prev = "input"
     for syn, neu, rec in layers:
         if neu.bias_exp != 6 or neu.fmt != LOIHI_FIXED_POINT:
             return (f"'{neu.name}': netx fixes bias_exp = 6 and Lava's Loihi LIF encoding "
                     f"(netx/hdf5.py:151-159), this population has bias_exp {neu.bias_exp}, format {neu.fmt.name}")
         if isinstance(syn, QDense):
+            if rec is not None and (syn.delay is not None or rec.delay is not None):
+                return (f"dense_rec layer '{syn.name}' + recurrent '{rec.name}' has synaptic delays: netx's "
+                        f"RecurrentDense with delays gives its recurrent synapse the feed-forward delay matrix and "
+                        f"drops the weight exponent (netx/blocks/process.py:264-287), so netx would not run it as "
+                        f"written; graph.h5, graph.nir and graph.onnx hold it")
             for d in (syn, rec):
                 if d is not None and d.weight_exp != 0:
                     return f"netx cannot carry weight_exp {d.weight_exp} of '{d.name}' (netx computes its own)"
@@ -333,6 +350,18 @@ def _conv_bias(neu: QCubaLIF, shape: tuple[int, int, int]) -> np.ndarray:
     return b.transpose(2, 1, 0).astype(np.int32)
 
 
+def netx_delay(delay: np.ndarray) -> np.ndarray:
+    """A QDense's (out, in) delays as the smallest ``delay`` dataset netx reads back to the same matrix:
+    (out,) when every output neuron's synapses share one delay (netx repeats a 1-D delay of the layer's
+    size along the inputs, hdf5.py:436-438; this is also slayer's per-neuron export), else the full
+    (out, in) matrix (handed to DelayDense as it is, hdf5.py:448). A per-input (in,) array is never
+    written: netx reads a 1-D delay as per output neuron first, so it would be misread when out == in."""
+    d = np.asarray(delay, dtype=np.int32)
+    if np.array_equal(d, np.broadcast_to(d[:, :1], d.shape)):
+        return np.ascontiguousarray(d[:, 0])
+    return d
+
+
 def write_netx(graph: Graph, path: Path, timesteps: int) -> None:
     """Write a fixed-point chain of dense and conv layers as a netx HDF5 file; a dense layer whose
     population has a self-loop is written as ``dense_rec`` (``weight_rec`` = the loop's matrix)."""
@@ -364,6 +393,8 @@ def write_netx(graph: Graph, path: Path, timesteps: int) -> None:
                 g["inFeatures"] = syn.in_size
                 g["outFeatures"] = syn.out_size
                 g["weight"] = syn.weight.astype(np.int32)
+                if syn.delay is not None:
+                    g["delay"] = netx_delay(syn.delay)
                 if rec is not None:     # slayer's cuba.Recurrent keys (slayer/block/base.py:1496-1557)
                     g["weight_rec"] = rec.weight.astype(np.int32)
                     if _first_input_is(graph, neu, rec):
@@ -521,41 +552,80 @@ def _neuron(g: h5py.Group, where: str, kind: str, notes: list[str]) -> tuple[int
     return du, dv, vth
 
 
-def _delay(g: h5py.Group, where: str, kind: str, weight_shape: tuple[int, ...], notes: list[str]) -> None:
-    """Accept a ``delay`` dataset only where it is all zero (slayer's ``delay=True`` blocks export
-    ``floor(delay)``, block/base.py:577-578, 614-617; delays start in [0, 1), axon/delay.py:117-121).
-    snnc's graphs have a single one-step synapse delay (compiler/ir.py), so any other delay is refused."""
+def _delay(g: h5py.Group, where: str, kind: str, weight_shape: tuple[int, ...], notes: list[str]
+           ) -> np.ndarray | None:
+    """A dense layer's ``delay`` dataset as netx runs it: the (out, in) integer delays of the layer's own
+    input synapses (on top of their one step), or None for none.
+
+    netx (SP/lava/lib/dl/netx/hdf5.py:425-448) clamps values above 62 to [0, 62] with a warning, expands a
+    scalar to every synapse, a 1-D array of ``out`` values per output neuron (checked first, so when
+    out == in a 1-D delay is per output neuron), of ``in`` values per input line, and hands a 2-D array
+    as it is to Lava's DelayDense, which truncates it to integers (``delays.astype(int)``,
+    netx/blocks/process.py:175) and delivers a spike ``d`` steps after the Dense's one
+    (SP/lava/proc/dense/models.py:340-360). snnc reads exactly that (compiler/ir.py ``QDense.delay``); a
+    clamped value is named in the notes (netx only warns). Delays on zero weights are kept as written:
+    netx zeroes them only for ``sparse_fc_layer=True`` (process.py:165-170), and they move no spike.
+
+    slayer's ``delay=True`` blocks export ``floor(delay)`` of an *axonal* delay on the block's output
+    spikes (block/base.py:550-551, 614-617), one per output neuron; netx applies that array to the same
+    layer's *input* synapses, per output neuron (hdf5.py:436-438): the same per-neuron delay before the
+    neuron instead of after it. snnc follows netx (netx on Lava is what the file means) and says so.
+    A conv layer's delay is ignored by netx (hdf5.py:527-530), so a nonzero one is refused."""
     if "delay" not in g:
-        return
+        return None
     d = np.asarray(dataset(g, "delay", where)[()])
     if d.dtype.kind not in "iufb" or not np.all(np.isfinite(d)):
-        raise InputFileError(f"{where}: 'delay' is not an array of numbers.")
-    eff = np.trunc(d).astype(np.int64)          # netx: delays=delay.astype(int) (netx/blocks/process.py:175)
+        raise InputFileError(f"{where}: 'delay' is not an array of finite numbers.")
     if kind == "conv":
+        eff = np.trunc(d).astype(np.int64)          # netx: delays=delay.astype(int) (netx/blocks/process.py:175)
         if eff.any():
             raise UnsupportedLayerError(
                 f"{where}: conv layer with synaptic delays (up to {int(eff.max())} steps; slayer's delay=True) is "
                 f"not supported: netx ignores a conv layer's delay (hdf5.py:527-530), so netx would not run what "
-                f"slayer trained, and snnc's synapses have no delays (compiler/ir.py). Retrain without delay=True "
-                f"(supported: {SUPPORTED}, without 'delay').")
+                f"slayer trained, and snnc delays dense synapses only (compiler/ir.py). Retrain without "
+                f"delay=True on conv blocks (supported: {SUPPORTED}).")
         notes.append(f"{where}: conv 'delay' is all zero ({d.size} values): the same as no delay (netx ignores "
                      f"a conv layer's delay, hdf5.py:527-530)")
-        return
-    if eff.any():
-        raise UnsupportedLayerError(
-            f"{where}: dense layer with synaptic delays (up to {int(eff.max())} steps; slayer's delay=True) is not "
-            f"supported: netx runs them with Lava's DelayDense (hdf5.py:425-448, netx/blocks/process.py:163-181); "
-            f"snnc's synapses have a single one-step delay (compiler/ir.py), so hwsim could not reproduce them. "
-            f"(slayer delays the block's output spikes, block/base.py:550-551; netx applies a per-row delay to the "
-            f"block's own input synapses, hdf5.py:436-438.) Retrain without delay=True, or with delays that floor "
-            f"to 0 (supported: {SUPPORTED}, without 'delay').")
+        return None
     out, inp = weight_shape
     if not (d.ndim == 0 or (d.ndim == 1 and d.size in (out, inp)) or d.shape == (out, inp)):
         raise InputFileError(f"{where}: 'delay' of shape {d.shape} fits neither the layer's {out} outputs nor "
                              f"its {inp} inputs (netx raises RuntimeError for it, hdf5.py:432-446)")
-    notes.append(f"{where}: dense 'delay' is all zero ({d.size} values; slayer's delay=True block whose delays "
-                 f"floor to 0): read as no delay; netx builds a DelayDense with zero delays for it "
-                 f"(hdf5.py:425-448), which runs like a Dense, one step per synapse")
+    d = d.astype(np.float64)
+    if d.size and d.max() > MAX_DELAY:              # netx: np.clip(delay, 0, 62) with a warning (hdf5.py:427-430)
+        over = int((d > MAX_DELAY).sum())
+        notes.append(f"{where}: {over} delay value(s) above {MAX_DELAY} (up to {d.max():g}) clamped to {MAX_DELAY} "
+                     f"steps, as netx does (it warns and clips to [0, 62], hdf5.py:427-430; Loihi 2 holds 6 bits): "
+                     f"the network runs with the clamped delays, not the trained ones")
+        d = np.clip(d, 0, MAX_DELAY)
+    eff = np.trunc(d).astype(np.int64)              # DelayDense gets delay.astype(int) (process.py:175)
+    if eff.size and eff.min() < 0:
+        raise UnsupportedLayerError(f"{where}: negative synaptic delay {int(eff.min())}: netx hands it to Lava's "
+                                    f"DelayDense, which has no negative delays (0..63 steps, "
+                                    f"SP/lava/proc/dense/models.py:326-334) (supported: {SUPPORTED}).")
+    if d.ndim == 0:
+        full = np.full((out, inp), int(eff))
+        shape_txt = "one delay for every synapse"
+    elif d.ndim == 1 and d.size == out:
+        full = np.repeat(eff.reshape(-1, 1), inp, axis=1)
+        shape_txt = f"{out} delays, one per output neuron (netx's reading of a 1-D delay of the layer's size)"
+    elif d.ndim == 1:
+        full = np.repeat(eff.reshape(1, -1), out, axis=0)
+        shape_txt = f"{inp} delays, one per input line"
+    else:
+        full = eff
+        shape_txt = f"({out}, {inp}) per-synapse delays"
+    if not full.any():
+        notes.append(f"{where}: dense 'delay' is all zero ({d.size} values; slayer's delay=True block whose delays "
+                     f"floor to 0): read as no delay; netx builds a DelayDense with zero delays for it "
+                     f"(hdf5.py:425-448), which runs like a Dense, one step per synapse")
+        return None
+    notes.append(f"{where}: dense synaptic delays read as netx runs them: {shape_txt}, "
+                 f"{int(full.min())}..{int(full.max())} steps on top of the synapse's one step (Lava DelayDense, "
+                 f"hdf5.py:425-448). A slayer delay=True export trained these as axonal delays on this layer's "
+                 f"output spikes (block/base.py:550-551); netx applies them to this layer's input synapses, per "
+                 f"output neuron, and snnc does the same")
+    return full.astype(np.uint8)
 
 
 def _extra_keys(g: h5py.Group, kind: str, where: str, notes: list[str]) -> None:
@@ -857,8 +927,7 @@ def _read_netx_file(path: Path, input_shape: tuple[int, ...] | None = None) -> N
             if w.ndim != 2 or w.shape[0] != n_out:
                 raise InputFileError(f"{where}: dense weight {w.shape} does not fit shape ({n_out},)")
             w_rec = _weight_rec(g, where, n_out) if kind == "dense_rec" else None
-            if w_rec is None:
-                _delay(g, where, kind, w.shape, notes)
+            delay = _delay(g, where, kind, w.shape, notes) if w_rec is None else None
             if cur is None:
                 if input_shape is not None and math.prod(input_shape) != w.shape[1]:
                     raise SnncError(f"--input-shape {_shape_arg(input_shape)}: {math.prod(input_shape)} values, but "
@@ -882,12 +951,13 @@ def _read_netx_file(path: Path, input_shape: tuple[int, ...] | None = None) -> N
                 if b.size not in (1, n_out):
                     raise InputFileError(f"{where}: dense bias of shape {b.shape} does not fit ({n_out},)")
                 bias = np.broadcast_to(b.reshape(-1), (n_out,)).copy()
-            nodes.append(QDense(f"fc{npop}", w, 0))
+            nodes.append(QDense(f"fc{npop}", w, 0, delay=delay))
             nodes.append(QCubaLIF(f"lif{npop}", n_out, du, dv, vth, bias))
             if w_rec is not None:
                 loops[f"lif{npop}"] = (QDense(f"rec{npop}", w_rec, 0), _rec_first(g, where))
             summary.append(f"{'flatten + ' if flattened else ''}{kind} {int(w.shape[1])}->{n_out}"
-                           + (f" (+ recurrent {n_out}->{n_out})" if w_rec is not None else ""))
+                           + (f" (+ recurrent {n_out}->{n_out})" if w_rec is not None else "")
+                           + (f" (delays up to {int(delay.max())})" if delay is not None else ""))
             cur, prev = (n_out,), "dense"
         if npop == 0:
             raise InputFileError(f"{path}: the file has no conv or dense layer.")
@@ -922,5 +992,6 @@ def _read_netx_file(path: Path, input_shape: tuple[int, ...] | None = None) -> N
     return NetxImport(graph, (head, *notes), writer, ts, tsample)
 
 
-__all__ = ["netx_limitation", "netx_layers", "netx_dense_weights", "netx_dense_rec_weights", "write_netx", "read_netx",
+__all__ = ["netx_delay",
+           "netx_limitation", "netx_layers", "netx_dense_weights", "netx_dense_rec_weights", "write_netx", "read_netx",
            "read_netx_file", "NetxImport", "SUPPORTED", "GROUPS_KEY", "WRITER_ATTR", "REC_FIRST_ATTR"]

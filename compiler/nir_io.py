@@ -54,8 +54,8 @@ from typing import Any
 
 import numpy as np
 
-from snnc.compiler.ir import (CUBA_SEMANTICS, Conv, CubaLIF, Dense, Graph, Input, Node, Output, QConv, QCubaLIF,
-                              QDense, dims)
+from snnc.compiler.ir import (CUBA_SEMANTICS, MAX_DELAY, Conv, CubaLIF, Dense, Graph, Input, Node, Output, QConv,
+                              QCubaLIF, QDense, dims)
 from snnc.compiler.isolation import isolated
 from snnc.compiler.lowering import fuse_pool_into_conv, fuse_pool_into_dense
 from snnc.errors import GraphError, InputFileError, SnncError, UnsupportedLayerError
@@ -71,7 +71,7 @@ _NEURONS = ("LIF", "CubaLIF", "IF", "LI", "CubaLI")
 _SYNAPSES = ("Affine", "Linear", "Conv2d")
 _IDENTITY = ("Flatten",)
 _POOLS = ("SumPool2d", "AvgPool2d")
-_SUPPORTED = ("Input", "Output", *_SYNAPSES, *_NEURONS, *_IDENTITY, *_POOLS)
+_SUPPORTED = ("Input", "Output", *_SYNAPSES, *_NEURONS, *_IDENTITY, *_POOLS, "Delay")
 
 
 def _nir() -> Any:
@@ -99,6 +99,8 @@ def graph_to_nir(graph: Graph) -> Any:
             out = graph.output
             nodes[node.name] = nir.Output(output_type={"output": np.array(dims(out))},
                                           metadata={"snnc": json.dumps({"kind": "Output"})})
+        elif isinstance(node, QDense) and node.delay is not None:
+            nodes.update(_delayed_dense_to_nir(nir, node))
         elif isinstance(node, QDense):
             nodes[node.name] = nir.Linear(
                 weight=node.weight.astype(np.float64) * 2.0 ** node.weight_exp,
@@ -116,19 +118,72 @@ def graph_to_nir(graph: Graph) -> Any:
             raise GraphError(f"NIR export: unexpected node {node.name} ({type(node).__name__})")
     edges: list[tuple[str, str]] = []
     for a, b in graph.edges:   # NIR types a (C, H, W) map into a Linear through an explicit Flatten
-        src = graph.nodes[a]
-        if isinstance(graph.nodes[b], QDense) and len(dims(src)) > 1:  # type: ignore[arg-type]
+        src, dst = graph.nodes[a], graph.nodes[b]
+        heads = _delay_parts(dst) if isinstance(dst, QDense) else [(b, b)]    # (Linear, what follows it)
+        tails = _delay_parts(src) if isinstance(src, QDense) else [(a, a)]
+        if isinstance(dst, QDense) and len(dims(src)) > 1:  # type: ignore[arg-type]
             flat = f"{a}.flatten.{b}"
             nodes[flat] = nir.Flatten(input_type={"input": np.array(dims(src))},  # type: ignore[arg-type]
                                       start_dim=0, metadata={"snnc": json.dumps({"kind": "Flatten"})})
-            edges += [(a, flat), (flat, b)]
+            edges += [(a, flat)] + [(flat, lin) for lin, _ in heads]
+        elif isinstance(src, QDense):    # Linear -> Delay -> neuron, per delay part
+            for lin, last in tails:
+                if last != lin:
+                    edges.append((lin, last))
+                edges.append((last, b))
         else:
-            edges.append((a, b))
+            edges += [(a, lin) for lin, _ in heads]
     meta = {"snnc": json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, "dt": EXPORT_DT,
                                 "convention": "euler", "meta": dict(graph.meta),
                                 "order": list(graph.nodes)},   # insertion order: HDF5 lists nodes sorted
                                sort_keys=True, default=str)}
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=False)
+
+
+def _delay_parts(node: QDense) -> list[tuple[str, str]]:
+    """A QDense's NIR nodes as (Linear, last node before the neuron) pairs: itself without delays; one
+    Linear and its Delay when every output neuron's synapses share a delay; else one Linear per distinct
+    delay ``d`` (``<name>.d<d>``, the weights of delay d) and, for d > 0, its Delay, all summed at the neuron."""
+    if node.delay is None:
+        return [(node.name, node.name)]
+    if _row_constant(node.delay):
+        return [(node.name, f"{node.name}.delay")]
+    return [(f"{node.name}.d{d}", f"{node.name}.d{d}" if d == 0 else f"{node.name}.d{d}.delay")
+            for d, _ in node.delay_groups()]
+
+
+def _row_constant(delay: np.ndarray) -> bool:
+    return bool(np.array_equal(delay, np.broadcast_to(delay[:, :1], delay.shape)))
+
+
+def _delayed_dense_to_nir(nir: Any, node: QDense) -> dict[str, Any]:
+    """NIR nodes for a QDense with synaptic delays (compiler/ir.py): NIR's ``Delay`` (y(t) = x(t - delay),
+    one delay per element, in time units) after the Linear, ``d * EXPORT_DT`` for ``d`` steps on top of the
+    one-step synapse every snnc synapse has. Per-output delays: Linear -> Delay -> neuron; delays that vary
+    within a row: the matrix split by delay (:func:`_delay_parts`). Every part carries the exact delay
+    matrix in its metadata (``delay_hex``: uint8 bytes, row-major) so that zero weights keep their delays."""
+    exact = {"weight_exp": node.weight_exp, "delay_shape": list(node.delay.shape),   # type: ignore[union-attr]
+             "delay_hex": node.delay.tobytes().hex()}                                  # type: ignore[union-attr]
+    scale = 2.0 ** node.weight_exp
+    out: dict[str, Any] = {}
+
+    def delay_node(steps: np.ndarray) -> Any:
+        return nir.Delay(delay=steps.astype(np.float64) * EXPORT_DT,
+                         metadata={"snnc": json.dumps({"kind": "Delay", "of": node.name,
+                                                       "steps": steps.astype(int).tolist()})})
+
+    if _row_constant(node.delay):                                                    # type: ignore[arg-type]
+        out[node.name] = nir.Linear(weight=node.weight.astype(np.float64) * scale,
+                                    metadata={"snnc": json.dumps({"kind": "QDense", **exact})})
+        out[f"{node.name}.delay"] = delay_node(node.delay[:, 0])                     # type: ignore[index]
+        return out
+    for (lin, last), (d, w_d) in zip(_delay_parts(node), node.delay_groups()):
+        out[lin] = nir.Linear(weight=w_d.astype(np.float64) * scale,
+                              metadata={"snnc": json.dumps({"kind": "QDensePart", "of": node.name, "delay": d,
+                                                            **exact})})
+        if last != lin:
+            out[last] = delay_node(np.full(node.out_size, d))
+    return out
 
 
 def _neuron_to_nir(nir: Any, n: QCubaLIF, unity: int) -> Any:
@@ -243,8 +298,8 @@ def graph_from_nir(g: Any, *, convention: str = "auto", dt: float | None = None,
     if unsupported:
         raise UnsupportedLayerError(
             "unsupported NIR node(s): " + ", ".join(f"'{k}' ({t})" for k, t in sorted(unsupported.items())) +
-            f". snnc reads {', '.join(_SUPPORTED)}. Delay, Threshold, I and Scale have no Loihi CUBA equivalent "
-            f"here (a recurrent connection needs no Delay node: every synapse on the chip delays one step); fold "
+            f". snnc reads {', '.join(_SUPPORTED)}. Threshold, I and Scale have no Loihi CUBA equivalent here "
+            f"(a recurrent connection needs no Delay node: every synapse on the chip delays one step); fold "
             f"a Scale into the neighbouring weights before export.")
     top = _meta(g)
     if top.get("format") == FORMAT:
@@ -318,12 +373,23 @@ def _exact_graph(g: Any, top: dict[str, Any]) -> Graph:
     nodes: list[Node] = []
     fmts = {LOIHI_FIXED_POINT.name: LOIHI_FIXED_POINT}
     flatten: dict[str, str] = {}   # our Flatten nodes are free in snnc's layout: rewire around them
+    alias: dict[str, str] = {}     # a delayed QDense's Delay nodes and parts -> the QDense's name
+    parts: dict[str, list[tuple[str, dict[str, Any], Any]]] = {}
     for name, node in g.nodes.items():
         m = _meta(node)
         kind = m.get("kind")
         try:
             if kind == "Flatten":
                 flatten[name] = next(str(a) for a, b in g.edges if str(b) == name)
+            elif kind == "Delay":
+                alias[name] = str(m["of"])
+            elif kind == "QDensePart":
+                alias[name] = str(m["of"])
+                parts.setdefault(str(m["of"]), []).append((name, m, node))
+            elif kind == "QDense" and "delay_hex" in m:
+                e = int(m["weight_exp"])
+                w = np.asarray(node.weight, dtype=np.float64) * 2.0 ** -e
+                nodes.append(QDense(name, _integers(w, name), e, delay=_delay_of(m, name)))
             elif kind == "Input":
                 nodes.append(Input(name, tuple(int(x) for x in node.input_type["input"]), int(m.get("bits", 0))))
             elif kind == "Output":
@@ -348,13 +414,36 @@ def _exact_graph(g: Any, top: dict[str, Any]) -> Graph:
             raise InputFileError(f"node '{name}': damaged snnc metadata ({type(e).__name__}: {e})") from None
         except StopIteration:
             raise InputFileError(f"node '{name}': a Flatten without input") from None
-    edges = [(flatten.get(str(a), str(a)), str(b)) for a, b in g.edges if str(b) not in flatten]
+    for name, ps in parts.items():    # a QDense split by delay: the parts sum to its weights
+        try:
+            m0 = ps[0][1]
+            e = int(m0["weight_exp"])
+            w = sum(_integers(np.asarray(n.weight, dtype=np.float64) * 2.0 ** -e, k) for k, _, n in ps)
+            nodes.append(QDense(name, w, e, delay=_delay_of(m0, name)))
+        except (KeyError, TypeError, ValueError, OverflowError) as err:
+            raise InputFileError(f"node '{name}': damaged snnc metadata ({type(err).__name__}: {err})") from None
+    edges = []
+    for a, b in g.edges:
+        if str(b) in flatten:
+            continue
+        a2, b2 = alias.get(str(a), flatten.get(str(a), str(a))), alias.get(str(b), str(b))
+        if a2 != b2 and (a2, b2) not in edges:
+            edges.append((a2, b2))
     meta = top.get("meta") if isinstance(top.get("meta"), dict) else {}
     order = top.get("order")     # the written graph's insertion order (ties in Graph.ordered, a cycle's entry)
     if isinstance(order, list) and sorted(map(str, order)) == sorted(n.name for n in nodes):
         rank = {str(k): i for i, k in enumerate(order)}
         nodes.sort(key=lambda n: rank[n.name])
     return Graph.build(nodes, edges, meta)
+
+
+def _delay_of(m: dict[str, Any], name: str) -> np.ndarray:
+    """The exact (out, in) delay matrix a delayed QDense's metadata carries."""
+    raw = bytes.fromhex(str(m["delay_hex"]))
+    shape = tuple(int(x) for x in m["delay_shape"])
+    if len(shape) != 2 or len(raw) != math.prod(shape):
+        raise ValueError(f"delay of {len(raw)} bytes does not fill {shape}")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(shape).copy()
 
 
 def _integers(w: np.ndarray, name: str) -> np.ndarray:
@@ -395,6 +484,8 @@ class _Pending:
     pooled_shape: tuple[int, ...] | None = None
     synapse: Dense | Conv | None = None      # an Affine/Linear/Conv2d waiting for its neuron
     bias: np.ndarray | None = None           # its bias (per output)
+    axon_delay: np.ndarray | None = None     # steps per flat input line, from Delay nodes before the synapse
+    delay_nodes: tuple[str, ...] = ()        # the Delay nodes folded into what flows here
 
 
 class _Discretiser:
@@ -413,6 +504,7 @@ class _Discretiser:
         self._shapes: dict[str, tuple[int, ...]] = {}     # population / input name -> its layout
         self.lags: dict[str, int | None] = {}
         self._populations: set[str] = set()               # neuron nodes declared so far
+        self._succ: dict[str, list[str]] = {}             # NIR node -> the nodes it feeds
 
     # -- convention -----------------------------------------------------------------------------------
     def _neurons(self) -> list[tuple[str, Any]]:
@@ -455,6 +547,7 @@ class _Discretiser:
         layout come from those inputs), which lets the synapses of its cycle be read; it is completed when
         its recurrent inputs are known too. Feed-forward graphs are read in the same order as without."""
         names, preds, succ = self._structure()
+        self._succ = succ
         waiting = {k: len(preds[k]) for k in names}
         ready = [k for k in names if waiting[k] == 0]
         done: set[str] = set()
@@ -513,6 +606,14 @@ class _Discretiser:
             raise UnsupportedLayerError(
                 f"node '{name}' ({kind}) has {len(ins)} inputs {ins}: snnc sums inputs only into neurons.")
         src = self.flow[ins[0]]
+        if kind == "Delay":
+            self.flow[name] = self._delay(name, node, src)
+            return
+        if src.axon_delay is not None and kind not in _SYNAPSES and kind not in _IDENTITY:
+            raise UnsupportedLayerError(
+                f"node '{src.delay_nodes[-1]}' (Delay) feeds '{name}' ({kind}): snnc folds a Delay into a synapse "
+                f"(Affine/Linear -> Delay -> neuron, per output; or neuron -> Delay -> Affine/Linear, per input "
+                f"line), with at most a Flatten between the Delay and the Affine/Linear.")
         if kind == "Output":
             if src.synapse is not None or src.source not in self._populations:
                 raise UnsupportedLayerError(f"Output '{name}' must follow a neuron node, follows '{ins[0]}'.")
@@ -521,7 +622,7 @@ class _Discretiser:
         elif kind in _IDENTITY:
             self._no_synapse(name, kind, src)
             self.flow[name] = _Pending(src.source, (int(np.prod(src.shape)),), src.pool, src.pool_scale,
-                                       src.pooled_shape)
+                                       src.pooled_shape, axon_delay=src.axon_delay, delay_nodes=src.delay_nodes)
             if src.pool > 1:   # a pooled map flattened: the dense folds it over the pre-pool features
                 self.flow[name].shape = (int(np.prod(src.pooled_shape)),)  # type: ignore[arg-type]
         elif kind in _POOLS:
@@ -638,6 +739,74 @@ class _Discretiser:
                 f"node '{name}' ({kind}) follows a synapse node: snnc needs every Affine/Linear/Conv2d to feed "
                 f"a neuron node directly.")
 
+    def _delay(self, name: str, node: Any, src: _Pending) -> _Pending:
+        """A NIR ``Delay`` (y(t) = x(t - delay), per element, in time units) as whole steps of this import's
+        ``dt``, folded into a synapse: after an Affine/Linear, per output neuron (its synapses' delays);
+        after a neuron or the Input, per input line of the synapse that reads it next. Integer steps in
+        [0, MAX_DELAY] only; a conv synapse takes none (snnc delays dense synapses)."""
+        where = f"node '{name}' (Delay)"
+        if self._on_cycle(name):
+            raise UnsupportedLayerError(
+                f"{where} is on a cycle: snnc folds Delay nodes into feed-forward synapses only (a delayed "
+                f"synapse on a cycle is refused, compiler/ir.py), and a recurrent connection needs no Delay node: "
+                f"every synapse on the chip delays one step. Remove the Delay from the cycle.")
+        dt = float(self.dt or EXPORT_DT)
+        raw = _arr(node.delay).reshape(-1)
+        steps = raw / dt
+        if raw.size == 0 or not np.all(np.isfinite(steps)):
+            raise UnsupportedLayerError(f"{where}: delay {raw.tolist()[:6]} is not a finite array of times.")
+        whole = np.round(steps)
+        if not np.allclose(steps, whole, rtol=0, atol=1e-6 * max(1.0, float(np.abs(steps).max()))):
+            bad = float(steps[np.argmax(np.abs(steps - whole))])
+            raise UnsupportedLayerError(f"{where}: delay {raw[np.argmax(np.abs(steps - whole))]:g} is {bad:g} steps "
+                                        f"of dt = {dt:g}: snnc delays whole steps; export delays that are multiples "
+                                        f"of dt (or give the time step with --nir-dt).")
+        if whole.min() < 0 or whole.max() > MAX_DELAY:
+            raise UnsupportedLayerError(f"{where}: delay of {int(whole.min())}..{int(whole.max())} steps (dt = {dt:g}) "
+                                        f"is outside [0, {MAX_DELAY}] (on top of the one-step synapse; Loihi 2 and "
+                                        f"netx hold 0..{MAX_DELAY}). Use relay neurons for longer delays.")
+        steps_i = whole.astype(np.int64)
+        nodes = (*src.delay_nodes, name)
+        if src.synapse is not None:          # Affine/Linear -> Delay: per output neuron
+            syn = src.synapse
+            if isinstance(syn, Conv):
+                raise UnsupportedLayerError(f"{where} follows Conv2d '{syn.name}': snnc delays dense synapses only "
+                                            f"(Affine/Linear -> Delay -> neuron); remove the Delay.")
+            if steps_i.size not in (1, syn.out_size):
+                raise UnsupportedLayerError(f"{where}: {steps_i.size} delays after '{syn.name}', which has "
+                                            f"{syn.out_size} outputs (one delay per output, or one for all).")
+            total = (syn.delay.astype(np.int64) if syn.delay is not None else 0) + steps_i.reshape(-1, 1)
+            if int(np.max(total)) > MAX_DELAY:
+                raise UnsupportedLayerError(f"{where}: with the delays before it, synapse '{syn.name}' delays up to "
+                                            f"{int(np.max(total))} steps, more than {MAX_DELAY}.")
+            new = Dense(syn.name, syn.weight, delay=np.broadcast_to(total, syn.weight.shape))
+            return _Pending(src.source, src.shape, synapse=new, bias=src.bias, delay_nodes=nodes)
+        if src.pool > 1:
+            raise UnsupportedLayerError(f"{where} follows a pooling node: snnc folds a Delay after a neuron into the "
+                                        f"Affine/Linear that reads it; put the Delay before the pool or after the "
+                                        f"synapse.")
+        n = int(np.prod(src.shape))
+        if steps_i.size not in (1, n):
+            raise UnsupportedLayerError(f"{where}: {steps_i.size} delays on the {n} outputs of '{src.source}' (one "
+                                        f"delay per element, or one for all).")
+        total = (src.axon_delay if src.axon_delay is not None else 0) + np.broadcast_to(steps_i, (n,))
+        if int(np.max(total)) > MAX_DELAY:
+            raise UnsupportedLayerError(f"{where}: with the Delay nodes before it, '{src.source}' is delayed up to "
+                                        f"{int(np.max(total))} steps, more than {MAX_DELAY}.")
+        return _Pending(src.source, src.shape, axon_delay=np.asarray(total, dtype=np.int64), delay_nodes=nodes)
+
+    def _on_cycle(self, name: str) -> bool:
+        """Whether NIR node ``name`` reaches itself."""
+        seen, todo = set(), list(self._succ.get(name, []))
+        while todo:
+            k = todo.pop()
+            if k == name:
+                return True
+            if k not in seen:
+                seen.add(k)
+                todo.extend(self._succ.get(k, []))
+        return False
+
     def _pool(self, name: str, kind: str, node: Any, src: _Pending) -> _Pending:
         self._no_synapse(name, kind, src)
         k = tuple(int(x) for x in np.atleast_1d(_arr(node.kernel_size)).astype(int).reshape(-1))
@@ -658,6 +827,9 @@ class _Discretiser:
         w = _arr(node.weight) * src.pool_scale
         bias = _arr(node.bias) if kind in ("Affine", "Conv2d") and getattr(node, "bias", None) is not None else None
         source_shape = self._shape_of(src.source)
+        if src.axon_delay is not None and kind == "Conv2d":
+            raise UnsupportedLayerError(f"node '{src.delay_nodes[-1]}' (Delay) feeds Conv2d '{name}': snnc delays "
+                                        f"dense synapses only (Affine/Linear); remove the Delay.")
         if kind == "Conv2d":
             if len(src.shape) != 3:
                 raise UnsupportedLayerError(f"Conv2d '{name}' reads a {src.shape} input; it needs (C, H, W).")
@@ -694,7 +866,8 @@ class _Discretiser:
                                             f"{int(np.prod(src.shape))} features")
             if src.pool > 1:
                 w = fuse_pool_into_dense(w, src.pooled_shape, src.pool, source_shape)  # type: ignore[arg-type]
-            syn = Dense(name, w)
+            axon = None if src.axon_delay is None else np.broadcast_to(src.axon_delay.reshape(1, -1), w.shape)
+            syn = Dense(name, w, delay=axon)
             out_shape = (w.shape[0],)
         if bias is not None and not np.any(bias):
             bias = None
@@ -765,7 +938,7 @@ class _Discretiser:
             if isinstance(syn, Conv) and not np.allclose(g.reshape(syn.out_shape[0], -1), per_channel[:, None]):
                 raise UnsupportedLayerError(f"node '{name}': input gain r varies within a conv channel")
             w = syn.weight * per_channel.reshape(-1, *([1] * (syn.weight.ndim - 1)))
-            new = Dense(syn.name, w) if isinstance(syn, Dense) else Conv(
+            new = Dense(syn.name, w, delay=syn.delay) if isinstance(syn, Dense) else Conv(
                 syn.name, w, syn.in_shape, syn.stride, syn.padding, syn.dilation, syn.groups)
             self.nodes.append(new)
             self.edges.append((src.source, syn.name))

@@ -88,6 +88,7 @@ FORMAT_VERSION = 1
 DOMAIN = "ai.snnc"          # custom op domain; CubaLIF is its only op
 DOMAIN_VERSION = 1
 OPSET = 17                  # standard ops used: Gemm Conv Mul Floor Cast Clip Div Add Sub Mod Flatten Reshape Identity
+                            # (and, for synaptic delays only: Gather Equal Where Unsqueeze Slice Concat)
 IR_VERSION = 8              # what opset 17 needs; widely loadable
 BATCH = "N"
 _SAFE = re.compile(r"[A-Za-z0-9_.\-]")
@@ -175,13 +176,19 @@ class _Writer:
         raise GraphError(f"{what}: its sums can reach {bound:.3g} >= 2**53, beyond what ONNX float ops hold "
                          f"exactly; it cannot be exported to ONNX")
 
-    def source(self, syn_e: str, source: Node, flat: bool, elem: int) -> str:
-        """The source's previous-step spikes, flattened and cast as the synapse needs."""
+    def source(self, syn_e: str, source: Node, flat: bool, elem: int, delay: int | None = None) -> str:
+        """The source's previous-step spikes, flattened and cast as the synapse needs; with ``delay`` d > 0,
+        its spikes of d steps before that, ``Gather(<src>/hist_prev, d - 1, axis=1)`` (the spike history)."""
         x = f"{escape_name(source.name)}/s_prev"
+        tag = "" if delay is None else f"_d{delay}"
+        if delay:
+            index = self.init(f"{syn_e}/hist_index_d{delay}", np.array(delay - 1, np.int64))
+            x = self.op("Gather", [f"{escape_name(source.name)}/hist_prev", index], f"{syn_e}/x_d{delay}",
+                        f"{syn_e}/gather_d{delay}", axis=1)
         if flat and len(dims(source)) != 1:
-            x = self.op("Flatten", [x], f"{syn_e}/x_flat", f"{syn_e}/flatten_in", axis=1)
+            x = self.op("Flatten", [x], f"{syn_e}/x_flat{tag}", f"{syn_e}/flatten_in{tag}", axis=1)
         if elem != TensorProto.FLOAT:
-            x = self.op("Cast", [x], f"{syn_e}/x_cast", f"{syn_e}/cast_in", to=elem)
+            x = self.op("Cast", [x], f"{syn_e}/x_cast{tag}", f"{syn_e}/cast_in{tag}", to=elem)
         return x
 
     def to_population(self, value: str, syn_e: str, have: tuple[int, ...], pop: QCubaLIF) -> str:
@@ -200,7 +207,7 @@ class _Writer:
         elem, dt, bound = self.precision(syn.weight, w_eff, (1,), _top(source), f"synapse '{syn.name}'")
         if abs(syn.weight_exp) > _MAX_EXP or bound * 2.0 ** syn.weight_exp >= 2**62:
             raise GraphError(f"synapse '{syn.name}': weight_exp {syn.weight_exp} takes its input beyond int64")
-        x = self.source(e, source, True, elem)
+        x = self.source(e, source, True, elem) if syn.delay is None else ""
         w = self.op("Cast", [self.init(f"{e}/weight", syn.weight)], f"{e}/weight_cast", f"{e}/cast_weight", to=elem)
         if not np.array_equal(w_eff, syn.weight):   # Lava's mixed-sign weight format changes these weights
             f = pop.fmt
@@ -211,6 +218,8 @@ class _Writer:
             w = self.op("Div", [w, step], f"{e}/weight_div", f"{e}/div_weight")
             w = self.op("Floor", [w], f"{e}/weight_floor", f"{e}/floor_weight")
             w = self.op("Mul", [w, step], f"{e}/weight_lava", f"{e}/mul_weight")
+        if syn.delay is not None:
+            return self.delayed_dense(syn, source, pop, w, elem, dt)
         acc = self.op("Gemm", [x, w], f"{e}/acc", e, transB=1)
         scale = self.init(f"{e}/scale", np.array(2.0 ** syn.weight_exp, dt))
         acc = self.op("Mul", [acc, scale], f"{e}/scaled", f"{e}/weight_exp")
@@ -218,6 +227,44 @@ class _Writer:
             acc = self.op("Floor", [acc], f"{e}/shifted", f"{e}/floor")
         a = self.op("Cast", [acc], f"{e}/a", f"{e}/cast_out", to=TensorProto.INT64)
         return self.to_population(a, e, (syn.out_size,), pop)
+
+    def delayed_dense(self, syn: QDense, source: Node, pop: QCubaLIF, w: str, elem: int, dt: type) -> str:
+        """A QDense with synaptic delays: per delay ``d`` that occurs (ascending), the weights of delay d,
+        ``Where(Equal(<syn>/delay, d), w, 0)``, times the source's spikes of step t-1-d (``s_prev`` for
+        d = 0, else the spike history), shifted and floored on its own (Lava's DelayDense shifts each
+        delay's sum, compiler/ir.py), the int64 parts added. The Gemm of the smallest delay is the
+        synapse's main node (its name); ``<syn>/delay`` (uint8, (out, in)) holds the delays."""
+        e = escape_name(syn.name)
+        delay = self.init(f"{e}/delay", syn.delay)                       # type: ignore[arg-type]
+        zero = self.init(f"{e}/zero", np.array(0, dt))
+        scale = self.init(f"{e}/scale", np.array(2.0 ** syn.weight_exp, dt))
+        a = ""
+        for k, (d, _) in enumerate(syn.delay_groups()):
+            x = self.source(e, source, True, elem, delay=d)
+            mask = self.op("Equal", [delay, self.init(f"{e}/d{d}", np.array(d, np.uint8))], f"{e}/mask_d{d}",
+                           f"{e}/equal_d{d}")
+            w_d = self.op("Where", [mask, w, zero], f"{e}/weight_d{d}", f"{e}/where_d{d}")
+            acc = self.op("Gemm", [x, w_d], f"{e}/acc_d{d}", e if k == 0 else f"{e}/gemm_d{d}", transB=1)
+            acc = self.op("Mul", [acc, scale], f"{e}/scaled_d{d}", f"{e}/weight_exp_d{d}")
+            if syn.weight_exp < 0:
+                acc = self.op("Floor", [acc], f"{e}/shifted_d{d}", f"{e}/floor_d{d}")
+            part = self.op("Cast", [acc], f"{e}/a_d{d}", f"{e}/cast_out_d{d}", to=TensorProto.INT64)
+            a = part if k == 0 else self.op("Add", [a, part], f"{e}/a_sum_d{d}", f"{e}/add_d{d}")
+        return self.to_population(a, e, (syn.out_size,), pop)
+
+    def history(self, source: Node, depth: int) -> str:
+        """The spike history of a source read by delayed synapses: ``<src>/hist`` = the previous step's
+        spikes, then the first ``depth - 1`` entries of ``<src>/hist_prev`` (entry k of hist_prev holds
+        the spikes of step t-2-k)."""
+        se = escape_name(source.name)
+        axis = self.init(f"{se}/hist_axis", np.array([1], np.int64))
+        newest = self.op("Unsqueeze", [f"{se}/s_prev", axis], f"{se}/hist_newest", f"{se}/hist_unsqueeze")
+        if depth == 1:
+            return self.op("Identity", [newest], f"{se}/hist", f"{se}/hist_identity")
+        starts = self.init(f"{se}/hist_starts", np.array([0], np.int64))
+        ends = self.init(f"{se}/hist_ends", np.array([depth - 1], np.int64))
+        kept = self.op("Slice", [f"{se}/hist_prev", starts, ends, axis], f"{se}/hist_kept", f"{se}/hist_slice")
+        return self.op("Concat", [newest, kept], f"{se}/hist", f"{se}/hist_concat", axis=1)
 
     def conv(self, syn: QConv, source: Node, pop: QCubaLIF) -> str:
         e = escape_name(syn.name)
@@ -283,6 +330,18 @@ def graph_to_onnx(graph: Graph) -> onnx.ModelProto:
     w.op("Identity", [ie], f"{ie}/s", f"{ie}/delay")
     outputs = [vi(oe, T.FLOAT, [BATCH, *dims(last)], doc_string="network output: spikes of " + last.name),
                vi(f"{ie}/s", T.FLOAT, [BATCH, *dims(inp)]), *outputs]
+    depth: dict[str, int] = {}     # sources read by delayed synapses -> the history they need
+    for pop in graph.populations():
+        for syn, src in pop.inputs:
+            if isinstance(syn, QDense) and syn.delay is not None:
+                depth[src] = max(depth.get(src, 0), syn.max_delay)
+    for src, h in depth.items():
+        node, se = graph.nodes[src], escape_name(src)
+        d = [BATCH, h, *dims(node)]
+        inputs.append(vi(f"{se}/hist_prev", T.FLOAT, d,
+                         doc_string=f"spikes of steps t-2 .. t-{h + 1} (entry k: step t-2-k), for delayed synapses"))
+        w.history(node, h)
+        outputs.append(vi(f"{se}/hist", T.FLOAT, d))
     g = helper.make_graph(w.nodes, "snnc_step", inputs, outputs, initializer=w.inits,
                           doc_string="one timestep; feed each output X back as input X_prev (see docs/onnx.md)")
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET),
@@ -341,18 +400,18 @@ class _Reader:
             if x not in self.producer:
                 break
             p = self.producer[x]
-            if p.op_type not in ("Flatten", "Cast"):
+            if p.op_type not in ("Flatten", "Cast", "Gather"):
                 raise ValueError(f"node '{node.name}' reads '{x}', made by {p.op_type}, not a source's spikes")
             x = p.input[0]
         token, _, part = x.partition("/")
-        if part != "s_prev":
+        if part not in ("s_prev", "hist_prev"):
             raise ValueError(f"node '{node.name}' reads '{x}', not a source's previous spikes '<name>/s_prev'")
         return unescape_name(token)
 
     def destination_of(self, node: onnx.NodeProto) -> str:
         """Follow a synapse's output forward (each value has one consumer) to its CubaLIF node."""
         x = node.output[0]
-        for _ in range(16):
+        for _ in range(16 + 6 * 64):      # a delayed synapse adds its delay groups' parts one by one
             users = self.consumers.get(x, [])
             if len(users) != 1:
                 raise ValueError(f"value '{x}' of synapse '{node.name}' has {len(users)} consumers, expected 1")
@@ -380,7 +439,8 @@ class _Reader:
         exp = round(math.log2(scale)) if scale > 0 else 0
         if scale <= 0 or 2.0 ** exp != scale:
             raise ValueError(f"'{e}/scale' is {scale}, not a power of two 2**weight_exp")
-        return QDense(unescape_name(e), self.array(f"{e}/weight"), exp)
+        delay = self.array(f"{e}/delay") if f"{e}/delay" in self.inits else None
+        return QDense(unescape_name(e), self.array(f"{e}/weight"), exp, delay)
 
     def conv(self, node: onnx.NodeProto, source: Node) -> QConv:
         a = self.attrs(node)

@@ -59,7 +59,10 @@ def patch_recurrent_message_bits() -> None:
 
 def load_netx(path: str | os.PathLike, **kwargs: Any) -> Any:
     """``lava.lib.dl.netx.hdf5.Network(net_config=path, **kwargs)`` with Lava made usable here first
-    (e.g. ``reset_interval=T`` to run several samples of T steps in one Lava run), and each
+    (e.g. ``reset_interval=T`` to run several samples of T steps in one Lava run; ``input_message_bits=0``
+    for snnc's files, whose input is binary spikes: netx takes the input's message bits from this argument,
+    not from the file, docs/netx.md "Taking a netx file to a Loihi 2 system"; dense layers with a ``delay``
+    become Lava ``DelayDense`` synapses), and each
     ``dense_rec`` layer's recurrent link given binary (its neurons') message bits
     (:func:`patch_recurrent_message_bits`)."""
     from snnc.runtime.lava_backend import lava_api

@@ -90,3 +90,26 @@ def run_netx(path: Path, x: np.ndarray, in_shape: tuple[int, ...]) -> list[np.nd
         d = d.reshape(batch, steps, -1).astype(bool)
         out.append(d[0] if single else d)
     return out
+
+
+def netx_blocks(path: Path, **kwargs) -> list[dict]:  # type: ignore[no-untyped-def, type-arg]
+    """What lava-dl's netx builds from ``path`` (``Network(net_config=path, **kwargs)``, e.g.
+    ``input_message_bits=0``), block by block, before anything runs: the block's and its synapse's
+    process class names, the message bits the synapse reads (``num_message_bits``: what a Loihi 2 compiler
+    programs), the block's ``input_message_bits`` and ``output_message_bits``, the synapse's delays as an
+    (out, in) int array (None for a Dense without delays), and its neuron's class name."""
+    from snnc.runtime.netx import load_netx
+
+    net = load_netx(path, **kwargs)
+    out = []
+    for block in net.layers:
+        syn = block.synapse
+        delays = getattr(syn, "delays", None)
+        out.append({"block": type(block).__name__, "synapse": type(syn).__name__,
+                    "num_message_bits": int(np.asarray(syn.num_message_bits.init).reshape(-1)[0])
+                    if hasattr(syn, "num_message_bits") else None,
+                    "input_message_bits": int(block.input_message_bits or 0),
+                    "output_message_bits": int(block.output_message_bits or 0),
+                    "delays": None if delays is None else np.asarray(delays.init).astype(np.int64),
+                    "neuron": type(block.neuron).__name__})
+    return out

@@ -141,10 +141,9 @@ def test_accepts_with_a_note_what_does_not_change_the_network(tmp_path: Path) ->
 
 REFUSALS: dict[str, tuple[Any, type, str, str]] = {
     # name: (build(f), error, what the message says after "PATH layer I: ", and what to do)
-    "dense_delay": (lambda f: _dense(f, 0, 4, 3, delay=np.array([0.0, 2.0, 0.0], np.float32)),
-                    UnsupportedLayerError, r"layer 0: dense layer with synaptic delays \(up to 2 steps; slayer's "
-                    r"delay=True\) is not supported: netx runs them with Lava's DelayDense",
-                    "Retrain without delay=True"),
+    "dense_delay": (lambda f: _dense(f, 0, 4, 3, delay=np.array([0.0, -2.0, 0.0], np.float32)),
+                    UnsupportedLayerError, r"layer 0: negative synaptic delay -2: netx hands it to Lava's DelayDense",
+                    "which has no negative delays"),
     "conv_delay": (lambda f: (_slayer_layer(f, 0, "input", shape=np.array([1, 4, 4])),
                               _conv(f, 1, delay=np.array([1.0, 0.0], np.float32))),
                    UnsupportedLayerError, r"layer 1: conv layer with synaptic delays \(up to 1 steps.*netx ignores a "

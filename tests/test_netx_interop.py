@@ -248,7 +248,7 @@ def test_read_netx_names_file_layer_and_type_of_what_it_cannot_read(tmp_path: Pa
                                   _cuba(_layer(f, 2, "dense", shape=np.array([2]), weight=np.full((2, 32), 2)))),
                        "layer 2: a dense layer right after a conv layer needs a flatten"),
         "delay": (lambda f: _cuba(_layer(f, 0, "dense", shape=np.array([2]), weight=np.full((2, 3), 2),
-                                         delay=np.ones(2))), "layer 0: dense layer with synaptic delays"),
+                                         delay=-np.ones(2))), "layer 0: negative synaptic delay -1"),
         "odd": (lambda f: _cuba(_layer(f, 0, "dense", shape=np.array([1]), weight=np.array([[3.0, -2.0]]))),
                 r"layer 0: dense layer that netx does not run as written: weight\[0, 0\] = 3 is not a loihi"),
     }
