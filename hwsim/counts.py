@@ -7,7 +7,10 @@ spread), and the spike messages each core sends, classified by route (within a t
 east-west and north-south, across chips, to the host). This module reruns the torch engine
 (``snnc.hwsim.sim``, the readable mirror of Lava's models) once, with per-neuron traces, and
 reduces them through the mapping and placement. Its totals equal the engines' layer counts exactly
-(tests/test_energy.py).
+(tests/test_energy.py). A synaptic op is counted when its synapse receives the spike (the step after
+it is sent), also for a Dense with synaptic delays, whose Lava model (DelayDense) accumulates at
+receipt: a delay moves when the input arrives, not the work, and ops whose arrival falls after the
+last step still count (``snnc.hwsim.sim.synaptic_input``, the one definition).
 
 Beside them, the same run counted under SANA-FE's event definitions (Boyle et al., IEEE TCAD 2025;
 docs/energy.md "Calibrated energy: SANA-FE"), which its calibrated Loihi model prices: every mapped

@@ -6,6 +6,9 @@ on a CPU because
   int32 accumulation): Lava's mixed-sign weights are multiples of 2 in [-256, 254], i.e. 2 x an int8
   (SP/lava/utils/weightutils.py:204-295), and binary spikes are int8 0/1. It falls back to float32
   (exact while every sum < 2**24) or float64 when a graph's numbers do not fit;
+- a dense synapse with synaptic delays (compiler/ir.py) is one GEMM per delay group over the
+  steps that still arrive in the run, placed its delay later and combined exactly in int64 with
+  each group's weight_exp shift (``FastEngine._delayed_sums``); it never takes the event path;
 - a dense synapse fed by sparse activity skips the GEMM and adds only the weight rows of the inputs
   that spiked (the event-driven path, in the kernel); below ``EVENT_DENSITY`` non-zero inputs this
   measured faster than the int8 GEMM (benchmarks/hwsim_scaling.py);
@@ -37,13 +40,19 @@ CONV_EVENT_DENSITY = 0.03  # the same for a convolution (LeNet: the dense conv s
 DEFAULT_CHUNK = 128    # most samples per chunk: (chunk x T) GEMM rows keep the int8 GEMM efficient
 
 _NONE = np.zeros((0, 0, 0), dtype=np.int64)
+_NONE2 = np.zeros((0, 0), dtype=np.int32)
 
 
 class _Dense:
     """One dense synapse prepared once: int8 weights (or float ones) for the GEMM, W.T for events."""
 
-    def __init__(self, syn: QDense, neu: QCubaLIF, graded_top: int):
+    def __init__(self, syn: QDense, neu: QCubaLIF, graded_top: int, mask: np.ndarray | None = None):
         w = lava_weights(syn.weight, neu.fmt)                     # (out, in) int64
+        # one delay group: its synapses only, and only the output rows that have one (``cols``: their
+        # neurons), so per-connection or per-neuron delays cost one GEMM over all groups together
+        self.cols = np.arange(w.shape[0], dtype=np.int64) if mask is None else np.flatnonzero(mask.any(axis=1))
+        if mask is not None:
+            w = np.where(mask, w, 0)[self.cols]
         step = neu.fmt.weight_step
         w8 = w // step
         top = max(1, graded_top)
@@ -59,9 +68,10 @@ class _Dense:
             bound = int(np.abs(w).max(initial=0)) * w.shape[1] * top
             dtype = torch.float32 if bound < 2**24 else torch.float64
             self.float = torch.from_numpy(np.ascontiguousarray(w.T)).to(dtype)
-        # events: int32 rows while every partial sum fits, else int64
+        self.out = int(w.shape[0])
+        # events: int32 rows while every partial sum fits, else int64 (a delay group never takes events)
         wide = int(np.abs(w).max(initial=0)) * w.shape[1] * top >= 2**31
-        self.rows = np.ascontiguousarray(w.T.astype(np.int64 if wide else np.int32))
+        self.rows = np.ascontiguousarray(w.T.astype(np.int64 if wide else np.int32)) if mask is None else _NONE2
 
     def gemm(self, x: np.ndarray) -> tuple[np.ndarray, int]:
         """(batch, T, n_in) -> undelayed sums (batch, T, n_out) and the multiplier they still need."""
@@ -119,6 +129,13 @@ class FastEngine:
         graded = (2 ** self.input.bits - 1) if self.input.bits else 1
         self.dense = {syn.name: _Dense(syn, pop.neuron, graded if src == self.input.name else 1)
                       for pop in self.populations for syn, src in pop.inputs if isinstance(syn, QDense)}
+        # a Dense with synaptic delays: one prepared matrix per delay group [(d, _Dense)]
+        self.delayed = {syn.name: [(int(d), _Dense(syn, pop.neuron, graded if src == self.input.name else 1,
+                                                   syn.delay == d)) for d in np.unique(syn.delay)]
+                        for pop in self.populations for syn, src in pop.inputs
+                        if isinstance(syn, QDense) and syn.delay is not None}
+        self.delayed_out = {syn.name: syn.out_size for pop in self.populations for syn, _ in pop.inputs
+                            if syn.name in self.delayed}
         convs = [syn for pop in self.populations for syn, _ in pop.inputs if isinstance(syn, QConv)]
         self.fans = {c.name: fan_out(c) for c in convs}
         self.taps = {c.name: np.ascontiguousarray(c.weight.transpose(1, 2, 3, 0).astype(
@@ -184,9 +201,11 @@ class FastEngine:
                 continue
             assert isinstance(syn, QDense)
             d = self.dense[syn.name]
-            ff.synops[1:] += counts[src].sum(axis=0)[:-1] * syn.out_size
+            ff.synops[1:] += counts[src].sum(axis=0)[:-1] * syn.out_size   # at receipt, delays or not
             ff.synapses += int(syn.weight.size)
-            if events_free and ff.events is _NONE and density < self.event_density:
+            if syn.name in self.delayed:
+                ff.pre.append((self._delayed_sums(syn.name, train, steps), 1, 0))
+            elif events_free and ff.events is _NONE and density < self.event_density:
                 ff.events = train.view(np.uint8) if train.dtype == bool else train
                 ff.rows, ff.ev_exp = d.rows, d.exp
                 if d.int8 is not None:
@@ -195,6 +214,23 @@ class FastEngine:
                 y, mul = d.gemm(train)
                 ff.pre.append((y, mul, d.exp))
         return ff
+
+    def _delayed_sums(self, name: str, train: np.ndarray, steps: int) -> np.ndarray:
+        """A Dense with synaptic delays as one exact int64 (batch, T, n_out) before the kernel's one-step
+        delay: per delay group ``d`` one GEMM over its output rows, its first T - d steps placed ``d``
+        steps later and shifted by weight_exp on their own (``kernels.add_delayed``), as Lava's
+        DelayDense shifts each delay's sum (SP/lava/proc/dense/models.py:339-352; ``sim.dense_input``
+        is the readable version). Never the event path: the kernel's events arrive one step late only.
+        Cost: one GEMM per distinct delay (per-synapse delays 0..62: up to 63 GEMMs); delays per
+        connection or per output neuron need one GEMM's work in all (each group only its rows)."""
+        groups = self.delayed[name]
+        total = np.zeros((train.shape[0], steps, self.delayed_out[name]), dtype=np.int64)
+        for d, dense in groups:
+            if d >= steps:
+                continue            # arrives after the last step: never delivered
+            y, mul = dense.gemm(train)   # all T rows: no copy of the train; the last d are not added
+            kernels.add_delayed(total, y, d, dense.cols, mul, dense.exp)
+        return total
 
     def _population(self, pop: Population, trains: dict[str, np.ndarray], counts: dict[str, np.ndarray],
                     steps: int) -> _Done:

@@ -107,7 +107,8 @@ def lif_layer(pre: np.ndarray, pre_mul: int, pre_exp: int, events: np.ndarray, w
     ``pre`` (batch, T, n), int32 or int64: synaptic sums computed elsewhere (a GEMM or a
     convolution) *before* the one-step delay; they enter as ``(pre * pre_mul) << pre_exp`` (a
     negative exponent is a floor shift right), as Lava applies weight_exp to the summed input
-    (SP/lava/proc/dense/models.py:96-107). Shape (0, 0, 0) for none.
+    (SP/lava/proc/dense/models.py:96-107). Shape (0, 0, 0) for none. A delayed Dense arrives here
+    already placed at its delays and shifted (``FastEngine._delayed_sums``: mul 1, exp 0).
     ``events`` (batch, T, n_in): spikes or graded values of one dense synapse, taken event by event
     with ``weight_t`` = W.T (n_in, n): only the rows of inputs that are non-zero are added (the
     event-driven path, which pays when activity is sparse). Shape (0, 0, 0) for none.
@@ -156,6 +157,27 @@ def lif_layer(pre: np.ndarray, pre_mul: int, pre_exp: int, events: np.ndarray, w
             nspk[b, t] = np.count_nonzero(s)
         v_final[b] = v
     return out, v_final, active, nspk, nev
+
+
+@numba.njit(parallel=True, **_JIT)
+def add_delayed(total: np.ndarray, y: np.ndarray, delay: int, cols: np.ndarray, mul: int, exp: int) -> None:
+    """One delay group of a delayed Dense into ``total`` (batch, T, n) int64, in place:
+    ``total[b, t + delay, cols[j]] += (y[b, t, j] * mul) << exp`` for t + delay < T (a negative
+    exponent a floor shift right), each group shifted on its own as Lava's DelayDense shifts each
+    delay's sum (SP/lava/proc/dense/models.py:339-352). ``y`` (batch, T, len(cols)): the group's GEMM
+    (int32 or int64) over its output rows ``cols``."""
+    batch, steps, _ = total.shape
+    m = cols.shape[0]
+    for b in numba.prange(batch):
+        for t in range(steps - delay):
+            src = y[b, t]
+            dst = total[b, t + delay]
+            if exp >= 0:
+                for j in range(m):
+                    dst[cols[j]] += (np.int64(src[j]) * mul) << exp
+            else:
+                for j in range(m):
+                    dst[cols[j]] += (np.int64(src[j]) * mul) >> -exp
 
 
 @numba.njit(parallel=True, **_JIT)

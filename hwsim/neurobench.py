@@ -22,7 +22,9 @@ step ``t`` every connection layer is called on its source's spikes of step ``t -
 ``t = 0``; the input's ``x[t - 1]``), for every population at once (lock-step; a recurrent synapse is
 no different from a feed-forward one), and then every population steps. Each connection layer is
 therefore called ``T`` times per batch, on (batch, n_in) tensors, as an snnTorch model stepped by
-``neurobench.models.SNNTorchModel`` would be.
+``neurobench.models.SNNTorchModel`` would be. A Dense with synaptic delays (compiler/ir.py) is called
+the same way (its ops counted when the spike is received, as hwsim counts them) and holds its delayed
+sums in a buffer until they arrive (``TorchEquivalent._deliver``); its delays are a uint8 buffer.
 """
 from __future__ import annotations
 
@@ -56,7 +58,8 @@ SOURCE = {
 DEFINITIONS = {
     "Footprint": "bytes of every parameter and buffer of the equivalent torch model (numel x element size): "
                  "float32 weights and neuron biases (float64 for a synapse whose exact sum could reach 2**24), "
-                 "int32 registers du, dv, vth, bias_exp per population and weight_exp per Dense synapse. "
+                 "int32 registers du, dv, vth, bias_exp per population and weight_exp per Dense synapse, "
+                 "and a uint8 delay per synapse of a Dense with synaptic delays. "
                  "Not the chip's synaptic memory (report['mapping']).",
     "ParameterCount": "parameters of the equivalent model: every synapse weight (zeros included) plus one bias "
                       "per neuron; registers are buffers, not parameters.",
@@ -127,6 +130,17 @@ class IntLinear(nn.Linear):
             self.weight.copy_(torch.from_numpy(weight.astype(np.float64)))
         self.weight.requires_grad_(False)
         self.register_buffer("weight_exp", torch.tensor(syn.weight_exp, dtype=torch.int32))
+        if syn.delay is not None:   # synaptic delays (compiler/ir.py): uint8 (out, in), applied by the caller
+            self.register_buffer("delay", torch.from_numpy(syn.delay.copy()))
+        else:
+            self.delay = None
+
+    def delay_groups(self) -> list[tuple[int, torch.Tensor]]:
+        """[(d, W_d)] of this layer's current weights: the synapses of delay ``d`` (empty without delays)."""
+        if self.delay is None:
+            return []
+        return [(int(d), torch.where(self.delay == d, self.weight, torch.zeros((), dtype=self.weight.dtype)))
+                for d in torch.unique(self.delay).tolist()]
 
 
 class IntConv2d(nn.Conv2d):
@@ -230,15 +244,30 @@ class TorchEquivalent(nn.Module):
             self.neurons[nkey] = lif_cls(neu)
             self.wiring.append((neu.name, nkey, wires))
 
-    def _deliver(self, key: str, s: torch.Tensor) -> torch.Tensor:
+    def _deliver(self, key: str, s: torch.Tensor, pending: dict[str, Any]) -> torch.Tensor:
         """One synapse's input to its population this step from its source's previous step:
-        ``(W @ s) << weight_exp`` (Dense) or ``wrap24(conv(W, s))`` (Conv), int64 (batch, n_out)."""
+        ``(W @ s) << weight_exp`` (Dense) or ``wrap24(conv(W, s))`` (Conv), int64 (batch, n_out).
+
+        A Dense with synaptic delays is still called once per step on ``s`` (NeuroBench's hooks count
+        its synaptic ops at receipt, as hwsim does); each delay group's sum ``d`` is then shifted on its
+        own (Lava's DelayDense, SP/lava/proc/dense/models.py:339-352) into ``pending[key]`` (the groups
+        and a (batch, max_delay + 1, n_out) buffer, like Lava's ``a_buff``), whose first slot is
+        delivered now and the rest move one step closer."""
         layer = self.synapses[key]
         if isinstance(layer, IntConv2d):
             y = layer(s.to(layer.weight.dtype).reshape(len(s), *layer.in_shape))
             return wrap24(y.reshape(len(s), -1).to(torch.int64))
         assert isinstance(layer, IntLinear)
-        return shift_signed(layer(s.to(layer.weight.dtype)).to(torch.int64), int(layer.weight_exp))
+        y = layer(s.to(layer.weight.dtype))
+        if key not in pending:
+            return shift_signed(y.to(torch.int64), int(layer.weight_exp))
+        groups, buf = pending[key]
+        for d, w_d in groups:
+            buf[:, d] += shift_signed(nn.functional.linear(s.to(w_d.dtype), w_d).to(torch.int64), int(layer.weight_exp))
+        now = buf[:, 0].clone()
+        buf[:, :-1] = buf[:, 1:].clone()
+        buf[:, -1] = 0
+        return now
 
     def simulate(self, x: torch.Tensor | np.ndarray) -> dict[str, torch.Tensor]:
         """Every population's spikes (batch, T, n) bool for input ``x`` (batch, T, n_in)."""
@@ -252,13 +281,19 @@ class TorchEquivalent(nn.Module):
             lif.begin(batch, steps, dev)
         prev = {name: torch.zeros((batch, n), dtype=torch.float32, device=dev) for name, n in self.sizes.items()}
         prev[self.input_name] = torch.zeros((batch, self.input_size), dtype=x.dtype, device=dev)
+        pending: dict[str, Any] = {}           # delayed Dense: its delay groups and the sums on their way
+        for key, layer in self.synapses.items():
+            if isinstance(layer, IntLinear) and layer.delay is not None:
+                groups = layer.delay_groups()
+                pending[key] = (groups, torch.zeros((batch, max(d for d, _ in groups) + 1, layer.out_features),
+                                                    dtype=torch.int64, device=dev))
         with torch.no_grad(), _exact_float_math():
             for t in range(steps):
                 acts = []
                 for name, _, wires in self.wiring:   # every synapse reads step t - 1: order is free
                     a = torch.zeros((batch, self.sizes[name]), dtype=torch.int64, device=dev)
                     for key, src in wires:
-                        a += self._deliver(key, prev[src])
+                        a += self._deliver(key, prev[src], pending)
                     acts.append(a)
                 now = {name: self.neurons[nkey](a) for (name, nkey, _), a in zip(self.wiring, acts)}
                 now[self.input_name] = x[:, t]
@@ -454,6 +489,8 @@ def neurobench_metrics(graph: Graph, result_or_spikes: HwSimResult | Mapping[str
             params += w.size
             param_bytes += w.size * itemsize
             buffer_bytes += 4 if isinstance(syn, QDense) else 0       # weight_exp (int32)
+            if isinstance(syn, QDense) and syn.delay is not None:
+                buffer_bytes += int(syn.delay.size)                    # delays (uint8 per synapse)
             z = int((w == 0).sum())
             weights, zeros = weights + int(w.size), zeros + z
             fan = nonzero_fan_out(syn, w)  # type: ignore[arg-type]

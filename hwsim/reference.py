@@ -25,9 +25,18 @@ class FloatResult:
 
 
 def _synapse(x: np.ndarray, syn: Dense | Conv) -> np.ndarray:
-    """(batch, T, n_in) -> (batch, T, n_out) in float64."""
+    """(batch, T, n_in), already delayed by the synapse's one step -> (batch, T, n_out) in float64.
+    A Dense with synaptic delays adds each delay group's sum ``d`` steps later (compiler/ir.py);
+    what would arrive after the last step is dropped."""
     if isinstance(syn, Dense):
-        return x @ syn.weight.T
+        if syn.delay is None:
+            return x @ syn.weight.T
+        steps = x.shape[1]
+        out = np.zeros((*x.shape[:-1], syn.out_size))
+        for d, w_d in syn.delay_groups():
+            if d < steps:
+                out[:, d:] += x[:, :steps - d] @ w_d.T
+        return out
     lead = x.shape[:-1]
     with torch.no_grad():
         y = torch.nn.functional.conv2d(torch.from_numpy(np.ascontiguousarray(x.reshape(-1, *syn.in_shape))),

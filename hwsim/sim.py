@@ -10,6 +10,9 @@ checked spike for spike against Lava's ``PyDenseModelBitAcc``, ``PyConvModelFixe
   over (batch x time) and only the neuron recurrence loops over timesteps, vectorised over
   (batch x neurons). A recurrent block (``Graph.blocks()``) keeps that for its feed-forward
   synapses and adds its recurrent ones inside the loop over time (:func:`simulate_block`).
+  A Dense with synaptic delays (compiler/ir.py; Lava's ``DelayDense``) is one GEMM per delay group
+  over (batch x time), placed its delay later (:func:`dense_input`); its synaptic ops are counted
+  when the spike is received, as without delays.
 - "numba" (``snnc.hwsim.fast``): the CPU engine, exact int8 GEMMs and fused per-sample kernels;
   several times faster on a CPU (benchmarks/).
 """
@@ -178,18 +181,55 @@ def fan_out(conv: QConv) -> np.ndarray:
     return transpose_ones(conv, ones)[0].round().to(torch.int64).numpy()
 
 
-def delayed_train(train: torch.Tensor) -> torch.Tensor:
-    """A source's train as its synapse delivers it: one step late (a[t] = W s[t-1])."""
+def delayed_train(train: torch.Tensor, steps: int = 1) -> torch.Tensor:
+    """A source's train as its synapse delivers it: ``steps`` late (default one: a[t] = W s[t-1]);
+    what would arrive after the last step is dropped."""
     delayed = torch.zeros_like(train)
-    delayed[:, 1:] = train[:, :-1]
+    if steps < train.shape[1]:
+        delayed[:, steps:] = train[:, :train.shape[1] - steps]
     return delayed
+
+
+def dense_input(delayed: torch.Tensor, syn: QDense, fmt: FixedPointFormat) -> torch.Tensor:
+    """A Dense's input to its population (batch, T, n_out) int64 from its source's train already
+    delayed by the synapse's one step (``delayed_train``), synaptic delays included.
+
+    Without delays: ``(W @ s[t-1]) << weight_exp`` (``_dense``). With delays (compiler/ir.py,
+    ``QDense.delay_groups``): one GEMM per delay ``d`` over the first T - d steps, placed ``d`` steps
+    later, each group shifted by weight_exp on its own before the groups are added, as Lava's
+    ``PyDelayDenseModelBitAcc`` shifts ``a_accum`` (one column per delay) before adding it to its
+    buffer (SP/lava/proc/dense/models.py:339-352; the per-group floor shift of a negative weight_exp
+    differs from a shift of the total). What arrives after step T - 1 is never delivered. Lava's
+    buffer is int32, and wrapping it changes nothing downstream: u takes ``wrap_int32(a << 6)``.
+    """
+    # clip and floor, as Lava's DelayDense does too (SP/lava/proc/dense/models.py:319-328)
+    return delayed_dense(delayed, lava_weights(syn.weight, fmt), syn.weight_exp, syn.delay)
+
+
+def delayed_dense(delayed: torch.Tensor, weight: np.ndarray, weight_exp: int,
+                  delay: np.ndarray | None) -> torch.Tensor:
+    """``sum_d shift(W_d @ s[t-1-d], weight_exp)`` for integer ``weight`` (out, in) used as given and
+    ``delay`` (out, in) or None (then ``_dense``): :func:`dense_input` without Lava's weight clipping,
+    for checks that run other integer matrices through a synapse's timing (the groups are shifted
+    one by one, so ``>>`` of a negative exponent floors each group's sum)."""
+    if delay is None:
+        return _dense(delayed, weight, weight_exp)
+    steps = delayed.shape[1]
+    a = torch.zeros((*delayed.shape[:-1], weight.shape[0]), dtype=torch.int64, device=delayed.device)
+    for d in np.unique(delay):
+        if int(d) < steps:
+            a[:, int(d):] += _dense(delayed[:, :steps - int(d)], np.where(delay == d, weight, 0), weight_exp)
+    return a
 
 
 def synaptic_input(pop: Population, trains: dict[str, torch.Tensor], shape: tuple[int, int],
                    inputs: tuple[tuple[object, str], ...] | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
     """A population's summed synaptic input (batch, T, n) int64 from its sources' trains, the
     synaptic ops per step (each non-zero input x its real fan-out) and its synapse count, over
-    ``inputs`` (default: all of the population's synapses)."""
+    ``inputs`` (default: all of the population's synapses). A Dense with synaptic delays goes
+    through :func:`dense_input`; its synaptic ops are counted at receipt (the step after the spike,
+    as without delays), so a delay never changes the counts, and ops whose arrival falls after the
+    last step still count (Lava's DelayDense does that accumulation work when the spike arrives)."""
     neu = pop.neuron
     assert isinstance(neu, QCubaLIF)
     dev = next(iter(trains.values())).device
@@ -205,7 +245,9 @@ def synaptic_input(pop: Population, trains: dict[str, torch.Tensor], shape: tupl
             synapses += int(fan.sum())
         else:
             assert isinstance(syn, QDense)
-            a += _dense(delayed, lava_weights(syn.weight, neu.fmt), syn.weight_exp)
+            a += dense_input(delayed, syn, neu.fmt)
+            # counted when the synapse receives the spike (the step after it), whatever its delay:
+            # Lava's DelayDense accumulates at receipt, so spikes arriving after T count too
             synops += (delayed != 0).sum(dim=(0, 2)) * syn.out_size
             synapses += int(syn.weight.size)
     return a, synops, synapses
@@ -275,6 +317,7 @@ def _recurrent_counts(pop: Population, trains: dict[str, torch.Tensor],
     synops = torch.zeros(shape[1], dtype=torch.int64, device=trains[pop.name].device)
     synapses = 0
     for syn, src in pop.recurrent_inputs:
+        assert getattr(syn, "delay", None) is None, "Graph.check refuses delays on a cycle"
         synops += (delayed_train(trains[src]) != 0).sum(dim=(0, 2)) * syn.out_size
         synapses += int(syn.weight.size)
     return synops, synapses
@@ -284,6 +327,7 @@ class _DenseOp:
     """``_dense`` for one recurrent synapse, its weight converted once (called every step)."""
 
     def __init__(self, syn: QDense, fmt: FixedPointFormat, dev: torch.device):
+        assert syn.delay is None, "a recurrent synapse has no delays (Graph.check refuses them)"
         w = lava_weights(syn.weight, fmt)
         self.dtype = _exact_dtype(int(np.abs(w).max(initial=0)) * w.shape[1])   # binary spikes: top = 1
         self.w = torch.from_numpy(np.ascontiguousarray(w.T)).to(device=dev, dtype=self.dtype)

@@ -21,6 +21,9 @@ so it reproduces hwsim's semantics (``snnc.compiler.ir`` docstring) with stock L
   carries the population's binary spikes (``num_message_bits`` 0) even when the network's input is
   graded. Between samples a recurrent Dense's ``a_buff`` (W s of the last step) is zeroed like every
   other (below), so no spike crosses from one sample into the next;
+* synaptic delays: a Dense with ``delay`` (compiler/ir.py) is Lava's ``DelayDense`` with the same
+  weight options (``_dense``); its buffer holds every delayed sum still on its way and is zeroed
+  between samples like a Dense's, so nothing crosses from one sample into the next;
 * layouts: a population or input with a (C, H, W) shape lives in Lava's (W, H, C) layout (what
   Lava's Conv takes, SP/lava/proc/conv/process.py:24-60); a Dense reading it goes through
   ``s_out.flatten()`` with its weight columns permuted to that order (what netx does for a flatten
@@ -105,6 +108,7 @@ class SynapseSpec:
     weight_exp: int
     message_bits: int       # 0: binary spikes; > 0: graded input values (SP/lava/proc/dense/models.py:96-107)
     recurrent: bool = False  # on a cycle (Population.recurrent): source in the destination's block
+    delay: np.ndarray | None = None  # int64 (n_out, n_in) synaptic delays, torch order: a DelayDense (None: Dense)
 
 
 @dataclass(frozen=True)
@@ -231,8 +235,9 @@ def net_spec(graph: Graph, read_v: tuple[str, ...] = ()) -> NetSpec:
                                      groups, bits))
             else:
                 assert isinstance(syn, QDense)
+                delay = None if syn.delay is None else np.ascontiguousarray(syn.delay, dtype=np.int64)
                 syns.append(SynapseSpec(syn.name, src, neu.name, np.ascontiguousarray(syn.weight, dtype=np.int32),
-                                        int(syn.weight_exp), bits, syn.name in pop.recurrent))
+                                        int(syn.weight_exp), bits, syn.name in pop.recurrent, delay))
     in_shape = tuple(dims(inp))
     return NetSpec(inp.name, inp.size, inp.bits, tuple(pops), tuple(syns), tuple(read_v),
                    in_shape if len(in_shape) == 3 else None)
@@ -313,7 +318,7 @@ def lava_api() -> SimpleNamespace:
             from lava.magma.core.run_conditions import RunSteps
             from lava.magma.core.run_configs import Loihi2SimCfg
             from lava.proc.conv.process import Conv
-            from lava.proc.dense.process import Dense
+            from lava.proc.dense.process import DelayDense, Dense
             from lava.proc.io.sink import RingBuffer as Sink
             from lava.proc.io.source import RingBuffer as Source
             from lava.proc.lif.process import LIF
@@ -326,8 +331,8 @@ def lava_api() -> SimpleNamespace:
                 f"incompatibility at import time, see snnc.runtime.lava_compat.") from None
         patch_reshape_ports()
         patch_conv_geometry()
-        _LAVA = SimpleNamespace(RunSteps=RunSteps, Loihi2SimCfg=Loihi2SimCfg, Dense=Dense, Conv=Conv, Sink=Sink,
-                                Source=Source, LIF=LIF, SignMode=SignMode)
+        _LAVA = SimpleNamespace(RunSteps=RunSteps, Loihi2SimCfg=Loihi2SimCfg, Dense=Dense, DelayDense=DelayDense,
+                                Conv=Conv, Sink=Sink, Source=Source, LIF=LIF, SignMode=SignMode)
     return _LAVA
 
 
@@ -629,16 +634,28 @@ def _build_network(worker: _Worker, api: SimpleNamespace, spec: NetSpec, x: np.n
 
 
 def _dense(api: SimpleNamespace, syn: SynapseSpec, spec: NetSpec) -> Any:
-    """A Dense process; a 3-D source or destination gets its columns or rows in Lava's (W, H, C) order."""
-    w = syn.weight
+    """A Dense process; a 3-D source or destination gets its columns or rows in Lava's (W, H, C) order.
+
+    A synapse with delays is a ``DelayDense`` (SP/lava/proc/dense/process.py:189-263) with the same
+    weight options, its delays permuted like the weights and ``max_delay`` their largest: its
+    ``PyDelayDenseModelBitAcc`` clips and truncates the weights as Dense does and shifts each delay's
+    sum by weight_exp before adding it to its buffer (SP/lava/proc/dense/models.py:319-360), which
+    is what hwsim computes (``snnc.hwsim.sim.dense_input``)."""
+    w, delay = syn.weight, syn.delay
     src_shape, dest_shape = spec.layout(syn.source), spec.layout(syn.dest)
     if src_shape:
         w = w[:, torch_to_lava_order(src_shape)]
+        delay = None if delay is None else delay[:, torch_to_lava_order(src_shape)]
     if dest_shape:
         w = w[torch_to_lava_order(dest_shape), :]
+        delay = None if delay is None else delay[torch_to_lava_order(dest_shape), :]
     # MIXED forced: determine_sign_mode would make an all-negative matrix INHIBITORY and clip
     # -256 to -255 (SP/lava/utils/weightutils.py:21-43, 250-295); num_weight_bits=8 keeps even
     # weights exact (SP/lava/proc/dense/models.py:82-91).
+    if delay is not None:
+        return api.DelayDense(weights=np.ascontiguousarray(w), delays=np.ascontiguousarray(delay, dtype=np.int64),
+                              max_delay=int(delay.max()), weight_exp=syn.weight_exp, num_weight_bits=8,
+                              sign_mode=api.SignMode.MIXED, num_message_bits=syn.message_bits, name=syn.name)
     return api.Dense(weights=np.ascontiguousarray(w), weight_exp=syn.weight_exp, num_weight_bits=8,
                      sign_mode=api.SignMode.MIXED, num_message_bits=syn.message_bits, name=syn.name)
 
@@ -654,7 +671,8 @@ def _reset_state(net: _Network) -> None:
 
     Dense's a_buff (Conv's a_buf) holds W @ s of the previous sample's last step, which it would send
     first in the next step (SP/lava/proc/dense/models.py:93-107, SP/lava/proc/conv/models.py:34-51). vth is cached after the first step but never changes;
-    the bias is recomputed every step (SP/lava/proc/lif/models.py:194-208).
+    the bias is recomputed every step (SP/lava/proc/lif/models.py:194-208). A DelayDense's a_buff
+    (n_out, max_delay + 1) holds every delayed sum still on its way; it is zeroed the same way.
     """
     for lif in net.lifs.values():
         zeros = np.zeros(lif.u.shape)
