@@ -83,13 +83,16 @@ class _Builder:
         self.nodes.append(node)
         self.edges += [(src, node.name) for src in sources]
 
-    def dense(self, name: str, weight: np.ndarray, src: _Source) -> Dense:
-        """A Dense reading ``src`` (pooling folded into its columns)."""
+    def dense(self, name: str, weight: np.ndarray, src: _Source, delay: np.ndarray | None = None) -> Dense:
+        """A Dense reading ``src`` (pooling folded into its columns, and into the delays' columns alike)."""
         if src.pool > 1:
+            if delay is not None:
+                delay = fuse_pool_into_dense(np.broadcast_to(delay, weight.shape).astype(np.int64),
+                                             src.pooled_shape, src.pool, src.shape)
             weight = fuse_pool_into_dense(weight, src.pooled_shape, src.pool, src.shape)
             self.notes.append(f"{name}: {src.pool}x{src.pool} sum pooling of '{src.name}' folded into its "
                               f"weights ({weight.shape[1]} inputs)")
-        return Dense(name, weight)
+        return Dense(name, weight, delay=delay)
 
     def conv(self, name: str, geom: ConvSynapses, weight: np.ndarray, src: _Source) -> Conv:
         """A Conv reading ``src`` (pooling folded in as a strided conv with the kernel repeated)."""
@@ -108,11 +111,14 @@ class _Builder:
         name = next(self.names)
         k = name[3:]
         w = _weights(layer.weight)
+        delay = (np.broadcast_to(layer.delay.cpu().numpy().astype(np.int64), w.shape)
+                 if layer.delay is not None else None)
         if layer.signed_input:
             w = np.concatenate([w, -w], axis=1)
+            delay = np.concatenate([delay, delay], axis=1) if delay is not None else None
         bias = _weights(layer.bias) if layer.bias is not None else None
         lif = _population(name, layer, bias, self.model.hardware_exact)
-        self.add(self.dense(f"fc{k}", w, src), src.name)
+        self.add(self.dense(f"fc{k}", w, src, delay), src.name)
         self.add(lif, f"fc{k}")
         if layer.aux is not None and aux_name is not None:
             self.add(self.dense(f"nn{k}.in", _weights(layer.aux.weight), src), src.name)
@@ -147,7 +153,8 @@ def graph_from_module(model: SpikingNet, meta: dict[str, Any] | None = None) -> 
     """Every population becomes ``lif{k}`` fed by ``fc{k}`` (Dense) or ``conv{k}`` (Conv); a residual
     block's shortcut is ``skip{k}`` into the block's second population; NeuNorm's auxiliary population
     is ``aux{k}`` (``nn{k}.in`` from the layer's source, ``nn{k}.inh`` into ``lif{k}``); a recurrent
-    layer's own synapses are the Dense ``lif{k}.rec`` from ``lif{k}`` back into it; signed input is
+    layer's own synapses are the Dense ``lif{k}.rec`` from ``lif{k}`` back into it; a layer's synaptic
+    delays are ``fc{k}``'s ``delay`` (per synapse, uint8; all zero: None); signed input is
     two input channels with weights ``[W, -W]``; an encoding layer is graded input (``Input.bits``).
     Sum pooling is folded into the synapses after it, BatchNorm into its layer, dropout removed; what
     was lowered is listed in ``meta['lowered']``."""

@@ -183,6 +183,7 @@ class Checkpoint:
         except RuntimeError as e:
             raise InputFileError(f"{self.path}: the state dict does not match the architecture spec "
                                  f"({str(e).splitlines()[0]}). The file is damaged or was edited by hand.") from None
+        _check_delays(self.path, model)
         return model
 
     def _check_state_dict(self, skeleton: nn.Module) -> None:
@@ -205,6 +206,18 @@ class Checkpoint:
                 raise InputFileError(
                     f"state dict entry '{key}' is {t.dtype} {tuple(t.shape)}, the architecture spec needs "
                     f"{ref.dtype} {tuple(ref.shape)}. The file is damaged or was edited by hand.")
+
+
+def _check_delays(path: Path, model: nn.Module) -> None:
+    """Synaptic delays read from a state dict are whole steps in [0, MAX_DELAY] (the buffer is uint8, so
+    a file can still hold 63..255)."""
+    from snnc.models.neurons import MAX_DELAY, CubaDense
+
+    for name, module in model.named_modules():
+        d = module.delay if isinstance(module, CubaDense) else None
+        if d is not None and d.numel() and int(d.max()) > MAX_DELAY:
+            raise InputFileError(f"{path}: layer '{name}' has synaptic delays up to {int(d.max())} steps; snnc and "
+                                 f"Lava hold 0..{MAX_DELAY}. The file is damaged or was edited by hand.")
 
 
 def _dtype_kind(dtype: torch.dtype) -> str:
@@ -352,6 +365,9 @@ def _metadata_problem(metadata: Any) -> str | None:
     if digest is not None and not (isinstance(digest, str) and len(digest) == 64
                                    and all(c in "0123456789abcdef" for c in digest)):
         return "'data_sha256' must be 64 hex digits"
+    delays = metadata.get("delays")
+    if delays is not None and (isinstance(delays, bool) or not isinstance(delays, int) or not 0 <= delays <= 62):
+        return f"'delays' (the longest synaptic delay snn-train drew) must be an integer in [0, 62], got {str(delays)[:40]}"
     for key in ("encoding", "data_dir", "data_file"):
         if metadata.get(key) is not None and not isinstance(metadata[key], str):
             return f"'{key}' must be a string, got {str(metadata[key])[:40]}"

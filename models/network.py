@@ -378,4 +378,39 @@ def conv_arch(name: str) -> Callable[..., SpikingNet]:
     return build
 
 
+def delays_problem(arch: str) -> str | None:
+    """Why ``snn-train --arch ARCH --delays`` cannot be built, or None (mlp and rmlp can)."""
+    if arch in ("mlp", "rmlp"):
+        return None
+    return (f"--delays: --arch {arch} is convolutional; synaptic delays are built for Dense synapses only "
+            f"(Lava's DelayDense): use --arch mlp or rmlp, or leave --delays out.")
+
+
+def random_delays(model: SpikingNet, max_delay: int, seed: int) -> list[str]:
+    """Give every hidden layer's feed-forward Dense synapses (``fc{k}`` into ``lif{k}``, all but the output
+    layer; a recurrent layer's own synapses stay undelayed) fixed per-synapse delays drawn uniformly from
+    0..``max_delay`` steps by a generator of their own seeded with ``seed`` (``snn-train --delays``), so
+    the initial weights, data order and spikes are those of the same run without delays. Returns the
+    names of the delayed populations; ``max_delay`` 0 changes nothing. UnsupportedLayerError for a
+    network with convolutional populations."""
+    from snnc.models.neurons import MAX_DELAY
+
+    if not 0 <= int(max_delay) <= MAX_DELAY:
+        raise ValueError(f"max_delay must be in [0, {MAX_DELAY}], got {max_delay}")
+    if max_delay == 0:
+        return []
+    if any(isinstance(layer, (CubaConv, ResidualBlock)) for layer in model.layers):
+        raise UnsupportedLayerError("synaptic delays are built for Dense synapses only (Lava's DelayDense), and "
+                                    "this network has convolutional layers: give delays to an mlp or rmlp")
+    g = torch.Generator().manual_seed(int(seed))
+    names = {id(pop): name for name, pop in model.named_populations()}
+    delayed = []
+    for layer in model.layers[:-1]:
+        if isinstance(layer, CubaDense):
+            layer.set_delay(torch.randint(0, int(max_delay) + 1, (layer.out_features, layer.in_features),
+                                          generator=g))
+            delayed.append(names[id(layer)])
+    return delayed
+
+
 ARCHS: dict[str, Callable[..., SpikingNet]] = {"mlp": mlp, "rmlp": rmlp, **{name: conv_arch(name) for name in LAYOUTS}}

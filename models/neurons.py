@@ -13,14 +13,44 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from snnc.models.quant import (LOIHI_FIXED_POINT, FixedPointFormat, bias_to_int, choose_weight_scale,
                                decay_to_int, threshold_to_int, trunc_ste, weight_to_int)
-from snnc.models.recurrence import (CubaConstants, cuba_recurrence, cuba_recurrent_dense, float_synapses,
-                                    integer_synapses)
+from snnc.models.recurrence import (CubaConstants, cuba_recurrence, cuba_recurrent_dense, delayed_synapses,
+                                    float_synapses, integer_synapses)
 from snnc.models.rules import Rule
+
+
+#: the longest synaptic delay, in steps on top of every synapse's one: lava-dl's netx and Lava's DelayDense
+#: hold 0..62 (snnc.compiler.ir.MAX_DELAY, the graph's own check; tests keep the two equal)
+MAX_DELAY = 62
+
+
+def as_delay(delay: Any, shape: tuple[int, int]) -> torch.Tensor:
+    """Synaptic delays as a uint8 tensor broadcastable to the weight's ``shape`` (out, in): an int (every
+    synapse), per output neuron (out, 1), per input (in,) or (1, in), or per synapse (out, in); integer
+    steps in [0, MAX_DELAY] (floats only if whole). ValueError otherwise."""
+    d = delay.detach().cpu() if isinstance(delay, torch.Tensor) else torch.as_tensor(np.asarray(delay))
+    if d.dtype == torch.bool or d.is_complex() or not (d.is_floating_point() or d.dtype in _INT_DTYPES):
+        raise ValueError(f"delay must be integer steps, got {d.dtype}")
+    if d.is_floating_point() and d.numel() and not bool(torch.isfinite(d).all() and (d == d.round()).all()):
+        raise ValueError("delay must be whole steps (integers)")
+    if d.dim() > 2:
+        raise ValueError(f"delay of shape {tuple(d.shape)} does not fit the weight {shape}")
+    d = d.reshape((1,) * (2 - d.dim()) + tuple(d.shape))
+    if any(n not in (1, m) for n, m in zip(d.shape, shape)):
+        raise ValueError(f"delay of shape {tuple(d.shape)} does not fit the weight {shape} (give one delay, one "
+                         f"per output neuron (out, 1), one per input (1, in) or one per synapse (out, in))")
+    if d.numel() and (float(d.min()) < 0 or float(d.max()) > MAX_DELAY):
+        raise ValueError(f"delays must be in [0, {MAX_DELAY}] steps (on top of the synapse's one step), got "
+                         f"[{float(d.min()):g}, {float(d.max()):g}]")
+    return d.to(torch.uint8).contiguous()
+
+
+_INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
 def delay_one_step(spikes: torch.Tensor) -> torch.Tensor:
@@ -194,6 +224,13 @@ class CubaDense(CubaNeurons):
       ``floor(W x_q / 2**bits)`` (``weight_exp = -bits``, SP/lava/proc/dense/models.py:96-107).
     * ``signed_input``: inputs in {-1, 0, 1} (Lee et al.'s signed Poisson code); deployed as two
       binary channels with weights ``[W, -W]``, so weights stay in the symmetric range [-254, 254].
+    * ``delay``: fixed synaptic delays (steps on top of the one-step synapse, integers in [0, 62]; an
+      int, per output neuron (out, 1), per input (1, in) or per synapse (out, in)): the input at step t
+      is ``sum_d W_d x[t-1-d]``, ``W_d`` the weights of delay ``d``; deployed as Lava's DelayDense
+      (``Dense.delay`` in the graph). A buffer ``delay`` (uint8, saved in the state dict), None
+      without delays; set or change it with :meth:`set_delay`. Not trained: the weights learn around
+      them. In hardware-exact mode the encoding layer's floor of ``/ 2**bits`` is taken per delay
+      group, as the chip does (docs/models.md, "Synaptic delays").
     * ``neunorm_decay``: NeuNorm (Wu et al. 2019). An auxiliary CUBA-LIF neuron integrates all the
       input spikes (weight 1/F each, F = in_features, leak ``neunorm_decay`` = 1 - k_tau2, threshold
       1) and inhibits this layer through the weights ``-(W @ alpha)``, ``alpha`` trained per input:
@@ -204,7 +241,10 @@ class CubaDense(CubaNeurons):
     def __init__(self, in_features: int, out_features: int, *, bias: bool = True,
                  current_decay: float = 0.5, voltage_decay: float = 0.2, threshold: float = 1.0,
                  weight_scale: float | None = None, auto_scale: bool | None = None, spiking: bool = True,
-                 input_bits: int = 0, signed_input: bool = False, neunorm_decay: float | None = None):
+                 input_bits: int = 0, signed_input: bool = False, neunorm_decay: float | None = None,
+                 delay: Any = None, delay_shape: "tuple[int, ...] | list[int] | None" = None):
+        """``delay_shape`` (what a checkpoint's spec holds): a zero ``delay`` buffer of that shape, which
+        the state dict then fills; give ``delay`` or ``delay_shape``, not both."""
         super().__init__()
         self._init_neurons(current_decay, voltage_decay, threshold, weight_scale, spiking, auto_scale)
         if not 0 <= int(input_bits) <= 8:
@@ -217,6 +257,16 @@ class CubaDense(CubaNeurons):
         self.weight = nn.Parameter(torch.empty(self.out_features, self.in_features))
         nn.init.uniform_(self.weight, -1.0 / in_features**0.5, 1.0 / in_features**0.5)
         self.bias = nn.Parameter(torch.zeros(self.out_features)) if bias else None
+        self.register_buffer("delay", None)
+        if delay is not None and delay_shape is not None:
+            raise ValueError("give delay or delay_shape, not both")
+        if delay_shape is not None:
+            shape = tuple(int(n) for n in delay_shape)
+            if len(shape) != 2 or any(n not in (1, m) for n, m in zip(shape, self.weight.shape)):
+                raise ValueError(f"delay_shape {shape} does not fit the weight {tuple(self.weight.shape)}")
+            self.delay = torch.zeros(shape, dtype=torch.uint8)
+        elif delay is not None:
+            self.set_delay(delay)
         self.aux: CubaDense | None = None
         self.alpha: nn.Parameter | None = None
         if self.neunorm_decay is not None:
@@ -235,6 +285,18 @@ class CubaDense(CubaNeurons):
     def fan_in(self) -> int:
         return self.in_features
 
+    def set_delay(self, delay: Any) -> None:
+        """Give the synapses fixed delays (see the class docstring; None removes them)."""
+        if delay is None:
+            self.delay = None
+            return
+        self.delay = as_delay(delay, (self.out_features, self.in_features)).to(self.weight.device)
+
+    @property
+    def max_delay(self) -> int:
+        """The longest synaptic delay in steps on top of the one-step synapse (0 without delays)."""
+        return 0 if self.delay is None or not self.delay.numel() else int(self.delay.max())
+
     def spec(self) -> dict[str, Any]:
         """Plain-data description (goes into checkpoints; see :func:`layer_from_spec`)."""
         spec: dict[str, Any] = {
@@ -243,12 +305,15 @@ class CubaDense(CubaNeurons):
         extras = {"spiking": (self.spiking, True), "input_bits": (self.input_bits, 0),
                   "signed_input": (self.signed_input, False), "neunorm_decay": (self.neunorm_decay, None)}
         spec.update({k: v for k, (v, default) in extras.items() if v != default})
+        if self.delay is not None:     # the values travel in the state dict
+            spec["delay_shape"] = [int(n) for n in self.delay.shape]
         return spec
 
     def elements(self) -> list[str]:
         """The architecture elements this layer has, in words (empty for a plain spiking layer)."""
         found = {"a readout integrator": not self.spiking, "an encoding layer": bool(self.input_bits),
-                 "signed input": self.signed_input, "NeuNorm": self.aux is not None}
+                 "signed input": self.signed_input, "NeuNorm": self.aux is not None,
+                 "synaptic delays": self.delay is not None}
         return [name for name, present in found.items() if present]
 
     def synapse_weights(self) -> list[torch.Tensor]:
@@ -266,8 +331,11 @@ class CubaDense(CubaNeurons):
             w = self._quantized(self.weight).to(torch.int64)
             b = (bias_to_int(self.bias.double(), s).to(torch.int64) if self.bias is not None
                  else torch.zeros(self.out_features, dtype=torch.int64))
-        return {"weight": w, "bias": b, "du": decay_to_int(self.current_decay),
+        ints = {"weight": w, "bias": b, "du": decay_to_int(self.current_decay),
                 "dv": decay_to_int(self.voltage_decay), "vth": self.chip_threshold()}
+        if self.delay is not None:
+            ints["delay"] = self.delay.expand(self.out_features, self.in_features).to(torch.int64)
+        return ints
 
     def inhibition(self) -> torch.Tensor:
         """NeuNorm's auxiliary-to-layer weights (out, 1) in threshold units: -(W @ alpha)."""
@@ -289,14 +357,19 @@ class CubaDense(CubaNeurons):
         return x + (torch.round(x) - x).detach()
 
     def _synaptic_input(self, x: torch.Tensor, w: torch.Tensor, hardware_exact: bool) -> torch.Tensor:
-        """W @ x[t-1] for every t: the chip's integers in hardware-exact mode (graded: floor(./2**bits))."""
-        if not hardware_exact:
-            return float_synapses(x, w)
-        a = integer_synapses(x, w)
-        if self.input_bits:
-            a = a / 2 ** self.input_bits
-            a = a + (torch.floor(a) - a).detach()
-        return a
+        """W @ x[t-1] for every t: the chip's integers in hardware-exact mode (graded: floor(./2**bits));
+        with delays ``sum_d W_d @ x[t-1-d]``, the floor taken per delay group as the chip does."""
+        synapses = integer_synapses if hardware_exact else float_synapses
+        post = self._graded_shift if hardware_exact and self.input_bits else None
+        if self.delay is not None:
+            return delayed_synapses(x, w, self.delay, synapses, post)
+        a = synapses(x, w)
+        return post(a) if post is not None else a
+
+    def _graded_shift(self, a: torch.Tensor) -> torch.Tensor:
+        """The encoding layer's ``weight_exp = -bits``: floor(a / 2**bits), straight-through gradient."""
+        a = a / 2 ** self.input_bits
+        return a + (torch.floor(a) - a).detach()
 
     def traces(self, s_in: torch.Tensor, rule: Rule, hardware_exact: bool) -> list[torch.Tensor]:
         """[auxiliary spikes (NeuNorm only), output]: output = spikes (batch, T, out), or for a readout

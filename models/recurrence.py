@@ -433,3 +433,77 @@ def float_synapses(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """Float dense synapses ``delay(x) @ w.T``: the GEMM skips the last step, which no one reads."""
     return torch.nn.functional.pad(x[:, :-1] @ w.t(), (0, 0, 1, 0))
 
+
+#: the most (batch x time x stacked output) values one GEMM of :func:`delayed_synapses` produces at a
+#: time; delay groups beyond it go into further GEMMs
+_DELAY_STACK_ELEMENTS = 2**25
+
+
+def delayed_synapses(x: torch.Tensor, w: torch.Tensor, delay: torch.Tensor,
+                     synapses: "Callable[[torch.Tensor, torch.Tensor], torch.Tensor]",
+                     post: "Callable[[torch.Tensor], torch.Tensor] | None" = None) -> torch.Tensor:
+    """Dense synapses with per-synapse delays: ``a[t] = sum_d post(W_d @ x[t-1-d])`` (batch, T, out).
+
+    ``delay`` (integers, broadcastable to ``w``'s (out, in)) adds ``d`` steps to the synapse's one;
+    ``W_d`` keeps the weights of delay ``d`` (zero elsewhere); ``synapses(x, W)`` is the undelayed kernel
+    (:func:`integer_synapses` or :func:`float_synapses`: step t = ``W @ x[t-1]``), ``post`` what the chip
+    does to each delay group's sum on its own (the graded encoding layer's floor of ``/ 2**bits``: Lava's
+    DelayDense shifts each slot of its buffer separately, compiler/ir.py).
+
+    Over (batch x time) at once, never a loop over steps: the groups' weights (each on the rows that
+    hold synapses of its delay) are stacked into one GEMM, whose output slices are shifted ``d`` steps
+    and added; per-neuron delays thus cost one ordinary GEMM, per-synapse delays one GEMM ``groups``
+    times as tall. Per-input delays without ``post`` shift the inputs instead (one ordinary GEMM).
+    Groups whose spikes would arrive after the last step are left out. Linear in ``x`` and ``w``:
+    each group's weights get the gradient of their own group only."""
+    batch, steps, _ = x.shape
+    n_out, n_in = w.shape
+    delay = delay.to(w.device)
+    values = [int(v) for v in torch.unique(delay).tolist()]
+    values = [d for d in values if d <= steps - 2] or values[:1]       # the rest never arrives
+    if len(values) == 1 and int(delay.min()) == int(delay.max()):       # one delay for every synapse
+        return _shift(synapses(x, w), values[0], post)
+    if post is None and delay.shape[0] == 1:    # per input: shift each input's spikes, then one GEMM
+        t = torch.arange(steps, device=x.device)[:, None] - delay[0].to(x.device).long()[None, :]   # (T, in)
+        xd = torch.gather(x, 1, t.clamp(min=0).expand(batch, steps, n_in))
+        return synapses(xd * (t >= 0).to(x.dtype), w)
+    full = delay.expand(n_out, n_in)
+    groups: list[tuple[int, torch.Tensor | None, torch.Tensor]] = []    # (d, rows or None: all, W_d there)
+    for d in values:
+        mask = full == d
+        r = mask.any(1)
+        if bool(r.all()):
+            groups.append((d, None, torch.where(mask, w, w.new_zeros(()))))
+        else:
+            rows = r.nonzero().squeeze(1)
+            groups.append((d, rows, torch.where(mask[rows], w[rows], w.new_zeros(()))))
+    total: torch.Tensor | None = None
+    budget = max(1, _DELAY_STACK_ELEMENTS // max(1, batch * steps))
+    start = 0
+    while start < len(groups):
+        stop, height = start, 0
+        while stop < len(groups) and (stop == start or height + groups[stop][2].shape[0] <= budget):
+            height += groups[stop][2].shape[0]
+            stop += 1
+        chunk = groups[start:stop]
+        a_all = synapses(x, torch.cat([g[2] for g in chunk]) if len(chunk) > 1 else chunk[0][2])
+        parts = a_all.split([g[2].shape[0] for g in chunk], dim=-1)    # backward: one cat, not a sum of pads
+        for (d, rows, _), part in zip(chunk, parts):
+            a = _shift(part, d, post)
+            if rows is not None:
+                a = a.new_zeros(batch, steps, n_out).index_add(2, rows, a)
+            total = a if total is None else total + a
+        start = stop
+    assert total is not None
+    return total
+
+
+def _shift(a: torch.Tensor, d: int, post: "Callable[[torch.Tensor], torch.Tensor] | None") -> torch.Tensor:
+    """One delay group's sums ``post``-processed and delivered ``d`` steps later (what would arrive after
+    the last step dropped)."""
+    if post is not None:
+        a = post(a)
+    if not d:
+        return a
+    keep = max(a.shape[1] - d, 0)
+    return torch.nn.functional.pad(a[:, :keep], (0, 0, a.shape[1] - keep, 0))

@@ -46,6 +46,7 @@ BAD: dict[tuple[str, str], list[str]] = {
     ("snn-train", "--rule"): ["magic"],
     ("snn-train", "--loss"): ["hinge"],
     ("snn-train", "--hidden"): [*INT, HUGE],
+    ("snn-train", "--delays"): [*INT0, "63", HUGE],
     ("snn-train", "--current-decay"): ["-0.5", "2", "nan", "inf", "x"],
     ("snn-train", "--voltage-decay"): ["-1", "1.5", "nan", "-inf", "x"],
     ("snn-train", "--readout"): ["spikes"],
