@@ -13,6 +13,14 @@ Dense-fed populations are split into contiguous, even neuron ranges. Conv-fed po
 shape) are split into blocks of (channel group x spatial tile); a convolution's connectivity factors
 into channel x row x column, so every count above is an outer product of three small 1-D tables and
 the search over block shapes is cheap. Violations raise one ``TargetLimitError`` listing each.
+
+A target whose synaptic-memory format is not public (Loihi 2: ``Target.synapse_memory_known`` is
+False) is mapped under neurons, input and output axons only; its cores' synapses are counted and
+reported (resource ``synapses``, no limit), never priced in invented words. Synaptic delays on Loihi 1
+take ``delay_bits`` per weight (nengo-loihi block.py ``SynapseConfig.bits_per_axon``); graded input
+and delays are checked against the target (``Target.graded_spike_bits``, ``max_delay``), and
+:func:`target_findings` gives the warnings (graded input on binary-spike silicon, delays beyond the
+guaranteed slots, synapses per core above a published headline).
 """
 from __future__ import annotations
 
@@ -24,12 +32,22 @@ from typing import Any, Iterator
 import numpy as np
 
 from snnc.compiler.ir import CONVS, Graph, Population, QConv, Synapse
+from snnc.compiler.passes import Finding
 from snnc.compiler.targets import Target
 from snnc.errors import GraphError, TargetLimitError
 
 #: Per-core resources: the name in reports -> the Target field that limits it.
 RESOURCES: dict[str, str] = {"neurons": "neurons_per_core", "input_axons": "input_axons_per_core",
                              "output_axons": "output_axons_per_core", "synapse_words": "synapse_words_per_core"}
+#: The same for a target whose synaptic memory is not public: synapses are counted, with no limit.
+RESOURCES_UNKNOWN_MEMORY: dict[str, str | None] = {"neurons": "neurons_per_core",
+                                                   "input_axons": "input_axons_per_core",
+                                                   "output_axons": "output_axons_per_core", "synapses": None}
+
+
+def resources(target: Target | None) -> dict[str, str | None]:
+    """The per-core resources counted for ``target`` (name -> the Target field limiting it, None: none)."""
+    return dict(RESOURCES) if target is None or target.synapse_memory_known else dict(RESOURCES_UNKNOWN_MEMORY)
 
 Block = tuple[int, int, int]
 
@@ -44,11 +62,11 @@ class LayerMapping:
     fan_in: int                      # largest number of input axons one neuron needs
     cores: int
     neurons_per_core: int
-    synapse_words_per_core: int
+    synapse_words_per_core: int | None   # None: the target's synaptic memory is not public
     input_axons_per_core: int = 0
     output_axons_per_core: int = 0
     block: tuple[int, int, int] | None = None   # (channels, rows, cols) per core; None: contiguous ranges
-    memory_fraction: float = 0.0     # synapse_words_per_core / the target's limit
+    memory_fraction: float | None = 0.0   # synapse_words_per_core / the target's limit (None: not public)
     fanout_cores: float = 0.0        # mean destination cores per neuron (output-axon slots per neuron)
 
 
@@ -62,6 +80,7 @@ class CoreUse:
     synapse_words: np.ndarray
     output_axons: np.ndarray
     core_of: np.ndarray
+    synapses: np.ndarray | None = None   # synapses stored per core (real connections into its neurons)
 
 
 @dataclass(frozen=True)
@@ -77,21 +96,27 @@ class Mapping:
     def to_json(self) -> dict[str, Any]:
         """The resource table for report.json: per layer and in total, max and mean use per core."""
         limits = _limits(self.target)
+        res = resources(self.target)
         layers = []
         for lm in self.layers:
             use = self.per_core.get(lm.name)
             entry: dict[str, Any] = {**_layer_json(lm), "kind": "dense" if lm.block is None else "conv"}
+            if self.target is not None and not self.target.synapse_memory_known:
+                entry.pop("synapse_words_per_core", None)
+                entry.pop("memory_fraction", None)
             if use is not None:
-                entry["use"] = {r: _stats(getattr(use, r), limits.get(r)) for r in RESOURCES}
+                entry["use"] = {r: _stats(getattr(use, r), limits.get(r)) for r in res}
             layers.append(entry)
         every = {r: np.concatenate([getattr(u, r) for u in self.per_core.values()] or [np.zeros(0, np.int64)])
-                 for r in RESOURCES}
+                 for r in res}
         totals = {"cores": self.cores, "chips": self.chips, "neurons": sum(lm.neurons for lm in self.layers),
                   "synapses": sum(lm.synapses for lm in self.layers),
                   "use": {r: {"total": int(v.sum()), **_stats(v, limits.get(r))} for r, v in every.items()}}
         tgt = self.target
         target = None if tgt is None else {"name": tgt.name, "system": tgt.system, "limits": tgt.limits(),
                                            "sources": dict(tgt.sources)}
+        if tgt is not None and tgt.unknown:
+            target["unknown"] = dict(tgt.unknown)
         return {"cores": self.cores, "chips": self.chips, "target": target, "layers": layers, "totals": totals}
 
 
@@ -103,7 +128,8 @@ def _layer_json(lm: LayerMapping) -> dict[str, Any]:
 
 
 def _limits(target: Target | None) -> dict[str, int]:
-    return {} if target is None else {r: int(getattr(target, f)) for r, f in RESOURCES.items()}
+    return {} if target is None else {r: int(getattr(target, f)) for r, f in resources(target).items()
+                                      if f is not None and getattr(target, f) is not None}
 
 
 def _stats(v: np.ndarray, limit: int | None) -> dict[str, Any]:
@@ -117,17 +143,33 @@ def _stats(v: np.ndarray, limit: int | None) -> dict[str, Any]:
 
 # --- synaptic memory ------------------------------------------------------------------------------
 
-def words_for(n: np.ndarray | int, target: Target) -> np.ndarray:
+def words_for(n: np.ndarray | int, target: Target, delay_bits: int = 0) -> np.ndarray:
     """64-bit words one axon with ``n`` synapses into a core takes (vectorised over ``n``).
 
     Blocks of <= ``synapse_block`` synapses, each with a header, each rounded up to whole words
-    (nengo-loihi block.py SynapseConfig.bits_per_axon; dense format, no index bits).
+    (nengo-loihi block.py SynapseConfig.bits_per_axon; dense format, no index bits). A delayed
+    synapse stores ``delay_bits`` more per weight (bits_per_weight = weight + delay + tag bits there).
+    A target whose memory format is not public has no words: zeros (see :func:`resources`).
     """
     n = np.asarray(n, dtype=np.int64)
+    if not target.synapse_memory_known:
+        return np.zeros_like(n)
+    per = target.stored_weight_bits + delay_bits
     full, rest = np.divmod(n, target.synapse_block)
-    bits = lambda k: -(-(k * target.stored_weight_bits + target.synapse_block_header_bits)  # noqa: E731
+    bits = lambda k: -(-(k * per + target.synapse_block_header_bits)  # noqa: E731
                        // target.synapse_word_bits)
     return full * bits(target.synapse_block) + np.where(rest > 0, bits(rest), 0)
+
+
+def delay_bits(syn: Synapse) -> int:
+    """Bits a synapse's delay field takes per weight on Loihi 1: enough for its longest delay (0: none)."""
+    d = getattr(syn, "delay", None)
+    return 0 if d is None else int(d.max()).bit_length()
+
+
+def _memory_limit(target: Target) -> float:
+    """The synaptic words a core holds; unbounded where the target's memory is not public (unchecked)."""
+    return float("inf") if target.synapse_words_per_core is None else target.synapse_words_per_core
 
 
 def synapse_words(fan_in: int, neurons: int, target: Target) -> int:
@@ -282,14 +324,22 @@ def _dense_split(plan: _Plan, k: int, target: Target) -> _Split:
     sizes[: plan.size % k] += 1
     fan = sum(s.in_size for s, _ in plan.pop.inputs)
     return _Split(None, np.repeat(np.arange(k), sizes), sizes, np.full(k, fan, dtype=np.int64),
-                  fan * words_for(sizes, target))
+                  _dense_words(plan, sizes, target))
+
+
+def _dense_words(plan: _Plan, per_core: np.ndarray, target: Target) -> np.ndarray:
+    """Words of every (dense) input axon into cores of ``per_core`` neurons: each synapse node in its
+    own format (a delayed one with its delay bits per weight)."""
+    bits = [delay_bits(s) for s, _ in plan.pop.inputs]
+    if not any(bits):   # one format for all: the sum of the fan-in times one table
+        return sum(s.in_size for s, _ in plan.pop.inputs) * words_for(per_core, target)
+    return sum(s.in_size * words_for(per_core, target, b) for (s, _), b in zip(plan.pop.inputs, bits))
 
 
 def _dense_splits(plan: _Plan, target: Target) -> Iterator[_Split]:
     """Even splits with k = fewest feasible cores, then k + 1, ... (more cores only ever help)."""
-    fan = sum(s.in_size for s, _ in plan.pop.inputs)
     per_core = np.arange(1, min(plan.size, target.neurons_per_core) + 1)
-    fits = per_core[fan * words_for(per_core, target) <= target.synapse_words_per_core]
+    fits = per_core[_dense_words(plan, per_core, target) <= _memory_limit(target)]
     for k in range(ceil(plan.size / int(fits.max())), plan.size + 1):
         yield _dense_split(plan, k, target)
 
@@ -312,8 +362,9 @@ def _block_split(plan: _Plan, block: Block, target: Target) -> _Split | None:
         return None
     words = np.zeros(prod(n), dtype=np.int64)
     for (syn, _), t in zip(plan.pop.inputs, plan.tables):
-        words += syn.in_size * words_for(neurons, target) if t is None else _conv_words(t, block, target)
-    if words.max() > target.synapse_words_per_core:
+        words += (syn.in_size * words_for(neurons, target, delay_bits(syn)) if t is None
+                  else _conv_words(t, block, target))
+    if words.max() > _memory_limit(target):
         return None
     return _Split(block, _block_core_of(plan.shape, block), neurons, axons, words)
 
@@ -325,7 +376,8 @@ def _block_candidates(plan: _Plan, target: Target) -> list[tuple[int, Block]]:
     """
     assert plan.shape is not None
     synapses = sum(_synapses(s, t) for (s, _), t in zip(plan.pop.inputs, plan.tables))
-    floor = ceil(synapses * target.stored_weight_bits / target.synapse_word_bits / target.synapse_words_per_core)
+    floor = (ceil(synapses * target.stored_weight_bits / target.synapse_word_bits / target.synapse_words_per_core)
+             if target.synapse_memory_known else 1)
     out = []
     for block in product(*(_tile_sizes(s) for s in plan.shape)):
         b = tuple(int(x) for x in block)
@@ -346,7 +398,7 @@ def _block_splits(plan: _Plan, target: Target) -> Iterator[_Split]:
         while j < len(cands) and cands[j][0] == cands[i][0]:
             j += 1
         ok = [s for s in (_block_split(plan, b, target) for _, b in cands[i:j]) if s is not None]
-        ok.sort(key=lambda s: (_spread(plan, s), max(s.synapse_words.max() / target.synapse_words_per_core,
+        ok.sort(key=lambda s: (_spread(plan, s), max(s.synapse_words.max() / _memory_limit(target),
                                                       s.input_axons.max() / target.input_axons_per_core), s.block))
         yield from ok
         i = j
@@ -376,10 +428,17 @@ def _fan_in_violation(plan: _Plan, target: Target) -> str | None:
         else:
             parts.append(f"{syn.name}: {syn.in_shape[0] // syn.groups} input channels x "  # type: ignore[union-attr]
                          f"{int(t.rows.sum(1).max())}x{int(t.cols.sum(1).max())} kernel taps")
-    return (f"layer '{plan.pop.name}': a neuron's fan-in {worst} exceeds {target.name}'s "
-            f"{target.input_axons_per_core} input axons per core ({'; '.join(parts)}). On Loihi 1 all of a "
-            f"neuron's inputs must arrive at its own core, so fan-in cannot be split across cores. Use fewer "
+    return (f"layer '{plan.pop.name}': a neuron's fan-in {worst} exceeds {target.budget('input_axons_per_core')} "
+            f"input axons per core ({'; '.join(parts)}). {_whole_fan_in(target)} Use fewer "
             f"input channels or inputs, a smaller kernel, grouped convolution, or more pooling before this layer.")
+
+
+def _whole_fan_in(target: Target) -> str:
+    """Why fan-in cannot be split: Loihi 1's rule; on other chips, snnc's (it never splits a neuron's inputs)."""
+    if target.chip == "Loihi 1":
+        return "On Loihi 1 all of a neuron's inputs must arrive at its own core, so fan-in cannot be split across cores."
+    return (f"snnc delivers all of a neuron's inputs to its own core (it does not split a neuron's fan-in over "
+            f"{target.chip} cores), so the budget applies to one neuron's fan-in.")
 
 
 def _fit_outputs(name: str, chosen: dict[str, _Split], more: Iterator[_Split],
@@ -402,8 +461,8 @@ def _fit_outputs(name: str, chosen: dict[str, _Split], more: Iterator[_Split],
     if slots.max() > limit and not recurrent:
         per_core = np.bincount(split.core_of, weights=slots, minlength=split.cores).astype(np.int64)
         return split, per_core, slots, (
-            f"layer '{name}': one neuron reaches {int(slots.max())} destination cores, over {target.name}'s "
-            f"{limit} output axons per core (one slot per neuron and destination core). Its consumers are "
+            f"layer '{name}': one neuron reaches {int(slots.max())} destination cores, over "
+            f"{target.budget('output_axons_per_core')} output axons per core (one slot per neuron and destination core). Its consumers are "
             f"split over too many cores: narrow them or reduce their fan-in.")
     best: tuple[_Split, np.ndarray, np.ndarray] | None = None
     for cand in chain([split], more):
@@ -417,7 +476,7 @@ def _fit_outputs(name: str, chosen: dict[str, _Split], more: Iterator[_Split],
     assert recurrent and best is not None, "one neuron per core always fits"
     cand, per_core, slots = best
     return cand, per_core, slots, (
-        f"layer '{name}': no partition fits {target.name}'s {limit} output axons per core: through its "
+        f"layer '{name}': no partition fits {target.budget('output_axons_per_core')} output axons per core: through its "
         f"recurrent synapse each neuron also reaches every core of its own layer, so its cores need at least "
         f"{int(per_core.max())} slots (one per neuron and destination core). Use fewer neurons in the "
         f"recurrent layer or split it into smaller recurrent groups.")
@@ -431,10 +490,79 @@ def _chip_violation(cores: int, layers: list[LayerMapping], target: Target, part
         return None
     big = ", ".join(f"'{m.name}' {m.cores}" for m in sorted(layers, key=lambda m: -m.cores)[:3])
     who = "the layers that fit already need at least" if partial else "the network needs"
+    larger = [b for b in target.boards if b.chips >= chips and b.chips > target.max_chips]
+    bigger = (f" A larger {target.chip} system ({larger[0].name}, {larger[0].chips:,} chips) would hold it; snnc "
+              f"budgets the target system." if larger and target.budget_labels else "")
+    binds = ("synaptic memory per core is what usually binds" if target.synapse_memory_known else
+             f"at most {target.neurons_per_core:,} neurons and {target.input_axons_per_core:,} input axons per core")
     return (f"{who} {cores} cores = {chips} chips of {target.cores_per_chip} cores, but the target "
             f"system ({target.system or target.name}) has {target.max_chips} chips ({target.max_cores} cores). "
             f"Largest layers by cores: {big}. Use fewer channels or neurons, or smaller fan-in per neuron "
-            f"(synaptic memory per core is what usually binds).")
+            f"({binds}).{bigger}")
+
+
+def _feature_violations(graph: Graph, target: Target) -> list[str]:
+    """Graded input wider than the target's spike payload, and delays longer than it holds (errors; on
+    a binary-spike target graded input is a warning instead: :func:`target_findings`)."""
+    out = []
+    bits = graph.input.bits
+    if target.graded_spike_bits and bits > target.graded_spike_bits:
+        out.append(f"input '{graph.input.name}' carries graded {bits}-bit values, over {target.name}'s "
+                   f"{target.graded_spike_bits}-bit graded spike payload ({target.sources.get('graded_spike_bits', '')}). "
+                   f"Quantize the input to at most {target.graded_spike_bits} bits.")
+    if target.max_delay is not None:
+        for pop in graph.populations():
+            for syn, src in pop.inputs:
+                d = int(getattr(syn, "max_delay", 0) or 0)
+                if d > target.max_delay:
+                    out.append(f"layer '{pop.name}' ({syn.name}): synaptic delay {d} steps exceeds {target.name}'s "
+                               f"{target.max_delay} ({target.sources.get('max_delay', '')}). Shorten the delay or "
+                               f"relay the spikes through intermediate neurons.")
+    return out
+
+
+def target_findings(graph: Graph, mapping: Mapping | None, target: Target) -> list[Finding]:
+    """Warnings about what runs in Lava's model but is not what the target's silicon guarantees (not
+    numerical: ``--strict`` does not refuse them): graded input on a binary-spike chip, delays beyond
+    the guaranteed delay slots, and cores holding more synapses than a published per-chip headline."""
+    out: list[Finding] = []
+    bits = graph.input.bits
+    if bits and not target.graded_spike_bits:
+        out.append(Finding(
+            "graded_input_binary_chip", graph.input.name, "warning",
+            f"input '{graph.input.name}' carries graded {bits}-bit values: Lava's model (and every snnc engine) "
+            f"runs them, but {target.chip} silicon has binary spikes only (graded spikes came with Loihi 2), so "
+            f"this network does not run on the chip as compiled. Compile with --target loihi2 (graded spikes up to "
+            f"24 bits), or feed binary spikes (a rate or Poisson input code)."))
+    if target.delay_slots is not None:
+        for pop in graph.populations():
+            for syn, _ in pop.inputs:
+                d = int(getattr(syn, "max_delay", 0) or 0)
+                if d > target.delay_slots - 1:
+                    out.append(Finding(
+                        "delay_slots", syn.name, "warning",
+                        f"layer '{pop.name}' ({syn.name}): synaptic delays up to {d} steps, beyond the "
+                        f"{target.delay_slots} delay slots (0..{target.delay_slots - 1}) {target.chip} guarantees "
+                        f"({target.sources.get('delay_slots', '')}). Lava's DelayDense and snnc's engines run them, "
+                        f"and the synapse words carry {delay_bits(syn)} delay bits per weight in this mapping, but "
+                        f"longer delays cost compartments snnc does not count. Keep delays <= "
+                        f"{target.delay_slots - 1} or compile with --target loihi2 (delays up to 62)."))
+    bound = target.synapses_per_core_headline
+    if bound is not None and mapping is not None:
+        for lm in mapping.layers:
+            use = mapping.per_core.get(lm.name)
+            if use is None or use.synapses is None or not use.synapses.size:
+                continue
+            worst = int(use.synapses.max())
+            if worst > bound:
+                out.append(Finding(
+                    "synapses_per_core_headline", lm.name, "warning",
+                    f"layer '{lm.name}': a core holds {worst:,} synapses, above {bound:,} per core ("
+                    f"{target.sources.get('synapses_per_core_headline', '')}). {target.chip}'s synaptic-memory "
+                    f"budget is not public, so snnc did not check it; a core this full is unlikely to fit. "
+                    f"Reduce the layer's fan-in or its width (snnc packs up to the {target.neurons_per_core:,}-neuron "
+                    f"budget per core; the synapses of one neuron are its fan-in)."))
+    return out
 
 
 def _raise(errors: list[str], target: Target) -> None:
@@ -451,7 +579,7 @@ def map_cores(graph: Graph, target: Target) -> Mapping:
     per source core, then chips; one TargetLimitError lists every violation."""
     pops = graph.populations()
     plans = {p.name: _plan(p) for p in pops}
-    errors: list[str] = []
+    errors: list[str] = _feature_violations(graph, target)
     gens: dict[str, Iterator[_Split]] = {}
     chosen: dict[str, _Split] = {}
     for name, plan in plans.items():
@@ -508,12 +636,17 @@ def _layers(pops: list[Population], plans: dict[str, _Plan], chosen: dict[str, _
             continue
         s, plan = chosen[p.name], plans[p.name]
         outs = out_use.get(p.name, np.zeros(s.cores, dtype=np.int64))
-        per_core[p.name] = CoreUse(s.neurons, s.input_axons, s.synapse_words, outs, s.core_of)
+        # a neuron's fan-in is its synapse count (a kernel tap reaches each input once)
+        syn_core = np.bincount(s.core_of, weights=plan.fan_in, minlength=s.cores).astype(np.int64)
+        per_core[p.name] = CoreUse(s.neurons, s.input_axons, s.synapse_words, outs, s.core_of, syn_core)
         synapses = sum(_synapses(syn, t) for (syn, _), t in zip(p.inputs, plan.tables))
+        known = target.synapse_memory_known
         layers.append(LayerMapping(
             name=p.name, neurons=plan.size, synapses=synapses, fan_in=int(plan.fan_in.max()), cores=s.cores,
-            neurons_per_core=int(s.neurons.max()), synapse_words_per_core=int(s.synapse_words.max()),
+            neurons_per_core=int(s.neurons.max()),
+            synapse_words_per_core=int(s.synapse_words.max()) if known else None,
             input_axons_per_core=int(s.input_axons.max()), output_axons_per_core=int(outs.max()),
-            block=s.block, memory_fraction=float(s.synapse_words.max() / target.synapse_words_per_core),
+            block=s.block,
+            memory_fraction=float(s.synapse_words.max() / target.synapse_words_per_core) if known else None,
             fanout_cores=fanout.get(p.name, 0.0)))
     return layers, per_core

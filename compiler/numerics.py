@@ -167,6 +167,9 @@ def _silicon_note(name: str, silicon: dict[str, dict[str, Any]] | None) -> str:
     """state_overflow's pointer to the silicon check of the same layer (None: not checked)."""
     if silicon is None or name not in silicon:
         return ""
+    if silicon[name]["verdict"] == "unchecked":
+        return (f" What silicon computes there is not checked: {silicon[name].get('reason', 'no silicon-tested reference')}"
+                f" (report.json numerics.layers.{name}.silicon).")
     if silicon[name]["verdict"] == "diverges":
         return (" Whether silicon computes the same there is a different question: this layer's "
                 "silicon_divergence finding says where it does not.")

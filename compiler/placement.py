@@ -6,10 +6,15 @@ simplest that keeps a network's traffic local: cores in mapping order (populatio
 core by core), filling a tile's cores, then the chip's tiles row by row (east-west first), then the
 next chip. Messages route in dimension order (east-west, then north-south), one hop per tile
 boundary, as Loihi's mesh does (Davies et al. 2018, §Chip Overview; loihi-limits.md "NoC / mesh").
+Loihi 2's tile geometry is not public: its target assumes Loihi 1's, for hop counts only.
+
+:func:`board_for` names the smallest of the target's boards that holds the mapped chips (a Loihi 2
+network on one chip fits Oheo Gulch).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -59,3 +64,15 @@ def place(mapping: Mapping, target: Target) -> Placement:
     width = target.mesh_tiles[0]
     return Placement(offset=offset, chip=g // target.cores_per_chip, tile=tile,
                      tile_x=tile % width, tile_y=tile // width)
+
+
+def board_for(chips: int, target: Target) -> dict[str, Any]:
+    """The smallest of ``target``'s boards with at least ``chips`` chips: name, its chips, the chips
+    used, whether it is the mapping's budgeted system, and where its chip count comes from."""
+    fitting = [b for b in target.boards if b.chips >= chips]
+    if not fitting:
+        return {"name": None, "chips": None, "chips_used": int(chips), "fits": False,
+                "note": f"no {target.chip} board snnc knows has {chips} chips"}
+    b = min(fitting, key=lambda b: b.chips)
+    return {"name": b.name, "chips": b.chips, "chips_used": int(chips), "fits": True, "note": b.note,
+            "budgeted_system": target.system}

@@ -655,20 +655,38 @@ TIMING = {"neuromorphic": "per step: the slowest core's operations and messages 
                        "of any core, plus the barrier looked up by mapped tiles (docs/energy.md)"}
 
 
-def compared_models(primary: CostModel) -> list[CostModel]:
-    """``primary`` and the shipped Loihi 1 models, each once (by name)."""
+def compared_models(primary: CostModel, names: tuple[str, ...] = COMPARED_MODELS) -> list[CostModel]:
+    """``primary`` and the shipped models ``names`` (default: the Loihi 1 ones), each once (by name)."""
     out = {primary.name: primary}
-    for name in COMPARED_MODELS:
+    for name in names:
         if name not in out:
             out[name] = load_cost_model(name)
     return list(out.values())
+
+
+def target_mismatch(cm: CostModel, target_name: str, chip: str) -> str | None:
+    """A label when a shipped Loihi 1 table prices a network mapped for another chip (Loihi 2): allowed
+    when asked for explicitly (``--cost-model loihi1-...``), never the default, and always said."""
+    if cm.path == "(shipped)" and cm.name.startswith("loihi1-") and chip != "Loihi 1":
+        return (f"{cm.name} holds Loihi 1 coefficients (14 nm, its synapse and neuron pipeline) and prices here a "
+                f"network mapped for {chip} (--target {target_name}): these figures are Loihi 1's cost of these "
+                f"counts, not a {chip} estimate. No per-operation {chip} table is public (docs/energy.md).")
+    return None
+
+
+#: What the report says for a target with no public per-operation energy table (Loihi 2).
+UNPRICED_TARGET_NOTE = ("energy and latency per operation are not priced for {chip}: no per-operation table is "
+                        "public (Intel publishes system-level measurements only, listed as measured context). The "
+                        "counts (synaptic ops, neuron updates, spikes and messages) are exact for this mapping; "
+                        "supply coefficients with --cost-model FILE (docs/energy.md).")
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b == 0 else a / b
 
 
-def energy_models(primary: str, priced: list[tuple[CostModel, dict[str, Any]]]) -> dict[str, Any]:
+def energy_models(primary: str, priced: list[tuple[CostModel, dict[str, Any]]],
+                  note: str | None = None) -> dict[str, Any]:
     """The same counts under each model, side by side: energy per inference, latency per step and per
     inference, and the calibrated model's figures over the pre-silicon model's."""
     models = {}
@@ -684,9 +702,9 @@ def energy_models(primary: str, priced: list[tuple[CostModel, dict[str, Any]]]) 
     if a is not None and b is not None:
         out["ratio"] = {"of": CALIBRATED_COST_MODEL, "to": DEFAULT_COST_MODEL,
                         **{k: _ratio(a[k], b[k]) for k in ("energy_j", "dynamic_j", "latency_per_step_s")}}
-    out["note"] = ("the same bit-exact counts priced under each model: Davies et al. 2018's pre-silicon "
-                   "per-operation figures with measured static power, and SANA-FE's silicon-calibrated event "
-                   "model (Boyle et al. 2025), which has no static power (docs/energy.md)")
+    out["note"] = note or ("the same bit-exact counts priced under each model: Davies et al. 2018's pre-silicon "
+                           "per-operation figures with measured static power, and SANA-FE's silicon-calibrated event "
+                           "model (Boyle et al. 2025), which has no static power (docs/energy.md)")
     return out
 
 

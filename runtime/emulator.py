@@ -163,6 +163,11 @@ def emulator_support_problem(graph: Graph) -> str | None:
     if inp.bits:
         return (f"the input '{inp.name}' carries graded {inp.bits}-bit values, and Loihi 1, which nengo-loihi's "
                 f"emulator models, has binary spikes only (graded spikes came with Loihi 2)")
+    if graph.has_delays:
+        delayed = graph.delayed_synapses()
+        return (f"synapse(s) {', '.join(delayed[:3])}{' ...' if len(delayed) > 3 else ''} carry synaptic delays, and nengo-loihi's emulator does not model "
+                f"them (its CompartmentState.MAX_DELAY = 1, 'delay not yet implemented', "
+                f"nengo_loihi/emulator/interface.py:223)")
     for pop in graph.populations():
         neu = pop.neuron
         if not isinstance(neu, QCubaLIF):

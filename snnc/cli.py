@@ -165,6 +165,11 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--rule", type=v.name(_rules, "--rule"), default=None, help="training rule (default: stbp-rect; see docs/rules.md)")
     p.add_argument("--loss", type=v.name(_losses, "--loss"), default=None, help="rate-mse or rate-ce (default: the rule's own)")
     p.add_argument("--hidden", type=v.integer(1, 1_000_000, "each hidden layer's size", 128), nargs="*", default=None, help="hidden layer sizes (default: 128)")
+    p.add_argument("--delays", type=v.integer(0, 62, "the longest synaptic delay in steps", 20), default=0,
+                   metavar="MAX",
+                   help="fixed synaptic delays: every hidden layer's input synapse gets its own delay, drawn "
+                        "uniformly from 0..MAX steps (on top of the synapse's one step) with --seed; mlp and rmlp "
+                        "only; deployed as Lava's DelayDense (default 0: none; docs/models.md, 'Synaptic delays')")
     p.add_argument("--current-decay", type=v.real(0, 1, "the current decay per step", example="0.5"), default=None, metavar="D",
                    help="CUBA-LIF synaptic current decay per step, 0..1 (default 0.5; 1: no current memory, "
                         "plain LIF as snnTorch's Leaky and SpikingJelly's LIFNode)")
@@ -247,6 +252,10 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 
             if RULES[args.rule].custom_layer_backward:
                 raise SnncError(rmlp_rule_problem(args.rule))
+        if args.delays:              # refused before any data loads
+            from snnc.models.network import delays_problem
+            if (why := delays_problem(args.arch)) is not None:
+                raise SnncError(why)
         from snnc.models.checkpoint import atomic_torch_save, load, save
         from snnc.models.datasets import load_dataset
         from snnc.models.network import ARCHS
@@ -287,6 +296,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
                                 f"with another --out.")
             model = ckpt.build()
             resume = read_train_state(state_path)
+            args.delays = args.delays or int(ckpt.metadata.get("delays") or 0)
         else:
             if args.arch not in ARCHS:
                 raise SnncError(f"unknown --arch '{args.arch}'. Supported: {', '.join(sorted(ARCHS))}.")
@@ -313,6 +323,9 @@ def train_main(argv: Sequence[str] | None = None) -> int:
                                      rule=make_rule(args.rule, **{**rule_params,
                                                                   **({"loss": args.loss} if args.loss else {})}),
                                      **arch, **neuron)
+            if args.delays:
+                from snnc.models.network import random_delays
+                random_delays(model, args.delays, args.seed)
         device = resolve_device(args.device)
         from snnc.health import model_timesteps_warning
         if (short := model_timesteps_warning(model, args.timesteps)) is not None:
@@ -324,6 +337,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         say(f"training {sizes} on {args.dataset} ({len(train_data.y)} samples), rule {model.rule.name} "
               f"({model.rule.loss} loss), {code} input, {model.readout.kind} readout, {mode}, "
               f"T={args.timesteps}, {device}"
+              + (f", synaptic delays 0..{args.delays} steps" if args.delays else "")
               + (f", resuming after epoch {resume.epoch}" if resume else ""))
         config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
 
@@ -334,6 +348,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
                 "dataset": args.dataset, "timesteps": args.timesteps, "rule": model.rule.name, "seed": args.seed,
                 "epochs": log.epoch, "test_accuracy": log.test_accuracy, "encoding": train_data.encoding,
                 **({"preset": args.preset} if args.preset else {}), **data_meta,
+                **({"delays": args.delays} if args.delays else {}),
                 **({"data_dir": str(args.data_dir.expanduser().resolve())} if args.data_dir else {})})
             atomic_torch_save(state.to_dict(), state_path)
             log_path.write_text(json.dumps({"config": config, "epochs": state.logs}, indent=2) + "\n")
@@ -396,11 +411,15 @@ def compile_parser() -> argparse.ArgumentParser:
                 "netx HDF5, manifest, report), optionally verifying spike for spike against Lava's simulator.",
                 "  snn-compile model.pt --target loihi --verify 32\n"
                 "  snn-compile model.pt --target loihi --out build/ --verify 32\n"
+                "  snn-compile model.pt --target loihi2 --verify 8        # Loihi 2's compiler budgets (docs/mapping.md)\n"
                 "  snn-compile graph.nir --target loihi --verify 8        # snnTorch, Norse, ... via NIR\n"
                 "  snn-compile network.net --target loihi --verify 8      # lava-dl SLAYER export_hdf5")
     p.add_argument("model", type=v.model_file(), help="snnc checkpoint (snn-train, snnc.save), NIR graph (.nir), lava-dl "
                    "netx HDF5 (.net), or snnc's graph.onnx / graph.h5; recognised by content")
-    p.add_argument("--target", type=v.name(_targets, "--target"), default="loihi", help="target chip (default: loihi)")
+    p.add_argument("--target", type=v.name(_targets, "--target"), default="loihi",
+                   help="target chip: loihi (Loihi 1) or loihi2 (Loihi 2: Intel's compiler budgets per core, graded "
+                        "spikes up to 24 bits, no emulator or silicon-divergence check, energy counted but not "
+                        "priced); default: loihi. docs/mapping.md lists every limit and its source")
     p.add_argument("--out", type=v.output_dir("the artifact"), default=None, help="artifact directory (default: MODEL_STEM.TARGET beside the model)")
     p.add_argument("--verify", type=v.integer(0, 100_000, "the number of samples to verify (0: none)", 32),
                    default=0, metavar="N",
@@ -415,9 +434,11 @@ def compile_parser() -> argparse.ArgumentParser:
                         "Lava script: r = tau/dt), 'norse' (Norse 1.1's exporter); default: detected, see docs/nir.md")
     p.add_argument("--nir-dt", type=v.real(0, None, "the NIR time step", lo_open=True, example="1e-3"), default=None,
                    help="time step of a NIR file in its own units (default: tau/r for 'euler', 1e-3 for 'norse')")
-    p.add_argument("--cost-model", type=v.cost_model, default="loihi1-davies2018", metavar="NAME|FILE",
-                   help="price the report with a shipped cost model (loihi1-davies2018, loihi2-counts-only) or a "
-                        "JSON/YAML file (docs/energy.md); snn-report can re-price later")
+    p.add_argument("--cost-model", type=v.cost_model, default=None, metavar="NAME|FILE",
+                   help="price the report with a shipped cost model (loihi1-davies2018, loihi1-sanafe2025, "
+                        "loihi2-counts-only) or a JSON/YAML file (docs/energy.md); default: the target's "
+                        "(loihi1-davies2018 for loihi, loihi2-counts-only for loihi2: no public Loihi 2 table, so "
+                        "counts only; a Loihi 1 table given for loihi2 is labelled as such); snn-report can re-price later")
     _lava_timeout_arg(p)
     p.add_argument("--no-emulator", action="store_true",
                    help="verify without nengo-loihi's Loihi emulator (the second reference engine, docs/emulator.md)")

@@ -17,7 +17,7 @@ from snnc.compiler.artifact import (GRAPH_FILE, MANIFEST_FILE, NETWORK_FILE, NIR
                                     manifest, sha256, staged_directory, write_json)
 from snnc.compiler.graph_file import read_graph, write_graph
 from snnc.compiler.ir import Graph, QConv
-from snnc.compiler.mapping import Mapping, map_cores
+from snnc.compiler.mapping import Mapping, map_cores, target_findings
 from snnc.compiler.netx_hdf5 import netx_limitation, read_netx, write_netx
 from snnc.compiler.nir_io import read_nir, write_nir
 from snnc.compiler.onnx_io import read_onnx, write_onnx
@@ -26,9 +26,9 @@ from snnc.compiler.passes import Finding, check, quantize
 from snnc.compiler.sources import load_source
 from snnc.compiler.targets import Target, get_target
 from snnc.errors import GraphError, SnncError, StrictModeError, VerificationError
-from snnc.compiler.placement import place
+from snnc.compiler.placement import board_for, place
 from snnc.hwsim.counts import DetailedCounts, count
-from snnc.hwsim.divergence import silicon_summary
+from snnc.hwsim.divergence import silicon_summary, unchecked_layer
 from snnc.hwsim.headroom import observe
 from snnc.hwsim.neurobench import neurobench_metrics
 from snnc.hwsim.energy import (ANN_COST_MODEL, DEFAULT_COST_MODEL, activity_distribution, activity_summary,
@@ -103,7 +103,8 @@ def verify_engines(model: SpikingNet | None, graph: Graph, inputs: np.ndarray,
                    progress: Callable[[str, int, int], None] | None = None, *,
                    emulator: bool = True, emulator_expected: str | None = None,
                    emulator_timeout: float | None = None,
-                   say: Callable[[str], None] | None = None) -> VerificationResult:
+                   say: Callable[[str], None] | None = None,
+                   target: Target | str | None = None) -> VerificationResult:
     """torch (if a model is given), hwsim, Lava and nengo-loihi's Loihi emulator on the same inputs,
     every population and step (and the readout integrator's final v); ``progress`` hears Lava's samples.
 
@@ -111,12 +112,20 @@ def verify_engines(model: SpikingNet | None, graph: Graph, inputs: np.ndarray,
     installed and it can run the graph; otherwise the result's ``not_run`` says why (and ``say``
     hears it). Its mismatches fail verification like any other, unless ``emulator_expected`` gives
     the reason they are expected (the divergence checks found a regime where Lava's model and the
-    silicon-tested semantics differ): then they are counted and reported with that reason."""
+    silicon-tested semantics differ): then they are counted and reported with that reason. ``target``
+    (default loihi): the emulator models Loihi 1 only, so for a target without that silicon reference
+    (loihi2) it is not run and ``not_run`` says why."""
     from snnc.runtime.emulator import emulator_status, emulator_support_problem, run_on_emulator
     from snnc.runtime.lava_backend import run_on_lava_full
 
     not_run: dict[str, str] = {} if emulator else {"emulator": "left out (--no-emulator)"}
-    if emulator:
+    tgt = get_target(target) if isinstance(target, str) else target
+    if emulator and tgt is not None and tgt.silicon_reference is None:
+        not_run["emulator"] = (f"nengo-loihi's emulator models Loihi 1, and the target is {tgt.name} ({tgt.chip}): "
+                               f"{tgt.no_silicon_reason}")
+        if say is not None:
+            say(f"emulator not run: {not_run['emulator']}")
+    elif emulator:
         reason = emulator_status() or emulator_support_problem(graph)
         if reason is not None:
             not_run["emulator"] = reason
@@ -144,7 +153,7 @@ def cost_sections(graph: Graph, mapping: Mapping, inputs: np.ndarray, activity: 
                   cost_model: str = DEFAULT_COST_MODEL) -> tuple[dict[str, Any], DetailedCounts]:
     """The report's energy, latency, per-sample and per-core sections under ``cost_model`` (a
     shipped name or a file), the ANN comparison, and the raw counts they were priced from."""
-    from snnc.hwsim.energy import compared_models, energy_models
+    from snnc.hwsim.energy import UNPRICED_TARGET_NOTE, compared_models, energy_models, target_mismatch
 
     tgt = mapping.target
     assert tgt is not None, "a mapping made by map_cores knows its target"
@@ -154,9 +163,19 @@ def cost_sections(graph: Graph, mapping: Mapping, inputs: np.ndarray, activity: 
     readout = Readout.from_json(graph.meta.get("readout"))
     est = estimate(counts, mapping, placement, cm, readout, graph.output.name, tgt.cores_per_tile)
     # the same counts under the pre-silicon and the silicon-calibrated Loihi 1 models, side by side
+    # (a target with no public per-operation table, Loihi 2, compares none)
     beside = [(m, est if m is cm else estimate(counts, mapping, placement, m, readout, graph.output.name,
-                                                tgt.cores_per_tile)) for m in compared_models(cm)]
-    sections = {**est, "energy_models": energy_models(cm.name, beside),
+                                                tgt.cores_per_tile)) for m in compared_models(cm, tgt.compared_cost_models)]
+    note = None if tgt.compared_cost_models else (
+        f"{tgt.chip} has no public per-operation cost model to compare with; only {cm.name} is shown")
+    mismatch = target_mismatch(cm, tgt.name, tgt.chip)
+    if mismatch is not None:          # a Loihi 1 table asked for explicitly on a Loihi 2 mapping: said first
+        est["energy"]["target_mismatch"] = mismatch
+        est["energy"]["caveats"] = [mismatch, *est["energy"]["caveats"]]
+    if tgt.measured_context:
+        est["energy"]["not_priced_for_target"] = UNPRICED_TARGET_NOTE.format(chip=tgt.chip)
+        est["energy"]["measured_context"] = [dict(m) for m in tgt.measured_context]
+    sections = {**est, "energy_models": energy_models(cm.name, beside, note),
                 "activity_distribution": activity_distribution(counts),
                 "comparison": ann_comparison(mapping, activity, load_cost_model(ANN_COST_MODEL)),
                 "placement": placement.to_json()}
@@ -173,8 +192,11 @@ def build_report(graph: Graph, mapping: Mapping, inputs: np.ndarray, labels: np.
     sections, counts = cost_sections(graph, mapping, inputs, activity, cost_model)
     for layer, pop in zip(activity["layers"], graph.populations()):   # the same order
         layer["recurrent"] = sorted(pop.recurrent)      # synapses inside a cycle (compiler/ir.py)
+    tgt = mapping.target
+    assert tgt is not None
     report: dict[str, Any] = {
         "target": graph.meta.get("target"),
+        "target_limits": target_section(tgt, mapping),
         "activity": activity,
         **sections,
         "mapping": mapping.to_json(),
@@ -196,6 +218,14 @@ def build_report(graph: Graph, mapping: Mapping, inputs: np.ndarray, labels: np.
     report["health"], unwell = health_findings(graph, report, inputs, labels is None)   # silent, undecided, T vs depth
     report["findings"] += [asdict(f) for f in unwell]
     return report, counts
+
+
+def target_section(tgt: Target, mapping: Mapping) -> dict[str, Any]:
+    """report.json ``target_limits``: the target, every limit (value or None where not public, whether
+    it is checked, its source) and the smallest board that holds the mapped chips."""
+    return {"name": tgt.name, "chip": tgt.chip, "system": tgt.system, "limits": tgt.limit_table(),
+            "board": board_for(mapping.chips, tgt),
+            "neuron_groups_per_core": 1 if tgt.neuron_groups_per_core is not None else None}
 
 
 def write_html(report: dict[str, Any], counts: DetailedCounts, inputs: np.ndarray, mapping: Mapping,
@@ -244,13 +274,15 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
                   verify: int = 0, allow_pickle_code_execution: bool = False, timesteps: int | None = None,
                   report_samples: int = 32, on_stage: Callable[[str], None] | None = None,
                   nir_convention: str = "auto", nir_dt: float | None = None,
-                  cost_model: str = DEFAULT_COST_MODEL, strict: bool = False,
+                  cost_model: str | None = None, strict: bool = False,
                   lava_timeout: float | None = None, data_file: str | Path | None = None,
                   input_shape: tuple[int, ...] | None = None,
                   progress: Callable[[str, int, int], None] | None = None, emulator: bool = True) -> CompileResult:
     """Compile ``model_path`` (any file :func:`load_source` reads) to an artifact directory; with
     ``verify`` > 0, check that every engine agrees spike for spike. The report is priced under
-    ``cost_model`` (a shipped name or a JSON/YAML file, checked before anything is compiled).
+    ``cost_model`` (a shipped name or a JSON/YAML file, checked before anything is compiled; None: the
+    target's default, loihi1-davies2018 for loihi, loihi2-counts-only for loihi2; a Loihi 1 table asked for
+    with --target loihi2 prices the counts but is labelled as Loihi 1's cost in the report).
     ``strict``: any numerical finding (:func:`assess_numerics`) or health finding (snnc.health: silent
     layers, undecided outputs, T too short for the depth) is an error, and nothing is written.
     ``lava_timeout``: seconds the Lava verification may take (None: Lava's default bound).
@@ -266,9 +298,10 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
         stages[0] += 1
         if progress is not None:
             progress("compile stages", min(stages[0], stages[1]), stages[1])
+    tgt = get_target(target)
+    cost_model = tgt.default_cost_model if cost_model is None else cost_model
     load_cost_model(cost_model)
     model_path = Path(model_path)
-    tgt = get_target(target)
     src = load_source(model_path, allow_pickle_code_execution=allow_pickle_code_execution,
                       nir_convention=nir_convention, nir_dt=nir_dt, input_shape=input_shape)
     for note in src.notes:
@@ -278,6 +311,7 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
     qgraph = src.graph if src.graph.is_fixed_point else quantize(src.graph, tgt)
     findings = check(qgraph, tgt)
     mapping = map_cores(qgraph, tgt)
+    findings += target_findings(qgraph, mapping, tgt)   # graded input on binary-spike silicon, delay slots, ...
     stage_done()    # quantized, checked, mapped
     encoding = model.input_encoding if model is not None else None
     spec = {**input_spec(src.metadata, timesteps, encoding, data_file), "shape": list(qgraph.input.shape)}
@@ -320,7 +354,7 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
                         f"layer(s) {', '.join(silicon['layers_diverging'])} (report.json numerics.silicon)")
             verification = verify_engines(model, qgraph, sample_inputs(spec, qgraph.input, verify, str(model_path))[0], code,
                                           lava_timeout=lava_timeout, progress=progress, say=say,
-                                          emulator_expected=expected, emulator=emulator)
+                                          emulator_expected=expected, emulator=emulator, target=tgt)
             stage_done()    # verified
             if not verification.passed:
                 raise VerificationError(verification.describe_failure())
@@ -365,12 +399,14 @@ def assess_numerics(float_graph: Graph, qgraph: Graph, target: Target, inputs: n
     effects = quantization_effects(float_graph, qgraph, target)
     ranges, checks = observe(qgraph, inputs)
     state = {name: r.to_json() for name, r in ranges.items()}
-    silicon = {name: c.to_json() for name, c in checks.items()}
+    # the silicon regimes are Loihi 1 evidence: a target without that reference (loihi2) is "unchecked"
+    why = None if target.silicon_reference is not None else target.no_silicon_reason
+    silicon = {name: c.to_json() if why is None else unchecked_layer(c, why) for name, c in checks.items()}
     float_model = bool(effects) and not all(e["in_model"] for e in effects.values())
     agreement = float_agreement(float_graph, qgraph, inputs) if float_model else None
     layers = {name: {"quantization": effects.get(name), "state": st, "silicon": silicon[name]}
               for name, st in state.items()}
-    return ({"samples": int(len(inputs)), "layers": layers, "silicon": silicon_summary(checks)},
+    return ({"samples": int(len(inputs)), "layers": layers, "silicon": silicon_summary(checks, why)},
             agreement, numeric_findings(effects, state, agreement, target, silicon))
 
 

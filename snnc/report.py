@@ -30,25 +30,64 @@ def render_mapping(mapping: dict[str, Any], console: Console) -> None:
     core of it uses of each per-core resource, with the share of the target's limit."""
     tgt = mapping.get("target") or {}
     where = f" onto {tgt['name']} ({tgt.get('system') or 'target system'})" if tgt else ""
+    first = next((layer.get("use") for layer in mapping["layers"] if layer.get("use")), None) or {}
+    columns = _RESOURCE_COLUMNS if not first or "synapse_words" in first else (
+        *_RESOURCE_COLUMNS[:3], ("synapses/core (not checked)", "synapses"))
     t = Table(title=f"Mapping{where}: {mapping['cores']} cores on {mapping['chips']} chip(s); "
                     f"most used per core (% of limit)")
-    for col in ("layer", "block (c,h,w)", "cores", *(c for c, _ in _RESOURCE_COLUMNS)):
+    for col in ("layer", "block (c,h,w)", "cores", *(c for c, _ in columns)):
         t.add_column(col, justify="left" if col == "layer" else "right")
     for layer in mapping["layers"]:
         use = layer.get("use") or {}
         block = layer.get("block")
         t.add_row(layer["name"], "x".join(map(str, block)) if block else "dense", str(layer["cores"]),
-                  *(_use_cell(use.get(k)) for _, k in _RESOURCE_COLUMNS))
+                  *(_use_cell(use.get(k)) for _, k in columns))
     totals = (mapping.get("totals") or {}).get("use") or {}
-    t.add_row("all cores", "", str(mapping["cores"]), *(_use_cell(totals.get(k)) for _, k in _RESOURCE_COLUMNS))
+    t.add_row("all cores", "", str(mapping["cores"]), *(_use_cell(totals.get(k)) for _, k in columns))
     console.print(t)
-    if tgt:
+    if tgt and tgt.get("limits", {}).get("synapse_words_per_core") is None:
+        limits = tgt.get("limits", {})
+        console.print(f"Per-core limits: {limits.get('neurons_per_core')} neurons, "
+                      f"{limits.get('input_axons_per_core')} input axons, {limits.get('output_axons_per_core')} "
+                      f"output axons, synaptic memory not public (not checked); {limits.get('cores_per_chip')} cores "
+                      f"per chip, {limits.get('max_chips')} chips (sources: report.json mapping.target.sources).",
+                      highlight=False)
+    elif tgt:
         limits = tgt.get("limits", {})
         console.print(f"Per-core limits: {limits.get('neurons_per_core')} neurons, "
                       f"{limits.get('input_axons_per_core')} input axons, {limits.get('output_axons_per_core')} "
                       f"output axons, {limits.get('synapse_words_per_core')} synaptic words; "
                       f"{limits.get('cores_per_chip')} cores per chip, {limits.get('max_chips')} chips "
                       f"(sources: report.json mapping.target.sources).", highlight=False)
+
+
+def _limit_value(row: dict[str, Any]) -> str:
+    v = row["value"]
+    if v is None:
+        return "not public"
+    if isinstance(v, list):
+        return " x ".join(f"{x:,}" for x in v)
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def render_target(section: dict[str, Any] | None, console: Console) -> None:
+    """report.json ``target_limits``: every limit of the target with its value, whether snnc checks it
+    and its source, then the board the mapped chips fit."""
+    if not section:
+        return
+    t = Table(title=f"Target limits: {section['name']} ({section['chip']}; system {section['system']})")
+    for col in ("limit", "value", "unit", "status", "source (in full: report.json target_limits)"):
+        t.add_column(col, justify="right" if col == "value" else "left", overflow="fold")
+    for row in section["limits"]:
+        src = row["source"]
+        t.add_row(row["name"], _limit_value(row), row["unit"], row["status"], src if len(src) <= 90 else src[:89] + "…")
+    console.print(t)
+    b = section.get("board") or {}
+    if b.get("fits"):
+        console.print(f"Placement: {b['chips_used']} chip(s): fits {b['name']} ({b['chips']:,} chip(s); {b['note']}).",
+                      highlight=False)
+    elif b:
+        console.print(f"Placement: {b['chips_used']} chip(s): {b['note']}.", highlight=False)
 
 
 def render_energy_models(em: dict[str, Any] | None, console: Console) -> None:
@@ -125,6 +164,13 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
     if "dynamic_j" in e:
         con.print(f"Energy per inference: {_si(e['dynamic_j'], 'J')} dynamic + {_si(e['static_j'], 'J')} static "
                   f"= {_si(e['total_j'], 'J')}", highlight=False)
+    if e.get("target_mismatch"):
+        con.print(f"[bold yellow]Cost model for another chip:[/] {escape(e['target_mismatch'])}", highlight=False)
+    if e.get("not_priced_for_target"):
+        con.print(f"[yellow]Not priced:[/] {escape(e['not_priced_for_target'])}", highlight=False)
+    for m in e.get("measured_context") or []:
+        con.print(f"  measured system-level context (not a per-operation model): {m['what']}: {m['value']} "
+                  f"({m['source']})", highlight=False)
     if e.get("unpriced"):
         con.print(f"[yellow]Not priced[/] (unknown coefficients, never taken as zero): {', '.join(e['unpriced'])}; "
                   f"supply them with snn-report ARTIFACT --cost-model FILE.", highlight=False)
@@ -146,13 +192,17 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
                   f"({busiest['tile_x']}, {busiest['tile_y']})), {_si(busiest['busy_s_per_step'], 's')} per step "
                   f"(report.json energy.cores has every core).", highlight=False)
     render_mapping(report["mapping"], con)
+    render_target(report.get("target_limits"), con)
     if "accuracy" in report:
         a = report["accuracy"]
         con.print(f"Accuracy ({a['engine']}, {a['samples']} test samples): {a['value']:.1%}")
     if report.get("numerics"):
         render_numerics(report["numerics"], con)
         silicon = report["numerics"].get("silicon")
-        if silicon:
+        if silicon and silicon["verdict"] == "unchecked":
+            con.print(f"Lava vs silicon: unchecked: {silicon.get('reason', '')} (docs/reliability.md).",
+                      highlight=False)
+        elif silicon:
             con.print(f"Lava vs silicon-tested semantics (nengo-loihi's emulator): {silicon['verdict']}"
                       + (f" in {', '.join(silicon['layers_diverging'])}: see the silicon_divergence findings"
                          if silicon["layers_diverging"] else " on every layer: no regime where they differ was entered")
