@@ -32,7 +32,8 @@ import numpy as np
 import torch
 
 from snnc.compiler.ir import Graph, Population, QConv, QCubaLIF, QDense
-from snnc.hwsim.sim import _conv, _dense, _top, conv_bound, delayed_train, lava_weights, shift_signed, wrap24, wrap_int32
+from snnc.hwsim.sim import (_conv, _top, conv_bound, delayed_dense, delayed_train, lava_weights, shift_signed,
+                            wrap24, wrap_int32)
 
 #: The input accumulator q0 = a << 6 holds 21 bits and a sign (nengo_loihi Q_BITS = 21,
 #: SP/nengo_loihi/builder/discretize.py:19; overflow_signed wraps to [-2**21, 2**21 - 1], :50-91), so
@@ -339,8 +340,9 @@ class SiliconWatch:
         conv_mask = torch.zeros_like(exp_mask)
         for kind, syn, src, rem in self.post:
             delayed = delayed_train(trains[src])
-            if kind == "exp":     # floor(sum W / 2**k) - sum floor(W / 2**k) = floor(sum (W mod 2**k) / 2**k)
-                lost = _dense(delayed, rem, 0) >> -syn.weight_exp
+            if kind == "exp":     # floor(sum W / 2**k) - sum floor(W / 2**k) = floor(sum (W mod 2**k) / 2**k),
+                # per delay group: Lava floors each group's sum (hwsim.sim.delayed_dense), silicon each synapse
+                lost = delayed_dense(delayed, rem, syn.weight_exp, syn.delay)
                 exp_mask |= lost > 0
                 a_hw -= lost
             else:                 # silicon adds the exact convolution; Lava its 24-bit wrap
@@ -356,12 +358,29 @@ class SiliconWatch:
         self.a = None
 
 
-def silicon_summary(checks: dict[str, SiliconCheck]) -> dict[str, Any]:
+def silicon_summary(checks: dict[str, SiliconCheck], unchecked_reason: str | None = None) -> dict[str, Any]:
     """report.json ``numerics.silicon``: the network's verdict, the diverging layers and the regimes
-    table (both sources, the silicon evidence, the condition counted)."""
+    table (both sources, the silicon evidence, the condition counted).
+
+    The regimes are Loihi 1 silicon evidence. For a target without a silicon-tested reference (Loihi 2)
+    ``unchecked_reason`` says so: the verdict is "unchecked" with that reason, never "agrees"."""
+    if unchecked_reason is not None:
+        return {"verdict": "unchecked", "reason": unchecked_reason, "layers_diverging": [], "regimes": [],
+                "loihi1_regimes_entered": sorted({r for c in checks.values() for r in c.regimes})}
     diverging = [name for name, c in checks.items() if c.verdict == "diverges"]
     return {"verdict": "diverges" if diverging else "agrees", "layers_diverging": diverging,
             "regimes": [r.to_json() for r in REGIMES]}
+
+
+def unchecked_layer(check: SiliconCheck, reason: str) -> dict[str, Any]:
+    """A layer's ``numerics.layers.NAME.silicon`` on a target without a silicon-tested reference: the
+    Loihi 1 counts kept for reference under ``loihi1_*``, the verdict "unchecked" with ``reason``."""
+    j = check.to_json()
+    return {"verdict": "unchecked", "reason": reason, "regimes": [], "loihi1_regimes": j["regimes"],
+            "loihi1_events": j["events"], "events": {}, "event_total": 0, "first": None, "first_by_regime": {},
+            "structural": [], "samples": j["samples"], "timesteps": j["timesteps"], "neurons": j["neurons"],
+            "peak_input": j["peak_input"], "input_range": j["input_range"], "checked": "nothing: " + reason,
+            "unchecked": [reason]}
 
 
 def silicon_watch(pop: Population, trains: dict[str, torch.Tensor], batch: int, steps: int) -> SiliconWatch:
@@ -378,5 +397,5 @@ def observe_silicon(graph: Graph, inputs: np.ndarray) -> dict[str, SiliconCheck]
     return {name: w.check for name, w in watches.items()}
 
 
-__all__ = ["REGIMES", "Regime", "SiliconCheck", "SiliconWatch", "silicon_summary", "silicon_watch", "observe_silicon",
+__all__ = ["REGIMES", "Regime", "SiliconCheck", "SiliconWatch", "silicon_summary", "unchecked_layer", "silicon_watch", "observe_silicon",
            "conv_weight_problem", "wrap_signed", "INPUT_MIN", "INPUT_MAX"]

@@ -41,14 +41,21 @@ WHAT_HELPS_SILENT = ("retrain (snn-train calibrates silent layers at its start),
 
 
 def synaptic_depth(graph: Graph) -> dict[str, int]:
-    """Per population, the longest path from the input in synapse hops (each hop is one step of delay);
-    residual blocks and other DAGs: the longest of their branches. Recurrent synapses do not count
-    (a cycle adds no depth the input must cross); a population with only recurrent input is 1 deep."""
+    """Per population, the longest path from the input in steps of delay: each synapse hop is one step,
+    plus the shortest synaptic delay of that synapse (``QDense.delay``: the earliest its input can
+    arrive); residual blocks and other DAGs: the longest of their branches. Recurrent synapses do not
+    count (a cycle adds no depth the input must cross); a population with only recurrent input is 1 deep."""
     depth: dict[str, int] = {graph.input.name: 0}
     for pop in graph.populations():     # every feed-forward source is done before its targets
-        depth[pop.name] = max((depth[src] + 1 for _, src in pop.feedforward_inputs), default=1)
+        depth[pop.name] = max((depth[src] + 1 + _least_delay(syn) for syn, src in pop.feedforward_inputs),
+                              default=1)
     del depth[graph.input.name]
     return depth
+
+
+def _least_delay(syn: Any) -> int:
+    delay = getattr(syn, "delay", None)
+    return 0 if delay is None else int(delay.min())
 
 
 def timesteps_problem(graph: Graph, steps: int) -> tuple[int, int, str | None]:
