@@ -218,6 +218,26 @@ def test_weight_exponent_rounds_per_synapse_on_silicon() -> None:
     _agrees_with_reference(got, reference(w, -2, 4096, 4096, VTH, np.zeros(3), x))
 
 
+def test_weight_exponent_rounds_per_delay_group_in_lava() -> None:
+    """With synaptic delays Lava floors each delay group's sum (PyDelayDenseModelBitAcc), silicon each
+    synapse. Weights 6, 6 at weight_exp -2: two spikes arriving together in one delay group give Lava
+    floor(12 / 4) = 3 against silicon's 2 (an event); the same arrival split over delays 0 and 2 gives
+    1 + 1 on both (no event)."""
+    w = np.array([[6, 6]], dtype=np.int64)
+    same = np.zeros((1, 6, 2), dtype=bool)
+    same[0, 1] = True                       # both lines at input step 1, both with delay 2: arrive at 1+1+2
+    split = np.zeros((1, 6, 2), dtype=bool)
+    split[0, 3, 0] = split[0, 1, 1] = True  # line 0 (delay 0) at step 3, line 1 (delay 2) at step 1: both at 4
+    g_same = Graph.chain([Input("input", (2,)), QDense("fc1", w, -2, 2),
+                          QCubaLIF("lif1", 1, 4096, 4096, VTH, np.zeros(1, np.int64), 6, FP), Output("output")])
+    g_split = Graph.chain([Input("input", (2,)), QDense("fc1", w, -2, np.array([[0, 2]])),
+                           QCubaLIF("lif1", 1, 4096, 4096, VTH, np.zeros(1, np.int64), 6, FP), Output("output")])
+    got = _check(g_same, same)
+    assert got["events"]["weight_exp"] == 1
+    assert got["first"] == {"sample": 0, "timestep": 5, "neuron": 0, "regime": "weight_exp"}
+    assert _check(g_split, split)["events"]["weight_exp"] == 0
+
+
 def test_weight_exponent_minus_one_with_even_weights_agrees() -> None:
     """At weight_exp = -1 even weights shift exactly on both; Lava floors odd graph weights to even
     first (every engine and the chip use those), so an odd weight changes nothing either."""
