@@ -52,9 +52,10 @@ def _run(cmd: list[str]) -> str:
 
 
 def snnc_row(rule: str, hardware_exact: bool, dataset: str, data_dir: Path, out: Path, a: argparse.Namespace,
-             test_samples: int, arch: str = "mlp", extra: tuple[str, ...] = (), tag: str = "") -> dict[str, Any]:
+             test_samples: int, arch: str = "mlp", extra: tuple[str, ...] = (), tag: str = "",
+             target: str = "loihi") -> dict[str, Any]:
     """snn-train -> snn-compile --verify -> snn-run over the test set, for one rule and mode (``extra``:
-    more snn-train flags, ``tag`` names them in the file names)."""
+    more snn-train flags, ``tag`` names them in the file names; ``target``: snn-compile's)."""
     stem = out / f"{dataset}-{arch}{tag}-{rule}-{'hw' if hardware_exact else 'float'}-s{a.seed}"
     model, build = stem.with_suffix(".pt"), stem.with_suffix(".loihi")
     t = time.perf_counter()
@@ -64,7 +65,7 @@ def snnc_row(rule: str, hardware_exact: bool, dataset: str, data_dir: Path, out:
           *([] if hardware_exact else ["--float"]), *extra])
     train_s = time.perf_counter() - t
     log = json.loads(model.with_suffix(".log.json").read_text())["epochs"]
-    _run([str(BIN / "snn-compile"), str(model), "--target", "loihi", "--out", str(build), "--verify", str(a.verify)])
+    _run([str(BIN / "snn-compile"), str(model), "--target", target, "--out", str(build), "--verify", str(a.verify)])
     report = json.loads((build / "report.json").read_text())
     ran = json.loads(_run([str(BIN / "snn-run"), str(build), "--backend", "hwsim", "--dataset", dataset,
                            "--data-dir", str(data_dir), "--samples", str(test_samples), "--json"]).strip().splitlines()[-1])
