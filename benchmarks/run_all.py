@@ -88,7 +88,7 @@ def summary(r: dict[str, Any]) -> str:
     if "memory_task" in r:
         import memory_task
 
-        lines += ["", "## A task that needs memory: recurrent vs feed-forward (synthetic-speech)", "",
+        lines += ["", "## A task that needs memory: recurrent, delayed and feed-forward (synthetic-speech)", "",
                   memory_task.table(r["memory_task"]["rows"])]
     if "sanafe_energy" in r:
         import sanafe_energy

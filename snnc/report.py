@@ -75,12 +75,12 @@ def render_target(section: dict[str, Any] | None, console: Console) -> None:
     and its source, then the board the mapped chips fit."""
     if not section:
         return
-    t = Table(title=f"Target limits: {section['name']} ({section['chip']}; system {section['system']})")
-    for col in ("limit", "value", "unit", "status", "source (in full: report.json target_limits)"):
+    t = Table(title=f"Target limits: {section['name']} ({section['chip']}; system {section['system']})",
+              caption="each limit's source: report.json target_limits, and the page")
+    for col in ("limit", "value", "unit", "status"):
         t.add_column(col, justify="right" if col == "value" else "left", overflow="fold")
     for row in section["limits"]:
-        src = row["source"]
-        t.add_row(row["name"], _limit_value(row), row["unit"], row["status"], src if len(src) <= 90 else src[:89] + "…")
+        t.add_row(row["name"], _limit_value(row), row["unit"], row["status"])
     console.print(t)
     b = section.get("board") or {}
     if b.get("fits"):
