@@ -64,7 +64,10 @@ def kill_mid_run(script: str, where: Path, sig: signal.Signals, *, children: int
     err = where / "stderr.txt"   # a file, not a pipe: leftovers holding a pipe would block its reader
     seen: set[int] = set()
     with open(err, "w") as err_file:
-        proc = subprocess.Popen([sys.executable, str(path)], stdout=subprocess.PIPE, stderr=err_file, text=True)
+        # Ctrl-C's default action in the child even when this test runs in a background job, where the
+        # shell starts it with SIGINT ignored (and an ignored signal stays ignored across exec)
+        proc = subprocess.Popen([sys.executable, str(path)], stdout=subprocess.PIPE, stderr=err_file, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "running", err.read_text()
         deadline = time.monotonic() + 60
