@@ -12,8 +12,13 @@ on a CPU because
 - a dense synapse fed by sparse activity skips the GEMM and adds only the weight rows of the inputs
   that spiked (the event-driven path, in the kernel); below ``EVENT_DENSITY`` non-zero inputs this
   measured faster than the int8 GEMM (benchmarks/hwsim_scaling.py);
+- a convolution (not sparse enough for events) is one float32 ``conv2d`` over (batch x T) maps in
+  channels-last layout, exact below the 2**23 bound (``_Conv``); a sum pool the compiler folded into
+  it is taken apart again (``pool_factor``: f**2 fewer products, the same integer sums), and the
+  neuron kernel reads the channels-last sums through an index, with no transposing pass;
 - each population's recurrence runs in one numba kernel per batch chunk, parallel over samples,
-  state kept per sample instead of ~15 numpy passes over (batch x neurons) per step;
+  state kept per sample instead of ~15 numpy passes over (batch x neurons) per step, branch-free
+  so that the per-neuron loop vectorises;
 - samples run in chunks so the per-layer arrays stay small (cache, memory) whatever the batch;
 - a recurrent block (``Graph.blocks()``: a population that feeds itself, or the populations of a
   cycle) keeps its feed-forward input as one GEMM over all timesteps and runs in one numba kernel
@@ -85,6 +90,75 @@ class _Dense:
         return (xf @ self.float).to(torch.int64).numpy().reshape(*lead, -1), 1
 
 
+def pool_factor(conv: QConv) -> int:
+    """``f`` > 1 where ``conv`` is a sum pool (f x f, stride f) folded into the conv after it
+    (compiler/lowering.py ``fuse_pool_into_conv``): stride (f, f), dilation 1, a kernel of f x f blocks
+    of equal weights. Then ``conv(s) = conv'(sumpool_f(pad(s)))`` with the un-folded kernel (one
+    weight per block), stride 1, no padding: the same integer sums with f**2 fewer products. Else 1."""
+    f = int(conv.stride[0])
+    kh, kw = conv.weight.shape[2:]
+    if (f < 2 or tuple(conv.stride) != (f, f) or tuple(conv.dilation) != (1, 1) or kh % f or kw % f):
+        return 1
+    w = conv.weight
+    small = w[:, :, ::f, ::f]
+    return f if np.array_equal(np.repeat(np.repeat(small, f, axis=2), f, axis=3), w) else 1
+
+
+class _Conv:
+    """One convolution prepared once for the dense (non-event) path: float32 weights in
+    channels-last layout (oneDNN's faster one on CPUs), with a folded sum pool taken apart again
+    (:func:`pool_factor`). Exact while every partial sum < 2**23 (``conv_bound``: the float32 sums
+    are exact below 2**24 and Lava's 24-bit wrap is the identity); otherwise ``sim.conv_input``."""
+
+    def __init__(self, conv: QConv, top: int):
+        self.conv = conv
+        self.exact = conv_bound(conv, top) < 2**23
+        self.f = pool_factor(conv)
+        w = conv.weight[:, :, ::self.f, ::self.f] if self.f > 1 else conv.weight
+        self.w = torch.from_numpy(np.ascontiguousarray(w)).float().contiguous(memory_format=torch.channels_last)
+        co, ho, wo = conv.out_shape       # neuron (c, y, x) of the graph's order at (y, x, c) channels last
+        self.order = np.ascontiguousarray(np.arange(ho * wo * co, dtype=np.int64).reshape(ho, wo, co).transpose(2, 0, 1)
+                                          .reshape(-1))
+
+    def __call__(self, train: np.ndarray) -> "np.ndarray | _ChannelsLast":
+        """(batch, T, n_in) spikes or graded values -> exact sums (batch, T, n_out): channels last
+        (:class:`_ChannelsLast`), or int32 / int64 in (C, H, W) order from ``conv_input``."""
+        c = self.conv
+        if not self.exact or train.dtype not in (np.bool_, np.int64) or train.shape[2] != c.in_size:
+            return conv_input(train, c)
+        lead = train.shape[:2]
+        rows = train.reshape(-1, c.in_size)
+        rows = rows.view(np.uint8) if rows.dtype == np.bool_ else rows
+        f = self.f
+        pad = tuple(c.padding) if f > 1 else (0, 0)     # f = 1: the conv pads
+        x = torch.from_numpy(kernels.pooled_nhwc(rows, tuple(c.in_shape), pad, f)).permute(0, 3, 1, 2)
+        with torch.no_grad():        # x: channels-last strides already (no copy)
+            if f > 1:
+                y = torch.nn.functional.conv2d(x, self.w, groups=c.groups)
+            else:
+                y = torch.nn.functional.conv2d(x, self.w, stride=c.stride, padding=c.padding,
+                                               dilation=c.dilation, groups=c.groups)
+            y = y.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)   # (rows, H, W, C) view
+        return _ChannelsLast(y.numpy().reshape(*lead, c.out_size), self.order)
+
+
+_IN_ORDER = np.zeros(0, dtype=np.int64)
+
+
+@dataclass
+class _ChannelsLast:
+    """A convolution's exact sums as it computed them: float32 (batch, T, H * W * C), channels last.
+    ``order[j]``: where neuron j of the graph's (C, H, W) order is; ``kernels.lif_layer`` reads them
+    so, :meth:`chw` transposes (where they must be added to other sums)."""
+
+    sums: np.ndarray
+    order: np.ndarray
+
+    def chw(self) -> np.ndarray:
+        lead, n = self.sums.shape[:2], self.sums.shape[2]
+        return self.sums.reshape(-1, n)[:, self.order].astype(np.int32).reshape(*lead, n)
+
+
 def _combine(parts: list[tuple[np.ndarray, int, int]]) -> tuple[np.ndarray, int, int]:
     """Several precomputed inputs of one population -> one int64 sum (mul 1, exp 0)."""
     if len(parts) == 1:
@@ -138,13 +212,19 @@ class FastEngine:
                             if syn.name in self.delayed}
         convs = [syn for pop in self.populations for syn, _ in pop.inputs if isinstance(syn, QConv)]
         self.fans = {c.name: fan_out(c) for c in convs}
+        self.convs = {c.name: _Conv(c, graded if src == self.input.name else 1)
+                      for pop in self.populations for c, src in pop.inputs if isinstance(c, QConv)}
         self.taps = {c.name: np.ascontiguousarray(c.weight.transpose(1, 2, 3, 0).astype(
             np.int32 if conv_bound(c, graded if src == self.input.name else 1) < 2**31 else np.int64))
             for pop in self.populations for c, src in pop.inputs if isinstance(c, QConv)}
 
     def run(self, inputs: np.ndarray, keep: Collection[str] | None = None) -> HwSimResult:
         """``keep`` as in :meth:`HwSim.run`."""
-        x = self.input.check_values(inputs)
+        if isinstance(inputs, np.ndarray) and inputs.dtype == bool and not self.input.bits:
+            self.input.check_values(inputs[:0])   # the same refusals (shape); no copy of the whole train
+            x = inputs
+        else:
+            x = self.input.check_values(inputs)
         step = max(1, int(self.chunk)) if self.chunk else chunk_size(self.graph, x.shape[1], DEFAULT_CHUNK)
         if len(x) <= step:
             return self._run_chunk(x, keep)
@@ -193,9 +273,9 @@ class FastEngine:
                     top = 1 if train.dtype == bool else max(1, int(np.abs(train).max(initial=0)))
                     ff.pre.append((y if conv_bound(syn, top) < 2**23 else wrap24(y), 1, 0))
                 else:
-                    ff.pre.append((conv_input(train, syn), 1, 0))
+                    ff.pre.append((self.convs[syn.name](train), 1, 0))
                 fan = self.fans[syn.name]
-                per_input = (train != 0).sum(axis=0, dtype=np.int64)       # (T, n_in)
+                per_input = kernels.nonzero_per_input(train.view(np.uint8) if train.dtype == bool else train)
                 ff.synops[1:] += (per_input @ fan)[:-1]
                 ff.synapses += int(fan.sum())
                 continue
@@ -239,13 +319,19 @@ class FastEngine:
         assert isinstance(neu, QCubaLIF)
         ff = self._feedforward(pop, pop.inputs, trains, counts, steps, True)
         rows = ff.rows if ff.rows is not None else np.zeros((0, neu.size), dtype=np.int32)
-        p, mul, exp = _combine(ff.pre) if ff.pre else (_NONE, 1, 0)
+        order = _IN_ORDER
+        if len(ff.pre) == 1 and isinstance(ff.pre[0][0], _ChannelsLast):
+            p, mul, exp = ff.pre[0][0].sums, 1, 0         # read in the conv's order: no transposing pass
+            order = ff.pre[0][0].order
+        else:
+            ff.pre = [(a.chw() if isinstance(a, _ChannelsLast) else a, m, e) for a, m, e in ff.pre]
+            p, mul, exp = _combine(ff.pre) if ff.pre else (_NONE, 1, 0)
         fmt = neu.fmt
         bias = shift_signed(neu.bias_mant.astype(np.int64), neu.bias_exp)
         out, v, active, nspk, _ = kernels.lif_layer(
             p, mul, exp, ff.events, rows, ff.ev_exp, np.ascontiguousarray(bias, dtype=np.int64),
             fmt.decay_unity - neu.du, fmt.decay_unity - neu.dv, int(np.log2(fmt.decay_unity)),
-            fmt.act_shift, fmt.state_max, fmt.state_max - 1, int(neu.vth) << fmt.vth_shift)
+            fmt.act_shift, fmt.state_max, fmt.state_max - 1, int(neu.vth) << fmt.vth_shift, order)
         return out, v, active, nspk, ff.synops, ff.synapses
 
     def _recurrent_block(self, block: tuple[Population, ...], trains: dict[str, np.ndarray],
@@ -269,6 +355,7 @@ class FastEngine:
                 events, ev_exp, ev_at = np.ascontiguousarray(ff.events), ff.ev_exp, int(seg[q])
                 ev_rows, ev_mul = (ff.int8, ff.mul) if ff.int8 is not None else (ff.rows, 1)
             if ff.pre:
+                ff.pre = [(a.chw() if isinstance(a, _ChannelsLast) else a, m, e) for a, m, e in ff.pre]
                 arr, pre_mul[q], pre_exp[q] = _combine(ff.pre)
                 pre_at[q] = width
                 width += sizes[q]

@@ -31,8 +31,8 @@ _JIT = dict(nogil=True, cache=True, error_model="numpy")  # exact integer code: 
 @numba.njit(inline="always")
 def _rtz(x: np.int64, n: np.int64) -> np.int64:
     """sign(x) * (|x| >> n): Lava's decay rounding (SP/lava/proc/lif/models.py:145-171)."""
-    q = abs(x) >> n
-    return q if x >= 0 else -q
+    m = x >> 63                       # 0 or -1: branch-free, so the neuron loops vectorise
+    return ((((x ^ m) - m) >> n) ^ m) - m
 
 
 @numba.njit(inline="always")
@@ -54,16 +54,14 @@ def _step(acc: np.ndarray, u: np.ndarray, v: np.ndarray, bias: np.ndarray, keep_
         vj = v[j]
         active += (a != 0) | (uj != 0) | (vj != 0)
         uj = _wrap32(_rtz(uj * keep_u, shift) + _wrap32(a << act_shift))
-        if uj > top:            # wrap once: '>' then '<=' (SP/lava/proc/lif/models.py:163-171)
-            uj -= wrap
-        if uj <= -top:
-            uj += wrap
+        uj -= wrap * (uj > top)              # wrap once: '>' then '<=' (SP/lava/proc/lif/models.py:163-171)
+        uj += wrap * (uj <= -top)
         vj = _wrap32(_rtz(vj * keep_v, shift) + uj + bias[j])
         vj = min(max(vj, -vmax), vmax)       # v saturates (l.174-186)
         s = vj > vth                         # strict '>' (l.207-208)
         out[j] = s
         u[j] = uj
-        v[j] = 0 if s else vj
+        v[j] = vj * (1 - s)                  # reset to 0 (branch-free: the loop vectorises)
     return active
 
 
@@ -101,7 +99,8 @@ def _add_event_rows(ev: np.ndarray, weight_t: np.ndarray, acc: np.ndarray, words
 @numba.njit(parallel=True, **_JIT)
 def lif_layer(pre: np.ndarray, pre_mul: int, pre_exp: int, events: np.ndarray, weight_t: np.ndarray,
               weight_exp: int, bias: np.ndarray, keep_u: int, keep_v: int, shift: int, act_shift: int,
-              top: int, vmax: int, vth: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+              top: int, vmax: int, vth: int, order: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Run one population over (batch, T); its synaptic input arrives by two optional paths.
 
     ``pre`` (batch, T, n), int32 or int64: synaptic sums computed elsewhere (a GEMM or a
@@ -112,7 +111,8 @@ def lif_layer(pre: np.ndarray, pre_mul: int, pre_exp: int, events: np.ndarray, w
     ``events`` (batch, T, n_in): spikes or graded values of one dense synapse, taken event by event
     with ``weight_t`` = W.T (n_in, n): only the rows of inputs that are non-zero are added (the
     event-driven path, which pays when activity is sparse). Shape (0, 0, 0) for none.
-    The delay is applied here: a[t] = W s[t-1], a[0] = 0.
+    The delay is applied here: a[t] = W s[t-1], a[0] = 0. ``order`` (n,) int64: neuron j reads
+    ``pre[..., order[j]]`` (a convolution's channels-last sums, no transposing pass); empty: in order.
 
     Returns spikes (batch, T, n) bool, v after the last step (batch, n) int64, and per (batch, T):
     active neurons, output spikes, non-zero inputs of the event synapse.
@@ -128,33 +128,48 @@ def lif_layer(pre: np.ndarray, pre_mul: int, pre_exp: int, events: np.ndarray, w
     active = np.zeros((batch, steps), dtype=np.int64)
     nspk = np.zeros((batch, steps), dtype=np.int64)
     nev = np.zeros((batch, steps), dtype=np.int64)
+    # a shift by a signed exponent, branch-free: (x << left) >> right, one of them 0 (floor right shift)
+    p_left, p_right = max(pre_exp, 0), max(-pre_exp, 0)
+    e_left, e_right = max(weight_exp, 0), max(-weight_exp, 0)
+    wrap = 2 * top
+    has_order = order.shape[0] > 0
+    zero_row = np.zeros(pre.shape[2] if has_pre else n, dtype=pre.dtype)  # before the first step, or no GEMM
     for b in numba.prange(batch):
         u = np.zeros(n, dtype=np.int64)
         v = np.zeros(n, dtype=np.int64)
-        acc = np.zeros(n, dtype=weight_t.dtype)
-        a = np.zeros(n, dtype=np.int64)
+        acc = np.zeros(n, dtype=weight_t.dtype)     # the event synapse's sum; 0 without one
+        gathered = np.zeros(n if has_order else 0, dtype=pre.dtype)
         for t in range(steps):
-            a[:] = 0
-            if has_pre and t > 0:
-                row = pre[b, t - 1]
-                if pre_exp >= 0:
-                    for j in range(n):
-                        a[j] = (np.int64(row[j]) * pre_mul) << pre_exp
-                else:
-                    for j in range(n):
-                        a[j] = (np.int64(row[j]) * pre_mul) >> -pre_exp
             if has_ev and t > 0:
                 acc[:] = 0
                 nev[b, t] = _add_event_rows(events[b, t - 1], weight_t, acc, words)
-                if weight_exp >= 0:
-                    for j in range(n):
-                        a[j] += np.int64(acc[j]) << weight_exp
-                else:
-                    for j in range(n):
-                        a[j] += np.int64(acc[j]) >> -weight_exp
+            # one fused, branch-free pass per step (input, u, v, spike, counts): the state stays in
+            # registers and the loop vectorises; _step's arithmetic, line for line
+            row = pre[b, t - 1] if has_pre and t > 0 else zero_row
             s = out[b, t]
-            active[b, t] = _step(a, u, v, bias, keep_u, keep_v, shift, act_shift, top, vmax, vth, s)
-            nspk[b, t] = np.count_nonzero(s)
+            act = 0
+            cnt = 0
+            if has_order and has_pre and t > 0:    # ``pre`` in another neuron order (a conv's channels last)
+                for j in range(n):
+                    gathered[j] = row[order[j]]
+                row = gathered
+            for j in range(n):
+                x = (((np.int64(row[j]) * pre_mul) << p_left) >> p_right) + ((np.int64(acc[j]) << e_left) >> e_right)
+                uj = u[j]
+                vj = v[j]
+                act += (x != 0) | (uj != 0) | (vj != 0)
+                uj = _wrap32(_rtz(uj * keep_u, shift) + _wrap32(x << act_shift))
+                uj -= wrap * (uj > top)
+                uj += wrap * (uj <= -top)
+                vj = _wrap32(_rtz(vj * keep_v, shift) + uj + bias[j])
+                vj = min(max(vj, -vmax), vmax)
+                sp = vj > vth
+                s[j] = sp
+                cnt += sp
+                u[j] = uj
+                v[j] = vj * (1 - sp)
+            active[b, t] = act
+            nspk[b, t] = cnt
         v_final[b] = v
     return out, v_final, active, nspk, nev
 
@@ -192,6 +207,49 @@ def nonzero_counts(x: np.ndarray) -> np.ndarray:
                 c += x[b, t, i] != 0
             counts[b, t] = c
     return counts
+
+
+@numba.njit(parallel=True, **_JIT)
+def nonzero_per_input(x: np.ndarray) -> np.ndarray:
+    """Non-zero entries per (T, input) of (batch, T, n), summed over the batch (a conv's synaptic ops)."""
+    batch, steps, n = x.shape
+    counts = np.zeros((steps, n), dtype=np.int64)
+    for t in numba.prange(steps):
+        c = counts[t]
+        for b in range(batch):
+            row = x[b, t]
+            for i in range(n):
+                c[i] += row[i] != 0
+    return counts
+
+
+@numba.njit(parallel=True, **_JIT)
+def pooled_nhwc(x: np.ndarray, in_shape: tuple[int, int, int], pad: tuple[int, int], f: int) -> np.ndarray:
+    """A convolution's input (rows, C * H * W) in (C, H, W) order (spikes or graded values) ->
+    float32 (rows, Hq, Wq, C), channels last: zero-padded by ``pad`` and summed over f x f blocks
+    (``Hq = (H + 2 pad) // f``; f = 1 with pad (0, 0): a copy in channels-last order). One pass,
+    exact (small integers), only the non-zero inputs touched."""
+    rows = x.shape[0]
+    c_n, h, w = in_shape
+    ph, pw = pad
+    hq, wq = (h + 2 * ph) // f, (w + 2 * pw) // f
+    out = np.zeros((rows, hq, wq, c_n), dtype=np.float32)
+    for r in numba.prange(rows):
+        src = x[r]
+        dst = out[r]
+        for c in range(c_n):
+            for y in range(h):
+                qy = (y + ph) // f
+                if qy >= hq:
+                    continue
+                base = (c * h + y) * w
+                for xx in range(w):
+                    v = src[base + xx]
+                    if v != 0:
+                        qx = (xx + pw) // f
+                        if qx < wq:
+                            dst[qy, qx, c] += v
+    return out
 
 
 @numba.njit(parallel=True, **_JIT)

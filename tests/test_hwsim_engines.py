@@ -86,7 +86,7 @@ def test_events_are_taken_where_activity_is_sparse() -> None:
     x = rng.random((3, 20, 64)) < 0.01
     out, _, _, _, nev = kernels.lif_layer(np.zeros((0, 0, 0), np.int64), 1, 0, x.view(np.uint8),
                                           np.ascontiguousarray(w.T.astype(np.int32)), 0, np.zeros(7, np.int64),
-                                          4096 - 4096, 4096, 12, 6, 2**23, 2**23 - 1, 1 << 6)
+                                          4096 - 4096, 4096, 12, 6, 2**23, 2**23 - 1, 1 << 6, np.zeros(0, np.int64))
     np.testing.assert_array_equal(nev[:, 1:], x[:, :-1].sum(axis=2))
     np.testing.assert_array_equal(out, HwSim.from_graph(g).run(x, engine="torch").spikes["lif"])
 
@@ -137,3 +137,42 @@ def test_snn_run_refuses_bad_options_clearly(digits_artifact: Path, capsys: pyte
     assert run_main([str(digits_artifact), *args]) != 0
     err = capsys.readouterr().err
     assert expect in err and "Traceback" not in err
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.sampled_from([1, 2, 3]), st.integers(1, 3), st.integers(0, 5),
+       st.sampled_from([1, 2]), st.sampled_from([0, 3]), st.sampled_from([60, 2000]))
+def test_dense_conv_path_pool_factored_and_channels_last(seed: int, f: int, k: int, pad: int, groups: int,
+                                                         bits: int, wmax: int) -> None:
+    """The numba engine's dense convolutions (fast._Conv): a sum pool folded into a conv (blocks of
+    f x f equal weights, stride f) taken apart again, sums read channels last by the kernel or
+    transposed where a population adds a second input, graded input, and sums too large for float32
+    (then sim.conv_input) -- equal to the torch engine, spike for spike and count for count."""
+    from snnc.compiler.ir import Input, Output, QConv, QCubaLIF, QDense
+    from snnc.hwsim.fast import pool_factor
+
+    rng = np.random.default_rng(seed)
+    c_in, c_out = 2 * groups, 3 * groups
+    h, w = int(rng.integers(k * f, 13)), int(rng.integers(k * f, 13))
+    small = rng.integers(-wmax, wmax + 1, (c_out, c_in // groups, k, k))
+    weight = np.repeat(np.repeat(small, f, axis=2), f, axis=3)
+    c1 = QConv("c1", weight, (c_in, h, w), (f, f), (pad, pad), groups=groups)
+    assert pool_factor(c1) == (f if f > 1 else 1)
+    if f > 1:   # one weight off the block pattern: an ordinary strided conv
+        odd = weight.copy()
+        odd[0, 0, 0, 0] += 2
+        assert pool_factor(QConv("odd", odd, (c_in, h, w), (f, f), (pad, pad), groups=groups)) == 1
+    l1 = QCubaLIF("lif1", c1.out_size, 2000, 300, 40, rng.integers(-3, 4, c1.out_size), shape=c1.out_shape)
+    k2 = min(2, *c1.out_shape[1:])
+    c2 = QConv("c2", rng.integers(-60, 61, (4, c_out, k2, k2)), c1.out_shape)
+    d2 = QDense("d2", rng.integers(-60, 61, (c2.out_size, c1.out_size)) * 2)
+    l2 = QCubaLIF("lif2", c2.out_size, 1000, 100, 30, np.zeros(c2.out_size, np.int64), shape=c2.out_shape)
+    src = Input("input", (c_in, h, w), bits=bits)
+    nodes = [src, c1, l1, c2, d2, l2, Output("output")]
+    graph = Graph.build(nodes, [("input", "c1"), ("c1", "lif1"), ("lif1", "c2"), ("c2", "lif2"), ("lif1", "d2"),
+                                ("d2", "lif2"), ("lif2", "output")])
+    x = spikes_of(graph, rng, 3, 7)
+    torch_run = HwSim.from_graph(graph).run(x, engine="torch")
+    for density in (0.0, 1.1):     # every conv dense (this path), and by events
+        assert_same_result(FastEngine(graph, conv_event_density=density).run(x), torch_run)
+    assert_same_result(FastEngine(graph, chunk=2).run(x), torch_run)
