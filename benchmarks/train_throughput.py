@@ -1,6 +1,10 @@
-"""Training throughput of snnc vs snnTorch and SpikingJelly on the 784-256-10 LIF MLP (CPU).
+"""Training throughput of snnc vs snnTorch and SpikingJelly on the 784-256-10 LIF MLP and LeNet (CPU).
 
     python benchmarks/train_throughput.py [--timesteps 25 100] [--batch 128] [--steps N] [--json]
+    python benchmarks/train_throughput.py --models lenet --lenet-timesteps 25 100   # LeNet only
+
+The last lines print, per model and T, snnc-hw's samples/s over SpikingJelly's beside issue 22's goal
+(hardware-exact >= 1.2x SpikingJelly on the MLP, >= 1x on LeNet).
 
 One training step = forward + loss + backward + Adam step, batch 128, torch threads = the machine's
 cores. Rate-coded input spikes are drawn once before timing, for every library alike, so input
@@ -16,6 +20,14 @@ beside it as the baseline. Compared:
 * ``spikingjelly``: SpikingJelly 2.0.0 ``activation_based`` ``layer.Linear`` + ``neuron.LIFNode``
   (tau 5, i.e. keep 0.8) in multi-step mode 'm' (on CPU its torch implementation),
   ``functional.reset_net`` after every step, cross-entropy on spike counts.
+
+LeNet (``--models lenet``): snnc's zoo ``lenet`` (``--arch lenet``: 20C5p2-P2-50C5p2-P2-FC200-10 on
+1x28x28; the first P2 a SumPool, the second a SpikingPool: 2x2 depthwise stride-2 synapses into LIF
+neurons, as the zoo builds it for a 784-pixel input), against SpikingJelly with the same layers: Conv2d +
+LIFNode, AvgPool2d (SumPool up to a factor 4 in the next weights), Conv2d + LIFNode, depthwise 2x2 stride-2
+Conv2d + LIFNode, Linear 2450-200 + LIFNode, Linear 200-10 + LIFNode; same input spikes, T and batch.
+Its rows are under ``lenet_rows`` in the JSON (``rows`` stay the MLP's); its default T is 25 only
+(``--lenet-timesteps``; a LeNet step is ~50x an MLP step), best of ``--lenet-repeats`` (default 3).
 
 snnc's neurons are CUBA-LIF (a synaptic current and a membrane: two states per neuron), the others'
 plain LIF (one state); snnc's loss is the rule's own (stbp-rect: rate MSE). Timing: ``--warmup``
@@ -36,7 +48,10 @@ import time
 from typing import Any, Callable
 
 LIBRARIES = ("snnc-hw", "snnc-float", "snntorch", "spikingjelly")
+LENET_LIBRARIES = ("snnc-hw", "snnc-float", "spikingjelly")
 SIZES = (784, 256, 10)
+#: issue 22: hardware-exact training's samples/s over SpikingJelly's, at least
+GOALS = {"mlp": 1.2, "lenet": 1.0}
 
 
 def _rss_mib() -> float:
@@ -56,14 +71,19 @@ def _inputs(batch: int, steps: int, seed: int = 0) -> tuple[Any, Any]:
     return x, y
 
 
-def _snnc_step(hardware_exact: bool, x: Any, y: Any) -> Callable[[], None]:
+def _snnc_step(hardware_exact: bool, x: Any, y: Any, model_name: str = "mlp") -> Callable[[], None]:
     import torch
 
     from snnc.models import train as snnc_train
-    from snnc.models.network import mlp
+    from snnc.models.network import conv_arch, mlp
     from snnc.models.rules import make_rule
 
-    model = mlp(SIZES[0], SIZES[-1], hidden=SIZES[1:-1], hardware_exact=hardware_exact, rule=make_rule("stbp-rect"))
+    if model_name == "lenet":
+        model = conv_arch("lenet")(SIZES[0], SIZES[-1], input_shape=(1, 28, 28), hardware_exact=hardware_exact,
+                                   rule=make_rule("stbp-rect"))
+    else:
+        model = mlp(SIZES[0], SIZES[-1], hidden=SIZES[1:-1], hardware_exact=hardware_exact,
+                    rule=make_rule("stbp-rect"))
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=5e-3)
     if hasattr(snnc_train, "train_step"):
@@ -143,15 +163,46 @@ def _spikingjelly_step(x: Any, y: Any) -> Callable[[], None]:
     return step
 
 
-def worker(lib: str, timesteps: int, batch: int, steps: int, repeats: int, warmup: int) -> dict[str, Any]:
+def _spikingjelly_lenet_step(x: Any, y: Any) -> Callable[[], None]:
+    """SpikingJelly with snnc's zoo LeNet's layers (see the module docstring), multi-step mode."""
+    import torch
+    from spikingjelly.activation_based import functional, layer, neuron
+    from torch import nn
+
+    def lif() -> nn.Module:
+        return neuron.LIFNode(tau=5.0)
+
+    net = nn.Sequential(layer.Conv2d(1, 20, 5, padding=2), lif(), layer.AvgPool2d(2),
+                        layer.Conv2d(20, 50, 5, padding=2), lif(),
+                        layer.Conv2d(50, 50, 2, stride=2, groups=50, bias=False), lif(),
+                        layer.Flatten(), layer.Linear(50 * 7 * 7, 200), lif(), layer.Linear(200, SIZES[-1]), lif())
+    functional.set_step_mode(net, "m")
+    opt = torch.optim.Adam(net.parameters(), lr=5e-3)
+    xt = x.transpose(0, 1).reshape(x.shape[1], x.shape[0], 1, 28, 28).contiguous()
+
+    def step() -> None:
+        loss = torch.nn.functional.cross_entropy(net(xt).sum(0), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        functional.reset_net(net)
+
+    return step
+
+
+def worker(lib: str, timesteps: int, batch: int, steps: int, repeats: int, warmup: int,
+           model: str = "mlp") -> dict[str, Any]:
     """Measure one library in this process -> its result row."""
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
     x, y = _inputs(batch, timesteps)
     builders: dict[str, Callable[[], Callable[[], None]]] = {
-        "snnc-hw": lambda: _snnc_step(True, x, y), "snnc-float": lambda: _snnc_step(False, x, y),
-        "snntorch": lambda: _snntorch_step(x, y), "spikingjelly": lambda: _spikingjelly_step(x, y)}
+        "snnc-hw": lambda: _snnc_step(True, x, y, model), "snnc-float": lambda: _snnc_step(False, x, y, model),
+        "snntorch": lambda: _snntorch_step(x, y),
+        "spikingjelly": lambda: _spikingjelly_lenet_step(x, y) if model == "lenet" else _spikingjelly_step(x, y)}
+    if model == "lenet" and lib not in LENET_LIBRARIES:
+        raise ValueError(f"no LeNet for {lib}")
     step = builders[lib]()
     baseline = _rss_mib()
     for _ in range(warmup):
@@ -162,19 +213,20 @@ def worker(lib: str, timesteps: int, batch: int, steps: int, repeats: int, warmu
         for _ in range(steps):
             step()
         runs.append(batch * steps / (time.perf_counter() - t0))
-    return {"library": lib, "timesteps": timesteps, "batch": batch, "samples_per_s": max(runs),
+    return {"library": lib, "model": model, "timesteps": timesteps, "batch": batch, "samples_per_s": max(runs),
             "samples_per_s_median": statistics.median(runs), "runs": runs,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "baseline_rss_mib": baseline, "threads": torch.get_num_threads()}
 
 
-def _run_worker(lib: str, t: int, args: argparse.Namespace) -> dict[str, Any]:
+def _run_worker(lib: str, t: int, args: argparse.Namespace, model: str = "mlp") -> dict[str, Any]:
+    repeats = args.lenet_repeats if model == "lenet" else args.repeats
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", lib, "--timesteps", str(t),
-           "--batch", str(args.batch), "--steps", str(args.steps), "--repeats", str(args.repeats),
-           "--warmup", str(args.warmup)]
+           "--batch", str(args.batch), "--steps", str(args.steps), "--repeats", str(repeats),
+           "--warmup", str(args.warmup), "--models", model]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
-        return {"library": lib, "timesteps": t, "error": done.stderr.strip().splitlines()[-1:]}
+        return {"library": lib, "model": model, "timesteps": t, "error": done.stderr.strip().splitlines()[-1:]}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -227,6 +279,20 @@ def ratios(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
+def goals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (model, T): snnc-hw's samples/s over SpikingJelly's, beside issue 22's goal."""
+    out = []
+    for model in ("mlp", "lenet"):
+        for t in sorted({r["timesteps"] for r in rows if r.get("model", "mlp") == model}):
+            got = {r["library"]: r["samples_per_s"] for r in rows
+                   if r.get("model", "mlp") == model and r["timesteps"] == t and "error" not in r}
+            if "snnc-hw" in got and "spikingjelly" in got:
+                ratio = got["snnc-hw"] / got["spikingjelly"]
+                out.append({"model": model, "timesteps": t, "ratio_hw_over_spikingjelly": ratio,
+                            "goal": GOALS[model], "met": ratio >= GOALS[model]})
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--timesteps", type=int, nargs="+", default=[25, 100])
@@ -236,27 +302,44 @@ def main(argv: list[str] | None = None) -> int:
                    help="timed runs; the best counts (default 8: the best single step of 8, robust to a busy machine)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--libraries", nargs="+", default=list(LIBRARIES), choices=LIBRARIES)
+    p.add_argument("--models", nargs="+", default=["mlp", "lenet"], choices=["mlp", "lenet"],
+                   help="networks to train (default both; LeNet: snnc-hw, snnc-float and SpikingJelly only)")
+    p.add_argument("--lenet-timesteps", type=int, nargs="+", default=[25])
+    p.add_argument("--lenet-repeats", type=int, default=3)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--worker", choices=LIBRARIES, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.worker, args.timesteps[0], args.batch, args.steps, args.repeats, args.warmup)))
+        print(json.dumps(worker(args.worker, args.timesteps[0], args.batch, args.steps, args.repeats, args.warmup,
+                                args.models[0])))
         return 0
-    rows = [_run_worker(lib, t, args) for t in args.timesteps for lib in args.libraries]
+    rows = ([_run_worker(lib, t, args) for t in args.timesteps for lib in args.libraries]
+            if "mlp" in args.models else [])
+    lenet_rows = ([_run_worker(lib, t, args, "lenet") for t in args.lenet_timesteps for lib in args.libraries
+                   if lib in LENET_LIBRARIES] if "lenet" in args.models else [])
     result = {"machine": {"cpu": _cpu_name(), "cores": os.cpu_count(),
                           "python": platform.python_version(), **_versions()},
               "batch": args.batch, "steps": args.steps, "repeats": args.repeats, "rows": rows,
-              "ratio_snnc_over_fastest_other": ratios(rows)}
+              "ratio_snnc_over_fastest_other": ratios(rows), "lenet_rows": lenet_rows,
+              "lenet_repeats": args.lenet_repeats, "goals": goals(rows + lenet_rows)}
     if args.json:
         print(json.dumps(result))
         return 0
     m = result["machine"]
     print(f"{m['cpu']}, {m['cores']} cores, torch {m['torch']}, snntorch {m['snntorch']}, spikingjelly {m['spikingjelly']}; "
           f"batch {args.batch}, best of {args.repeats} x {args.steps} steps")
-    print(_table(rows))
+    if rows:
+        print("MLP 784-256-10")
+        print(_table(rows))
     for t, r in result["ratio_snnc_over_fastest_other"].items():
         print(f"T={t}: " + ", ".join(f"{k} / {r['fastest_other']} = {v:.2f}" for k, v in r.items()
                                      if k != "fastest_other"))
+    if lenet_rows:
+        print(f"LeNet 20C5p2-P2-50C5p2-P2-FC200-10 (best of {args.lenet_repeats})")
+        print(_table(lenet_rows))
+    for g in result["goals"]:
+        print(f"{g['model']} T={g['timesteps']}: snnc-hw / spikingjelly = {g['ratio_hw_over_spikingjelly']:.2f} "
+              f"(goal >= {g['goal']:g}: {'met' if g['met'] else 'NOT met'})")
     return 0
 
 

@@ -79,6 +79,54 @@ class ConvSynapses:
         return y.reshape(b, t, -1)
 
 
+def _exact_in_float32(x: torch.Tensor, w_int: torch.Tensor, geom: ConvSynapses) -> bool:
+    """Whether float32 computes ``conv(W_int, x)`` exactly and Lava's 24-bit wrap cannot trigger:
+    integer-valued inputs and every partial sum of magnitude below 2**23 (bounded by max |x| max |W|
+    times the fan-in). Integers below 2**24 are exact in float32 in any summation order."""
+    if x.numel() == 0 or w_int.numel() == 0:
+        return False
+    fan_in = w_int.shape[1] * w_int.shape[2] * w_int.shape[3]
+    xd = x.detach()
+    lo, hi = torch.aminmax(xd)
+    bound = max(-float(lo), float(hi)) * float(w_int.detach().abs().max()) * fan_in
+    return bound < 2.0**23 and bool((xd == xd.trunc()).all())
+
+
+class _ExactConv(torch.autograd.Function):
+    """Hardware-exact conv synapses ``delay(conv(W_int, x))`` (float64 out) for integer inputs whose sums
+    provably stay below 2**23 (:func:`_exact_in_float32`): the forward as one float32 convolution (exact,
+    so bit-identical to the float64 one, and no 24-bit wrap to apply), the backward in float64 as autograd
+    computes it for the float64 convolution (``torch.nn.grad``)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor, geom: ConvSynapses) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x, w)
+        ctx.geom = geom
+        b, t = x.shape[:2]
+        y = geom(x[:, :-1].to(torch.float32), w.to(torch.float32))
+        out = torch.empty(b, t, y.shape[-1], dtype=torch.float64, device=x.device)
+        out[:, 0].zero_()
+        out[:, 1:].copy_(y)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        x, w = ctx.saved_tensors
+        geom = ctx.geom
+        b, t = x.shape[:2]
+        g = grad[:, 1:].to(torch.float64).reshape(b * (t - 1), *geom.out_shape)
+        kw = dict(stride=geom.stride, padding=geom.padding, dilation=geom.dilation, groups=geom.groups)
+        grad_x = grad_w = None
+        w64 = w.detach().to(torch.float64)
+        if ctx.needs_input_grad[0]:
+            gx = torch.nn.grad.conv2d_input((b * (t - 1), *geom.in_shape), w64, g, **kw)
+            grad_x = torch.nn.functional.pad(gx.reshape(b, t - 1, -1), (0, 0, 0, 1)).to(x.dtype)
+        if ctx.needs_input_grad[1]:
+            xs = x.detach()[:, :-1].to(torch.float64).reshape(b * (t - 1), *geom.in_shape)
+            grad_w = torch.nn.grad.conv2d_weight(xs, w.shape, g, **kw).to(w.dtype)
+        return grad_x, grad_w, None
+
+
 class CubaConv(CubaNeurons):
     """2-D convolution synapses into a (C, H, W) population of CUBA-LIF neurons: one deployable layer.
 
@@ -178,7 +226,10 @@ class CubaConv(CubaNeurons):
         """One conv synapse's input to these neurons for every step (one-step delay included):
         ``wrap24(conv(W_int, s[t-1]))`` in hardware-exact mode, where W_int uses this population's scale."""
         if hardware_exact:
-            return wrap24_ste(delay_one_step(geom(x.double(), weight_to_int(weight.double(), self.weight_scale))))
+            w_int = weight_to_int(weight.double(), self.weight_scale)
+            if x.device.type == "cpu" and _exact_in_float32(x, w_int, geom):
+                return _ExactConv.apply(x, w_int, geom)          # wrap24 provably the identity
+            return wrap24_ste(delay_one_step(geom(x.double(), w_int)))
         return delay_one_step(geom(x.to(weight.dtype), weight))
 
     def traces(self, s_in: torch.Tensor, rule: Rule, hardware_exact: bool,

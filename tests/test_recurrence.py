@@ -132,3 +132,150 @@ def test_float_synapses_equal_delayed_matmul() -> None:
     w = torch.randn(5, 20, generator=g)
     assert torch.allclose(float_synapses(x, w), delay_one_step(x) @ w.t(), rtol=1e-6, atol=1e-6)
     assert torch.equal(float_synapses(x, w)[:, 0], torch.zeros(3, 5))
+
+
+# --- the numba kernels of the hardware-exact hot path (recurrence.USE_KERNELS) against the torch code ---
+
+def _run_fused(a0: torch.Tensor, b0: torch.Tensor | float, c: CubaConstants, rule_name: str, kernels: bool,
+               monkeypatch: pytest.MonkeyPatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    monkeypatch.setattr(recurrence, "USE_KERNELS", kernels)
+    a = a0.clone().requires_grad_()
+    b = b0.clone().requires_grad_() if isinstance(b0, torch.Tensor) else b0
+    out = cuba_recurrence(a, b, c, make_rule(rule_name))
+    upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(2), dtype=out.dtype)
+    (out * upstream).sum().backward()
+    return out.detach(), a.grad, (b.grad if isinstance(b, torch.Tensor) else None)
+
+
+@pytest.mark.parametrize("rule_name", STEP_RULES)
+@pytest.mark.parametrize("regime", ["normal", "extreme"])
+@pytest.mark.parametrize("spiking", [True, False])
+def test_kernels_equal_the_torch_recurrence(rule_name: str, regime: str, spiking: bool,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forward bit for bit (spikes or v, and what the backward keeps: v before the reset, the clip mask),
+    gradients within float64 rounding, for every rule (STBPRect's surrogate inside the kernel, the
+    others' from their torch code; rules with a temporal term keep the torch backward)."""
+    if recurrence._kernels() is None:
+        pytest.skip("numba missing")
+    a0, b0, du, dv, vth, unit = _case(regime, True, seed=len(rule_name) + 7)
+    c = _constants(rule_name, True, spiking, du, dv, vth, unit)
+    calls: list[str] = []
+    forward_kernel, backward_kernel = recurrence._forward_kernel, recurrence._backward_kernel
+    monkeypatch.setattr(recurrence, "_forward_kernel", lambda *a: calls.append("f") or forward_kernel(*a))
+    monkeypatch.setattr(recurrence, "_backward_kernel", lambda *a: calls.append("b") or backward_kernel(*a))
+    got = _run_fused(a0, b0, c, rule_name, True, monkeypatch)
+    assert calls[0] == "f" and (("b" in calls) == recurrence._no_temporal_term(make_rule(rule_name)))
+    want = _run_fused(a0, b0, c, rule_name, False, monkeypatch)
+    assert torch.equal(got[0], want[0])
+    for new, ref in zip(got[1:], want[1:]):
+        assert torch.allclose(new, ref, rtol=1e-12, atol=1e-13 * float(ref.abs().max()) + 1e-300)
+    monkeypatch.setattr(recurrence, "USE_KERNELS", True)
+    k = recurrence._kernels()
+    vpre, spikes = a0.new_empty(a0.shape), torch.empty(a0.shape, dtype=torch.bool)
+    kept = recurrence._forward_kernel(k, a0, recurrence._bias_vector(b0 * c.b_scale, a0.shape[2], a0), b0, c,
+                                      LOIHI_FIXED_POINT, vpre, spikes)
+    monkeypatch.setattr(recurrence, "USE_KERNELS", False)
+    ref = recurrence._forward(a0, b0, c, LOIHI_FIXED_POINT)
+    for x, y in zip(kept, ref):
+        assert (x is None and y is None) or torch.equal(x, y)
+    assert (ref[3] is not None) == (regime == "extreme")       # the clip mask, where the clip can trigger
+
+
+@pytest.mark.parametrize("bias", ["none", "scalar", "vector"])
+def test_kernels_take_every_bias_form(bias: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    a0, b0, du, dv, vth, unit = _case("normal", True, seed=11)
+    c = _constants("stbp-rect", True, True, du, dv, vth, unit)
+    b: torch.Tensor | float = {"none": 0.0, "scalar": 3.0, "vector": b0}[bias]
+    got, want = (_run_fused(a0, b, c, "stbp-rect", k, monkeypatch) for k in (True, False))
+    assert torch.equal(got[0], want[0]) and torch.allclose(got[1], want[1], rtol=1e-12)
+    if bias == "vector":
+        assert torch.allclose(got[2], want[2], rtol=1e-12)
+
+
+def test_unit_not_a_power_of_two_divides(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backward kernel multiplies by 1/unit only where that is exact (unit a power of two)."""
+    a0, b0, du, dv, vth, _ = _case("normal", True, seed=5)
+    for unit in (4096.0, 3000.0, 4096.0 * 3):
+        c = _constants("stbp-rect", True, True, du, dv, vth, unit)
+        got, want = (_run_fused(a0, b0, c, "stbp-rect", k, monkeypatch) for k in (True, False))
+        assert torch.equal(got[0], want[0])
+        assert torch.allclose(got[1], want[1], rtol=1e-12) and torch.allclose(got[2], want[2], rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kind", ["binary", "signed", "graded", "out-of-range", "nan", "fractional"])
+def test_integer_synapses_kernels_equal_the_torch_code(dtype: torch.dtype, kind: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The int8 path with the kernels (one-pass delay + int8 check, widening; weight gradient from the
+    int8 inputs a block of rows at a time; input gradient written in place) against the torch code and
+    the float64 matmul; inputs that are not int8 integers (128, -129, NaN, fractions) fall back."""
+    g = torch.Generator().manual_seed(1)
+    r = torch.rand(6, 13, 40, generator=g, dtype=torch.float64)
+    x = {"binary": (r < 0.3).double(), "signed": (r < 0.2).double() - (r > 0.8).double(),
+         "graded": torch.round(r * 255) - 128, "out-of-range": torch.round(r * 255) - 128,
+         "nan": (r < 0.3).double(), "fractional": r}[kind]
+    if kind == "out-of-range":
+        x[2, 5, 7], x[4, 1, 3] = 128.0, -129.0
+    if kind == "nan":
+        x[3, 4, 5] = float("nan")
+    x = x.to(dtype)
+    w = (torch.randint(-128, 128, (9, 40), generator=g) * 2).double()
+    upstream = torch.randn(6, 13, 9, generator=g, dtype=torch.float64)
+    monkeypatch.setattr(recurrence, "_WGRAD_CHUNK_ELEMENTS", 3 * 40)      # several row blocks
+    results = []
+    for kernels in (True, False):
+        monkeypatch.setattr(recurrence, "USE_KERNELS", kernels)
+        xa, wa = x.clone().requires_grad_(), w.clone().requires_grad_()
+        out = integer_synapses(xa, wa)
+        (out * upstream).sum().backward()
+        results.append((out.detach(), xa.grad, wa.grad))
+        if kind in ("binary", "signed", "graded"):
+            assert recurrence._delayed_integer_matmul(x, w, keep_int8=True)[1] is not None   # the int8 GEMM ran
+    (got, gx, gw), (want, wx, ww) = results
+    ref = delay_one_step(x.double()) @ w.t()
+    assert torch.equal(got.isnan(), want.isnan()) and torch.equal(got.nan_to_num(), want.nan_to_num())
+    if kind == "nan":
+        assert bool(got.isnan().any())
+    else:
+        assert torch.allclose(got, ref, rtol=1e-12) if kind == "fractional" else torch.equal(got, ref)
+        assert gx.dtype == dtype and torch.allclose(gx, wx, rtol=1e-12) and torch.allclose(gw, ww, rtol=1e-12)
+
+
+def test_integer_synapses_without_gradient_and_for_one_step() -> None:
+    x = (torch.rand(3, 1, 20) < 0.5).float()
+    w = (torch.randint(-128, 128, (4, 20)) * 2).double()
+    assert torch.equal(integer_synapses(x, w), torch.zeros(3, 1, 4, dtype=torch.float64))
+    x = (torch.rand(3, 6, 20) < 0.5).float()
+    assert torch.equal(integer_synapses(x, w), delay_one_step(x.double()) @ w.t())
+
+
+@pytest.mark.parametrize("case", ["spikes", "strided", "grouped", "sums", "too-large", "fractional"])
+def test_exact_float32_conv_equals_the_float64_conv(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CubaConv's hardware-exact synapses: the float32 convolution (taken where the integer sums provably
+    stay below 2**23, so exact and never wrapped at 24 bits) gives the float64 convolution's values bit for
+    bit, and its float64 backward autograd's gradients; where the bound fails or inputs are not integers,
+    the float64 convolution with the wrap runs as before."""
+    from snnc.models import conv
+
+    shape, kw = {"strided": ((4, 9, 9), dict(stride=2, padding=1)), "grouped": ((4, 8, 8), dict(groups=2))}.get(
+        case, ((3, 10, 10), dict(padding=2)))
+    g = torch.Generator().manual_seed(3)
+    torch.manual_seed(3)
+    layer = conv.CubaConv(shape, 6, 3, **kw)
+    r = torch.rand(3, 7, shape[0] * shape[1] * shape[2], generator=g, dtype=torch.float64)
+    x = {"sums": torch.round(r * 4), "too-large": torch.round(r * 255) * 64, "fractional": r}.get(case, (r < 0.3).double())
+    fast = conv._exact_in_float32(x, conv.weight_to_int(layer.weight.double(), layer.weight_scale), layer.geom)
+    assert fast == (case not in ("too-large", "fractional"))
+    results = []
+    for allow in (True, False):
+        if not allow:
+            monkeypatch.setattr(conv, "_exact_in_float32", lambda *a: False)
+        xa = x.clone().requires_grad_()
+        layer.zero_grad()
+        out = layer.synaptic_input(xa, layer.geom, layer.weight, True)
+        upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        (out * upstream).sum().backward()
+        results.append((out.detach(), xa.grad, layer.weight.grad.clone()))
+    (got, gx, gw), (want, wx, ww) = results
+    assert torch.equal(got, want) and got.dtype == torch.float64
+    assert torch.allclose(gx, wx, rtol=1e-12) and torch.allclose(gw, ww, rtol=1e-12)
