@@ -25,6 +25,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --ignore-requires-python $(LAVA)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[test]"
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps neurobench==2.3.0
+	# compile hwsim's numba kernels into numba's cache now (~1 min), not in the first snn-run (docs/performance.md, "Start-up")
+	$(BIN)/python -m snnc.hwsim.parallel --warm-up
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -4,7 +4,7 @@
 
 Runs, one after the other (never side by side: each wants the whole machine), as child processes:
 hwsim_vs_lava.py, hwsim_scaling.py, hwsim_recurrent.py, train_throughput.py, recurrent_training.py, compile_time.py,
-accuracy.py, memory_task.py, sanafe_energy.py. Writes OUT/results.json
+startup.py, accuracy.py, memory_task.py, sanafe_energy.py. Writes OUT/results.json
 (everything measured, with the machine) and OUT/hwsim_scaling.png, and prints the tables that
 docs/performance.md reproduces. ``--quick`` shrinks every run (a smoke test of the scripts).
 """
@@ -83,6 +83,10 @@ def summary(r: dict[str, Any]) -> str:
     for c in r["compile_time"]["results"]:
         lines.append(f"| {c['arch']} | {c['input_shape']} | {c['timesteps']} | {c['compile_s']:.1f} | "
                      f"{c['peak_mib']:.0f} | {c['neurons']} | {c['cores']} |")
+    if "startup" in r:
+        import startup
+
+        lines += ["", "## Start-up: what users wait for (each figure beside its goal)", "", startup.table(r["startup"])]
     lines += ["", "## Accuracy: every rule beside snnTorch and SpikingJelly (compiled, on hwsim)", "",
               accuracy.table(r["accuracy"])]
     if "memory_task" in r:
@@ -114,6 +118,7 @@ def main() -> None:
         "recurrent_training": child(args.out, "recurrent_training.py", *(["--quick"] if args.quick else [])),
         "compile_time": child(args.out, "compile_time.py", "--out", out,
                               *(["--archs", "mlp", "lenet"] if args.quick else [])),
+        "startup": child(args.out, "startup.py", "--out", str(args.out / "startup"), *(["--quick"] if args.quick else [])),
         "accuracy": child(args.out, "accuracy.py", "--out", str(args.out / "accuracy"),
                           *(["--quick"] if args.quick else [])),
         "memory_task": child(args.out, "memory_task.py", "--out", str(args.out / "memory"),

@@ -32,7 +32,8 @@ import torch
 from snnc.compiler.ir import Graph, Population, QConv
 from snnc.compiler.mapping import LayerMapping, Mapping
 from snnc.compiler.placement import Placement, place
-from snnc.hwsim.sim import HwSim, _exact_float_math, shift_signed, simulate_block, transpose_ones
+from snnc.hwsim.sim import (BlockOutput, HwSim, HwSimResult, LayerActivity, _exact_float_math, shift_signed,
+                            simulate_block, transpose_ones)
 
 TRAFFIC = ("within_tile", "ew_hops", "ns_hops", "cross_chip", "to_host")
 REACH_CHUNK = 64     # destination cores per conv_transpose when finding which cores a neuron reaches
@@ -104,6 +105,10 @@ class DetailedCounts:
     batch: int
     timesteps: int
     input_events: InputEvents | None = None   # the input under SANA-FE's definitions
+    #: the same run as hwsim's result (spikes, final v and activity of every population, as the torch
+    #: engine returns them; the engines agree bit for bit, tests/test_hwsim_engines.py), so that the
+    #: report needs no second simulation
+    result: HwSimResult | None = None
 
 
 def _per_core(x: torch.Tensor, onehot: torch.Tensor) -> np.ndarray:
@@ -170,10 +175,11 @@ def _traffic(spk: np.ndarray, reach: np.ndarray, src_core: np.ndarray | None,
 
 
 def _after_blocks(graph: Graph, trains: dict[str, torch.Tensor], shape: tuple[int, int],
-                  traces: dict[str, dict[str, torch.Tensor]]) -> Iterator[Population]:
-    """Each population once its block has run (traced, v too: SANA-FE's 'updated' reads it), in order."""
+                  traces: dict[str, dict[str, torch.Tensor]], done: dict[str, BlockOutput]) -> Iterator[Population]:
+    """Each population once its block has run (traced, v too: SANA-FE's 'updated' reads it), in order;
+    each block's outputs into ``done``."""
     for block in graph.blocks():
-        simulate_block(block, trains, shape, traces=traces, trace_v={p.name for p in block})
+        done.update(simulate_block(block, trains, shape, traces=traces, trace_v={p.name for p in block}))
         yield from block
 
 
@@ -254,8 +260,9 @@ def count(graph: Graph, mapping: Mapping, placement: Placement, inputs: np.ndarr
     traces: dict[str, dict[str, torch.Tensor]] = {p.name: {} for p in sim.populations}
     layers: list[LayerCounts] = []
     output_v = np.zeros(0)
+    done: dict[str, BlockOutput] = {}
     with _exact_float_math():
-        for pop in _after_blocks(graph, trains, (batch, steps), traces):
+        for pop in _after_blocks(graph, trains, (batch, steps), traces, done):
             neu = pop.neuron
             use = mapping.per_core[neu.name]
             cores = int(use.neurons.size)
@@ -310,7 +317,25 @@ def count(graph: Graph, mapping: Mapping, placement: Placement, inputs: np.ndarr
     spikes = {name: t.numpy() for name, t in trains.items() if name != graph.input.name}
     return DetailedCounts(layers=layers, input_traffic=input_traffic, spikes=spikes, output_v=output_v,
                           batch=batch, timesteps=steps,
-                          input_events=_input_events(graph, mapping, extended, x_nz, reach[graph.input.name]))
+                          input_events=_input_events(graph, mapping, extended, x_nz, reach[graph.input.name]),
+                          result=_result(graph, done, batch, steps))
+
+
+def _result(graph: Graph, done: dict[str, BlockOutput], batch: int, steps: int) -> HwSimResult:
+    """The traced run as :meth:`HwSim.run` returns it (built as the torch engine builds its result, in
+    its order: block by block)."""
+    spikes: dict[str, np.ndarray] = {}
+    final_v: dict[str, np.ndarray] = {}
+    activity: list[LayerActivity] = []
+    for pop in (p for block in graph.blocks() for p in block):
+        neu, r = pop.neuron, done[pop.name]
+        spikes[neu.name], final_v[neu.name] = r.spikes.cpu().numpy(), r.v.cpu().numpy()
+        activity.append(LayerActivity(name=neu.name, neurons=neu.size, synapses=r.synapses,
+                                      synops=r.synops.cpu().numpy(), spikes=r.spikes.sum(dim=(0, 2)).cpu().numpy(),
+                                      updates=np.full(steps, batch * neu.size, dtype=np.int64),
+                                      active_updates=r.active.cpu().numpy()))
+    return HwSimResult(spikes=spikes, activity=activity, batch=batch, timesteps=steps, final_v=final_v,
+                       output_name=graph.output.name)
 
 
 def _input_events(graph: Graph, mapping: Mapping, extended: Placement, x_nz: torch.Tensor,

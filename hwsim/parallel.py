@@ -124,3 +124,70 @@ def shard_range(total: int, shard: int, shards: int) -> range:
         raise ValueError(f"shard {shard} out of range for {shards} shards")
     bounds = np.linspace(0, total, shards + 1).astype(int)
     return range(int(bounds[shard]), int(bounds[shard + 1]))
+
+
+def warm_kernels(say: Callable[[str], None] = print) -> int:
+    """Compile the numba engine's kernels into numba's cache (``hwsim/__pycache__``, or
+    ``$NUMBA_CACHE_DIR``) by running small networks of the shapes snnc builds through every path the
+    engine takes: dense and sparse (event-driven) binary input, graded 8-bit input, a recurrent block,
+    synaptic delays, a convolutional network, and one hardware-exact training step (the training
+    kernels of models/recurrence.py, cached beside them). ``make install`` runs it (``python -m
+    snnc.hwsim.parallel --warm-up``), so that a fresh environment's first ``snn-run`` loads compiled
+    kernels instead of compiling them (~10 s; docs/performance.md, "Start-up"). A network that cannot
+    be built here is skipped with a note (the kernels then compile on first use, as before); returns
+    how many ran."""
+    import torch
+
+    from snnc.compiler.frontend import graph_from_module
+    from snnc.compiler.passes import quantize
+    from snnc.compiler.targets import get_target
+    from snnc.models.network import ARCHS, random_delays
+    from snnc.models.rules import make_rule
+
+    def nets() -> list[tuple[str, Callable[[], object], tuple[int, ...]]]:
+        return [("mlp", lambda: ARCHS["mlp"](64, 10, (32,)), (64,)),
+                ("mlp, analog input", lambda: ARCHS["mlp"](64, 10, (32,), rule=make_rule("bpsta")), (64,)),
+                ("rmlp", lambda: ARCHS["rmlp"](64, 10, (32,)), (64,)),
+                ("mlp with delays", lambda: _delayed(ARCHS["mlp"](64, 10, (32,))), (64,)),
+                ("lenet", lambda: ARCHS["lenet"](256, 10, input_shape=(1, 16, 16)), (1, 16, 16))]
+
+    def _delayed(model: object) -> object:
+        random_delays(model, 4, seed=0)   # type: ignore[arg-type]
+        return model
+
+    ran = 0
+    target = get_target("loihi")
+    for name, build, _shape in nets():
+        try:
+            torch.manual_seed(0)
+            model = build()
+            graph = quantize(graph_from_module(model), target)   # type: ignore[arg-type]
+            rng = np.random.default_rng(0)
+            n = graph.input.size
+            for density in (0.01, 0.3):          # the event-driven path and the GEMM path
+                x = (rng.integers(0, 256, (4, 8, n)) if graph.input.bits
+                     else rng.random((4, 8, n)) < density)
+                HwSim.from_graph(graph).run(x, engine="numba")
+            ran += 1
+        except Exception as e:  # a warm-up that cannot run costs the first run its compile time, nothing else
+            say(f"numba warm-up: {name} skipped ({type(e).__name__}: {e})")
+    try:   # training's hardware-exact kernels (models/recurrence.py): one forward and backward
+        torch.manual_seed(0)
+        model = ARCHS["mlp"](64, 10, (32,))
+        x = (torch.rand(4, 8, 64) < 0.3).to(torch.float32)
+        model(x)[-1].sum().backward()
+        ran += 1
+    except Exception as e:
+        say(f"numba warm-up: training step skipped ({type(e).__name__}: {e})")
+    return ran
+
+
+if __name__ == "__main__":
+    import sys
+    import time
+
+    if sys.argv[1:] != ["--warm-up"]:
+        sys.exit("usage: python -m snnc.hwsim.parallel --warm-up")
+    t0 = time.perf_counter()
+    count = warm_kernels()
+    print(f"numba kernels compiled and cached ({count} networks, {time.perf_counter() - t0:.1f} s)")

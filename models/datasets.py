@@ -27,12 +27,14 @@ import tarfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
-import torch
 
 from snnc.errors import InputFileError, SnncError
+
+if TYPE_CHECKING:   # torch is imported where it is used: listing or loading datasets needs none
+    import torch
 
 DEFAULT_TIMESTEPS = 20
 #: The most timesteps a file (checkpoint metadata, artifact manifest, netx tSample) may ask for: more
@@ -82,6 +84,8 @@ class Dataset:
 
 def rate_encode(x: torch.Tensor, timesteps: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Bernoulli rate code: (batch, features) in [0, 1] -> (batch, T, features) 0/1 spikes."""
+    import torch
+
     p = x.clamp(0, 1).unsqueeze(1).expand(-1, timesteps, -1)
     return (torch.rand(p.shape, generator=generator) < p).to(torch.float32)
 
@@ -90,12 +94,16 @@ def signed_rate_encode(x: torch.Tensor, timesteps: int, generator: torch.Generat
     """Signed Poisson code (Lee et al. 2020): x in [0, 1] is centred to c = 2x - 1, and each step
     carries sign(c) with probability |c|. Lee et al. centre by the dataset mean/std; centring at
     mid-grey needs no stored statistics. (batch, features) -> (batch, T, features) in {-1, 0, 1}."""
+    import torch
+
     c = (2 * x - 1).clamp(-1, 1).unsqueeze(1).expand(-1, timesteps, -1)
     return (torch.rand(c.shape, generator=generator) < c.abs()).to(torch.float32) * torch.sign(c)
 
 
 def analog_encode(x: torch.Tensor, timesteps: int) -> torch.Tensor:
     """The encoding layer's input (Wu et al. 2019): the analog image itself at every step."""
+    import torch
+
     return x.clamp(0, 1).to(torch.float32).unsqueeze(1).expand(-1, timesteps, -1).contiguous()
 
 
@@ -112,6 +120,8 @@ def batch_spikes(data: Dataset, index: Any, timesteps: int, generator: torch.Gen
     {-1, 0, 1} spikes or the 'analog' values; random codes draw from ``generator``. Event frames are
     returned as they are (and consume no random numbers), so their T must equal ``timesteps``.
     """
+    import torch
+
     if isinstance(index, torch.Tensor):
         index = index.numpy()
     code = encoding or data.encoding
@@ -143,6 +153,8 @@ def to_engine_input(x: torch.Tensor | np.ndarray, encoding: str) -> np.ndarray:
 
 def from_engine_input(x: np.ndarray, encoding: str) -> torch.Tensor:
     """Inverse of :func:`to_engine_input`: the model input that gives the chip exactly ``x``."""
+    import torch
+
     if encoding == "signed":
         n = x.shape[-1] // 2
         return torch.from_numpy(x[..., :n].astype(np.float32) - x[..., n:].astype(np.float32))
@@ -153,6 +165,8 @@ def from_engine_input(x: np.ndarray, encoding: str) -> torch.Tensor:
 
 def encode_samples(x: np.ndarray, timesteps: int, seed: int) -> np.ndarray:
     """Deterministic rate code of ``x`` (n, features) -> bool (n, T, features), same for every engine."""
+    import torch
+
     g = torch.Generator().manual_seed(seed)
     return rate_encode(torch.from_numpy(np.asarray(x, dtype=np.float32)), timesteps, g).numpy().astype(bool)
 
@@ -182,15 +196,66 @@ def _missing(name: str, where: Path, what: str, source: str) -> InputFileError:
 # ---------------------------------------------------------------- static datasets
 
 def _digits(split: str, seed: int, **_: Any) -> Dataset:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    x, y = digits_arrays()
+    x = (x / 16.0).astype(np.float32)  # pixel intensities 0..16
+    y = y.astype(np.int64)
+    train, test = stratified_split(y, n_test=math.ceil(0.2 * len(y)), seed=seed)
+    idx = train if split == "train" else test
+    return Dataset("digits", x[idx], y[idx], 10, shape=(1, 8, 8))
 
-    d = load_digits()
-    x = (d.data / 16.0).astype(np.float32)  # pixel intensities 0..16
-    y = d.target.astype(np.int64)
-    xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.2, random_state=seed, stratify=y)
-    xs, ys = (xtr, ytr) if split == "train" else (xte, yte)
-    return Dataset("digits", xs, ys, 10, shape=(1, 8, 8))
+
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 8x8 digits as ``load_digits()`` returns them (data float64, target int), read from
+    the file it ships (``sklearn/datasets/data/digits.csv.gz``) the way it reads it, without importing
+    scikit-learn (its import costs ~1 s: scipy.stats and more; docs/performance.md, "Start-up")."""
+    import gzip
+    from importlib.util import find_spec
+
+    spec = find_spec("sklearn")      # finds the package without running its __init__
+    if spec is None or not spec.submodule_search_locations:
+        raise SnncError("the 'digits' dataset ships with scikit-learn, which is not installed: pip install scikit-learn")
+    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz"
+    with path.open("rb") as raw, gzip.open(raw, mode="rt", encoding="utf-8") as f:
+        data = np.loadtxt(f, delimiter=",")
+    return data[:, :-1], data[:, -1].astype(int, copy=False)
+
+
+def stratified_split(y: np.ndarray, n_test: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) indices exactly as scikit-learn's ``train_test_split(..., test_size=n_test,
+    random_state=seed, stratify=y)`` draws them (``StratifiedShuffleSplit._iter_indices`` and
+    ``utils.extmath._approximate_mode`` of scikit-learn 1.9, the same RandomState calls in the same
+    order), without importing scikit-learn; tests/test_benchmarks.py checks it equal to scikit-learn's."""
+    n_train = len(y) - n_test
+    _, y_indices, class_counts = np.unique(y, return_inverse=True, return_counts=True)
+    class_indices = np.split(np.argsort(y_indices, kind="stable"), np.cumsum(class_counts)[:-1])
+    rng = np.random.RandomState(seed)
+    n_i = _approximate_mode(class_counts, n_train, rng)
+    t_i = _approximate_mode(class_counts - n_i, n_test, rng)
+    train: list[Any] = []
+    test: list[Any] = []
+    for i in range(len(class_counts)):
+        perm = class_indices[i].take(rng.permutation(class_counts[i]), mode="clip")
+        train.extend(perm[:n_i[i]])
+        test.extend(perm[n_i[i]:n_i[i] + t_i[i]])
+    return rng.permutation(train), rng.permutation(test)
+
+
+def _approximate_mode(class_counts: np.ndarray, n_draws: int, rng: np.random.RandomState) -> np.ndarray:
+    """scikit-learn's ``utils.extmath._approximate_mode`` (ties broken by ``rng`` as it breaks them)."""
+    continuous = class_counts / class_counts.sum() * n_draws
+    floored = np.floor(continuous)
+    need_to_add = int(n_draws - floored.sum())
+    if need_to_add > 0:
+        remainder = continuous - floored
+        for value in np.sort(np.unique(remainder))[::-1]:
+            (inds,) = np.where(remainder == value)
+            add_now = min(len(inds), need_to_add)
+            inds = rng.choice(inds, size=add_now, replace=False)
+            floored[inds] += 1
+            need_to_add -= add_now
+            if need_to_add == 0:
+                break
+    return floored.astype(int)
 
 
 MNIST_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -752,6 +817,8 @@ def _read_npz_data(path: Path, names: list[str]) -> dict[str, Any]:
 
 
 def _read_torch_data(path: Path) -> dict[str, Any]:
+    import torch
+
     import pickle
 
     try:
@@ -883,6 +950,8 @@ def dataset_from_arrays(x: Any, y: Any, *, layout: str | None = None, name: str 
 
 
 def _as_array(a: Any, name: str, key: str) -> np.ndarray:
+    import torch
+
     if isinstance(a, torch.Tensor):
         t = a.detach().cpu()
         return (t.to(torch.float32) if t.dtype in (torch.float16, torch.bfloat16) else t).numpy()

@@ -6,11 +6,12 @@ activity over time, core map), so it shows the same numbers as ``snn-report`` pr
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from snnc.hwsim.counts import DetailedCounts
+if TYPE_CHECKING:   # the page module itself needs neither torch nor the counting code (snnc.report imports it)
+    from snnc.hwsim.counts import DetailedCounts
 
 RASTER_NEURONS = 256    # neurons drawn per layer in the raster (evenly spaced if more)
 CORE_TABLE_ROWS = 512   # per-core rows in the table (all cores stay in report.json)

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from snnc.compiler.ir import Input
 from snnc.errors import SnncError
@@ -89,6 +88,8 @@ def sample_inputs(spec: dict[str, Any], graph_input: Input, n: int,
     """The first ``n`` test samples of the model's dataset (or data file, checked against ``network``'s
     input) as the chip receives them (binary spikes or graded values, ``Input.check_values`` accepts
     them); random ones if the model has no dataset."""
+    import torch
+
     code = input_code(spec)
     if spec.get("data_file"):
         data = load_data_file(spec["data_file"], spec.get("data_split", "eval"), seed=int(spec.get("split_seed") or 0),
@@ -121,6 +122,8 @@ def sample_inputs(spec: dict[str, Any], graph_input: Input, n: int,
 def chip_inputs(artifact: Any, data: Any, *, seed: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """The user's data as the chip receives it for ``artifact``: static samples coded with the
     artifact's input code (the compiler's seed unless ``seed``), event frames binarised; (inputs, labels)."""
+    import torch
+
     from snnc.api import as_dataset
 
     spec = artifact.manifest["input"]

@@ -7,41 +7,69 @@ import time
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
-import torch
 
-from snnc.compiler.artifact import (GRAPH_FILE, MANIFEST_FILE, NETWORK_FILE, NIR_FILE, ONNX_FILE,
-                                    REPORT_FILE, HTML_REPORT_FILE, Artifact, load_artifact,
-                                    manifest, sha256, staged_directory, write_json)
-from snnc.compiler.graph_file import read_graph, write_graph
-from snnc.compiler.ir import Graph, QConv
-from snnc.compiler.mapping import Mapping, map_cores, target_findings
-from snnc.compiler.netx_hdf5 import netx_limitation, read_netx, write_netx
-from snnc.compiler.nir_io import read_nir, write_nir
-from snnc.compiler.onnx_io import read_onnx, write_onnx
-from snnc.compiler.numerics import numeric_findings, quantization_effects
-from snnc.compiler.passes import Finding, check, quantize
-from snnc.compiler.sources import load_source
-from snnc.compiler.targets import Target, get_target
+from snnc.compiler.artifact import (GRAPH_FILE, HTML_REPORT_FILE, MANIFEST_FILE, NETWORK_FILE, NIR_FILE, ONNX_FILE,
+                                    REPORT_FILE)
 from snnc.errors import GraphError, SnncError, StrictModeError, VerificationError
-from snnc.compiler.placement import board_for, place
-from snnc.hwsim.counts import DetailedCounts, count
-from snnc.hwsim.divergence import silicon_summary, unchecked_layer
-from snnc.hwsim.headroom import observe
-from snnc.hwsim.neurobench import neurobench_metrics
-from snnc.hwsim.energy import (ANN_COST_MODEL, DEFAULT_COST_MODEL, activity_distribution, activity_summary,
-                               ann_comparison, estimate, load_cost_model)
-from snnc.hwsim.parallel import HwSimPool, shard_range, warm_up
-from snnc.hwsim.reference import run_float
-from snnc.hwsim.sim import HwSim
-from snnc.models.datasets import from_engine_input
-from snnc.inputs import DATA_FILE_DATASET, data_file_spec, input_code, input_spec, sample_inputs
-from snnc.models.network import SpikingNet
-from snnc.models.readout import Readout
+from snnc.hwsim.energy import ANN_COST_MODEL, DEFAULT_COST_MODEL
 from snnc.verify import VerificationResult, compare
-from snnc.health import confusion, health_findings, refuse_health_findings, training_section
+
+# Everything else is imported where it is used (docs/performance.md, "Start-up"): snn-run reads an
+# artifact and runs hwsim, and pays for none of the compiler's file formats (onnx alone is ~1 s), the
+# report's counting and pricing, Lava, or the page's matplotlib and jinja2.
+if TYPE_CHECKING:
+    from snnc.compiler.artifact import Artifact
+    from snnc.compiler.ir import Graph
+    from snnc.compiler.mapping import Mapping
+    from snnc.compiler.passes import Finding
+    from snnc.compiler.placement import Placement
+    from snnc.compiler.targets import Target
+    from snnc.hwsim.counts import DetailedCounts
+    from snnc.models.network import SpikingNet
+
+
+#: what this module imported at the top before its imports became lazy: still importable from it
+#: (``snnc.pipeline.HwSim``, ``from snnc.pipeline import sample_inputs``), loaded on first use (PEP 562)
+_MOVED = {
+    "Artifact": "snnc.compiler.artifact", "load_artifact": "snnc.compiler.artifact",
+    "manifest": "snnc.compiler.artifact", "sha256": "snnc.compiler.artifact",
+    "staged_directory": "snnc.compiler.artifact", "write_json": "snnc.compiler.artifact",
+    "read_graph": "snnc.compiler.graph_file", "write_graph": "snnc.compiler.graph_file", "Graph": "snnc.compiler.ir",
+    "QConv": "snnc.compiler.ir", "Mapping": "snnc.compiler.mapping", "map_cores": "snnc.compiler.mapping",
+    "target_findings": "snnc.compiler.mapping", "netx_limitation": "snnc.compiler.netx_hdf5",
+    "read_netx": "snnc.compiler.netx_hdf5", "write_netx": "snnc.compiler.netx_hdf5",
+    "read_nir": "snnc.compiler.nir_io", "write_nir": "snnc.compiler.nir_io",
+    "numeric_findings": "snnc.compiler.numerics", "quantization_effects": "snnc.compiler.numerics",
+    "read_onnx": "snnc.compiler.onnx_io", "write_onnx": "snnc.compiler.onnx_io", "Finding": "snnc.compiler.passes",
+    "check": "snnc.compiler.passes", "quantize": "snnc.compiler.passes", "board_for": "snnc.compiler.placement",
+    "place": "snnc.compiler.placement", "load_source": "snnc.compiler.sources", "Target": "snnc.compiler.targets",
+    "get_target": "snnc.compiler.targets", "confusion": "snnc.health", "health_findings": "snnc.health",
+    "refuse_health_findings": "snnc.health", "training_section": "snnc.health",
+    "DetailedCounts": "snnc.hwsim.counts", "count": "snnc.hwsim.counts", "silicon_summary": "snnc.hwsim.divergence",
+    "unchecked_layer": "snnc.hwsim.divergence", "activity_distribution": "snnc.hwsim.energy",
+    "activity_summary": "snnc.hwsim.energy", "ann_comparison": "snnc.hwsim.energy", "estimate": "snnc.hwsim.energy",
+    "load_cost_model": "snnc.hwsim.energy", "observe": "snnc.hwsim.headroom",
+    "neurobench_metrics": "snnc.hwsim.neurobench", "HwSimPool": "snnc.hwsim.parallel",
+    "shard_range": "snnc.hwsim.parallel", "warm_up": "snnc.hwsim.parallel", "run_float": "snnc.hwsim.reference",
+    "HwSim": "snnc.hwsim.sim", "DATA_FILE_DATASET": "snnc.inputs", "data_file_spec": "snnc.inputs",
+    "input_code": "snnc.inputs", "input_spec": "snnc.inputs", "sample_inputs": "snnc.inputs",
+    "from_engine_input": "snnc.models.datasets", "SpikingNet": "snnc.models.network",
+    "Readout": "snnc.models.readout", "torch": "torch"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    module = importlib.import_module(_MOVED[name])
+    value = module if name == _MOVED[name] else getattr(module, name)
+    globals()[name] = value
+    return value
+
 
 @dataclass(frozen=True)
 class CompileResult:
@@ -63,6 +91,8 @@ def hardware_exact_model(model: SpikingNet, graph: Graph) -> SpikingNet:
 
 def readout_v_name(graph: Graph) -> str | None:
     """The population whose v[T] carries the decision (membrane readout), else None."""
+    from snnc.models.readout import Readout
+
     return graph.output.name if Readout.from_json(graph.meta.get("readout")).kind == "membrane" else None
 
 
@@ -78,23 +108,29 @@ def observables(graph: Graph, spikes: dict[str, np.ndarray], final_v: dict[str, 
 
 def decisions(graph: Graph, spikes: dict[str, np.ndarray], final_v: dict[str, np.ndarray]) -> np.ndarray:
     """Class per sample from an engine's output, by the graph's readout."""
+    from snnc.models.readout import Readout
+
     readout = Readout.from_json(graph.meta.get("readout"))
     out = graph.output.name
     return readout.decide(final_v[out] if readout.kind == "membrane" else spikes[out])
 
 
-@torch.no_grad()
 def run_torch(model: SpikingNet, graph: Graph, inputs: np.ndarray, encoding: str) -> dict[str, np.ndarray]:
     """The hardware-exact model on the chip's inputs, as :func:`observables`."""
-    model.eval()
-    traces = model.traces(from_engine_input(inputs, encoding))
-    spikes, final_v = {}, {}
-    for name, pop in model.named_populations():
-        if pop.spiking:
-            spikes[name] = traces[name].numpy() > 0.5
-        else:  # v in threshold units -> the chip's integer v
-            final_v[name] = np.round(traces[name][:, -1].double().numpy() * pop.state_unit).astype(np.int64)
-            spikes[name] = np.zeros(traces[name].shape, dtype=bool)
+    import torch
+
+    from snnc.models.datasets import from_engine_input
+
+    with torch.no_grad():
+        model.eval()
+        traces = model.traces(from_engine_input(inputs, encoding))
+        spikes, final_v = {}, {}
+        for name, pop in model.named_populations():
+            if pop.spiking:
+                spikes[name] = traces[name].numpy() > 0.5
+            else:  # v in threshold units -> the chip's integer v
+                final_v[name] = np.round(traces[name][:, -1].double().numpy() * pop.state_unit).astype(np.int64)
+                spikes[name] = np.zeros(traces[name].shape, dtype=bool)
     return observables(graph, spikes, final_v)
 
 
@@ -115,6 +151,8 @@ def verify_engines(model: SpikingNet | None, graph: Graph, inputs: np.ndarray,
     silicon-tested semantics differ): then they are counted and reported with that reason. ``target``
     (default loihi): the emulator models Loihi 1 only, so for a target without that silicon reference
     (loihi2) it is not run and ``not_run`` says why."""
+    from snnc.compiler.targets import get_target
+    from snnc.hwsim.sim import HwSim
     from snnc.runtime.emulator import emulator_status, emulator_support_problem, run_on_emulator
     from snnc.runtime.lava_backend import run_on_lava_full
 
@@ -149,16 +187,31 @@ def verify_engines(model: SpikingNet | None, graph: Graph, inputs: np.ndarray,
     return result
 
 
-def cost_sections(graph: Graph, mapping: Mapping, inputs: np.ndarray, activity: dict[str, Any],
-                  cost_model: str = DEFAULT_COST_MODEL) -> tuple[dict[str, Any], DetailedCounts]:
-    """The report's energy, latency, per-sample and per-core sections under ``cost_model`` (a
-    shipped name or a file), the ANN comparison, and the raw counts they were priced from."""
-    from snnc.hwsim.energy import UNPRICED_TARGET_NOTE, compared_models, energy_models, target_mismatch
+def counted_run(graph: Graph, mapping: Mapping, inputs: np.ndarray) -> tuple[Placement, DetailedCounts]:
+    """The mapping's placement and the report's raw counts of ``inputs`` (hwsim/counts.py: one traced
+    run of the torch engine, whose ``result`` is also the run's hwsim result)."""
+    from snnc.compiler.placement import place
+    from snnc.hwsim.counts import count
 
     tgt = mapping.target
     assert tgt is not None, "a mapping made by map_cores knows its target"
     placement = place(mapping, tgt)
-    counts = count(graph, mapping, placement, inputs)
+    return placement, count(graph, mapping, placement, inputs)
+
+
+def cost_sections(graph: Graph, mapping: Mapping, inputs: np.ndarray, activity: dict[str, Any],
+                  cost_model: str = DEFAULT_COST_MODEL,
+                  counted: tuple[Placement, DetailedCounts] | None = None) -> tuple[dict[str, Any], DetailedCounts]:
+    """The report's energy, latency, per-sample and per-core sections under ``cost_model`` (a
+    shipped name or a file), the ANN comparison, and the raw counts they were priced from
+    (``counted``: :func:`counted_run` of these inputs, when the caller has it)."""
+    from snnc.hwsim.energy import (UNPRICED_TARGET_NOTE, activity_distribution, ann_comparison, compared_models,
+                                   energy_models, estimate, load_cost_model, target_mismatch)
+    from snnc.models.readout import Readout
+
+    tgt = mapping.target
+    assert tgt is not None, "a mapping made by map_cores knows its target"
+    placement, counts = counted if counted is not None else counted_run(graph, mapping, inputs)
     cm = load_cost_model(cost_model)
     readout = Readout.from_json(graph.meta.get("readout"))
     est = estimate(counts, mapping, placement, cm, readout, graph.output.name, tgt.cores_per_tile)
@@ -187,9 +240,18 @@ def build_report(graph: Graph, mapping: Mapping, inputs: np.ndarray, labels: np.
                  cost_model: str = DEFAULT_COST_MODEL) -> tuple[dict[str, Any], DetailedCounts]:
     """report.json: activity from hwsim, energy and latency under ``cost_model``, the mapping and
     placement, and the verification result; with the raw counts report.html draws."""
-    result = HwSim.from_graph(graph).run(inputs)
+    from snnc.health import confusion, health_findings
+    from snnc.hwsim.energy import activity_summary
+    from snnc.hwsim.neurobench import neurobench_metrics
+    from snnc.models.readout import Readout
+
+    # one simulation serves the whole report: the counting run's result is what HwSim.run returns (the
+    # engines agree bit for bit), so no second run, and no numba start-up in snn-compile without --verify
+    placement, counts = counted_run(graph, mapping, inputs)
+    result = counts.result
+    assert result is not None
     activity = activity_summary(result)
-    sections, counts = cost_sections(graph, mapping, inputs, activity, cost_model)
+    sections, counts = cost_sections(graph, mapping, inputs, activity, cost_model, counted=(placement, counts))
     for layer, pop in zip(activity["layers"], graph.populations()):   # the same order
         layer["recurrent"] = sorted(pop.recurrent)      # synapses inside a cycle (compiler/ir.py)
     tgt = mapping.target
@@ -223,6 +285,8 @@ def build_report(graph: Graph, mapping: Mapping, inputs: np.ndarray, labels: np.
 def target_section(tgt: Target, mapping: Mapping) -> dict[str, Any]:
     """report.json ``target_limits``: the target, every limit (value or None where not public, whether
     it is checked, its source) and the smallest board that holds the mapped chips."""
+    from snnc.compiler.placement import board_for
+
     return {"name": tgt.name, "chip": tgt.chip, "system": tgt.system, "limits": tgt.limit_table(),
             "board": board_for(mapping.chips, tgt),
             "neuron_groups_per_core": 1 if tgt.neuron_groups_per_core is not None else None}
@@ -245,6 +309,11 @@ def rebuild_report(path: str | Path, *, cost_model: str | None = None, samples: 
     (default: the one report.json was priced with) on ``samples`` test samples (default: as many
     as report.json had); the verification result is kept from compile time. Writes report.html to
     ``html`` when given."""
+    from snnc.compiler.artifact import load_artifact
+    from snnc.compiler.mapping import map_cores
+    from snnc.compiler.targets import get_target
+    from snnc.inputs import sample_inputs
+
     art = load_artifact(path)
     old = art.report()
     if cost_model is None:
@@ -291,6 +360,16 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
     ``progress(task, done, total)``: the stages done (task 'compile stages') and the Lava samples
     verified (task 'lava samples'), for snnc.progress. ``emulator``: False leaves nengo-loihi's
     emulator out of the verification (``--no-emulator``; the report's verification.not_run says so)."""
+    from snnc.compiler.artifact import manifest, sha256, staged_directory, write_json
+    from snnc.compiler.mapping import map_cores, target_findings
+    from snnc.compiler.netx_hdf5 import netx_limitation
+    from snnc.compiler.passes import check, quantize
+    from snnc.compiler.sources import load_source
+    from snnc.compiler.targets import get_target
+    from snnc.health import refuse_health_findings, training_section
+    from snnc.hwsim.energy import load_cost_model
+    from snnc.inputs import data_file_spec, input_code, input_spec, sample_inputs
+
     say = on_stage or (lambda _msg: None)
     stages = [0, 6 + (verify > 0)]
 
@@ -376,6 +455,12 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
 def _write_graph_files(qgraph: Graph, where: Path, timesteps: int) -> dict[str, str]:
     """graph.h5, graph.nir, graph.onnx and (when netx can hold the graph) network.net, each read back
     and checked equal to what was written; returns their sha256 digests."""
+    from snnc.compiler.artifact import sha256
+    from snnc.compiler.graph_file import read_graph, write_graph
+    from snnc.compiler.netx_hdf5 import netx_limitation, read_netx, write_netx
+    from snnc.compiler.nir_io import read_nir, write_nir
+    from snnc.compiler.onnx_io import read_onnx, write_onnx
+
     write_graph(qgraph, where / GRAPH_FILE)
     _check_round_trip(qgraph, read_graph(where / GRAPH_FILE), GRAPH_FILE)
     write_nir(qgraph, where / NIR_FILE)
@@ -396,6 +481,10 @@ def assess_numerics(float_graph: Graph, qgraph: Graph, target: Target, inputs: n
     quantization effects, the state range observed on ``inputs`` and where Lava and silicon part on
     them (snnc.hwsim.divergence; both from one pass), the float agreement (for a float model, not
     for one trained with these integers) and the findings they make."""
+    from snnc.compiler.numerics import numeric_findings, quantization_effects
+    from snnc.hwsim.divergence import silicon_summary, unchecked_layer
+    from snnc.hwsim.headroom import observe
+
     effects = quantization_effects(float_graph, qgraph, target)
     ranges, checks = observe(qgraph, inputs)
     state = {name: r.to_json() for name, r in ranges.items()}
@@ -444,6 +533,9 @@ def _strict_advice(numerical: list[Finding], kind: str | None, hardware_exact: b
 def float_agreement(float_graph: Graph, qgraph: Graph, inputs: np.ndarray) -> dict[str, float]:
     """Per population, the fraction of (sample, step, neuron) spikes on which the compiled network
     equals the float graph it came from: how much quantization changed an imported network."""
+    from snnc.hwsim.reference import run_float
+    from snnc.hwsim.sim import HwSim
+
     ref = run_float(float_graph, inputs.astype(np.float64))
     hw = HwSim.from_graph(qgraph).run(inputs)
     return {name: float((ref.spikes[name] == hw.spikes[name]).mean()) for name in hw.spikes}
@@ -462,6 +554,8 @@ def _check_round_trip(written: Graph, read: Graph, what: str) -> None:
 
 def _same_synapse(a: Any, b: Any) -> bool:
     """Same kind, integers and geometry (Dense: weight_exp and delays; Conv: stride, padding, dilation, groups)."""
+    from snnc.compiler.ir import QConv
+
     if type(a) is not type(b) or not np.array_equal(a.weight, b.weight):
         return False
     if isinstance(a, QConv):
@@ -485,6 +579,11 @@ def run_artifact(path: str | Path, *, backend: str, dataset: str | None, samples
     ``time.perf_counter()`` the caller's wait began (a command: its process start), so that
     ``startup_s`` (all but the simulation) and ``wall_s`` (everything) count what the user waited.
     """
+    from snnc.compiler.artifact import load_artifact
+    from snnc.hwsim.parallel import HwSimPool, shard_range, warm_up
+    from snnc.hwsim.sim import HwSim
+    from snnc.inputs import DATA_FILE_DATASET, data_file_spec, sample_inputs
+
     t0 = time.perf_counter() if started is None else started
     art: Artifact = load_artifact(path)
     spec = dict(art.manifest["input"])

@@ -16,6 +16,7 @@ import accuracy  # noqa: E402
 import common  # noqa: E402
 import hwsim_scaling  # noqa: E402
 import peers  # noqa: E402
+import startup  # noqa: E402
 import hwsim_vs_lava  # noqa: E402
 
 from snnc.models.checkpoint import save  # noqa: E402
@@ -116,3 +117,74 @@ def test_accuracy_table_compares_each_rule_with_the_best_peer() -> None:
                         {"library": "spikingjelly", "dataset": "mnist", "test_accuracy": 0.78, "lr": 5e-3}]}
     line = next(x for x in accuracy.table(result).splitlines() if x.startswith("| stbp-rect"))
     assert line == "| stbp-rect | 80.0% | 79.0% | +1.0 | -1.0 | 4, 0; 4, 0 | 2048 1024 |"
+
+
+def test_startup_table_puts_each_figure_beside_its_goal() -> None:
+    """benchmarks/startup.py's table (make bench prints it): median, every run, goal and ratio; no timing is
+    asserted, only the arithmetic and the verdict."""
+    fig = {"snn_run": [2.0, 3.0, 2.2], "snn_compile": [4.5, 4.0, 5.0], "first_run_cold": [12.0, 11.0, 13.0],
+           "train_help": [0.05, 0.06, 0.07]}
+    result = {"runs": 3, "cpus": 2, "load_average": {"before": [1.0, 1.0, 1.0], "after": [1.5, 1.0, 1.0]},
+              "figures": {k: {"median_s": sorted(v)[1], "runs_s": v, "goal_s": startup.GOALS.get(k)}
+                          for k, v in fig.items()}}
+    result["figures"]["snn_compile"]["cpu_median_s"] = 4.1
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in startup.table(result).splitlines()
+            if line.startswith("| ") and not line.startswith("| what")}
+    assert rows[startup.LABELS["snn_run"]] == f"| {startup.LABELS['snn_run']} | 2.20 | 2.00, 3.00, 2.20 |  | 2.5 | 0.88 | yes |"
+    assert rows[startup.LABELS["snn_compile"]].endswith("| 4.50 | 4.50, 4.00, 5.00 | 4.10 | 3 | 1.50 | **no** |")
+    assert rows[startup.LABELS["first_run_cold"]].endswith("| 12.00 | 12.00, 11.00, 13.00 |  |  |  |  |")   # no goal
+    assert startup.LABELS["first_run_after_install"] not in rows          # not measured: no row
+    assert "median of 3 run(s)" in startup.table(result)
+
+
+def test_digits_without_scikit_learn_equals_scikit_learns_split() -> None:
+    """snn-run and snn-compile read digits without importing scikit-learn (start-up): the same arrays and
+    the same stratified split as load_digits + train_test_split, for any seed."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    from snnc.models.datasets import _digits, digits_arrays
+
+    d = load_digits()
+    x, y = digits_arrays()
+    assert x.dtype == d.data.dtype and y.dtype == d.target.dtype
+    np.testing.assert_array_equal(x, d.data)
+    np.testing.assert_array_equal(y, d.target)
+    xs, ys = (d.data / 16.0).astype(np.float32), d.target.astype(np.int64)
+    for seed in (0, 1, 7, 2024, 2**32 - 1):
+        xtr, xte, ytr, yte = train_test_split(xs, ys, test_size=0.2, random_state=seed, stratify=ys)
+        for split, (xe, ye) in (("train", (xtr, ytr)), ("test", (xte, yte))):
+            got = _digits(split, seed)
+            assert got.x.dtype == xe.dtype and got.y.dtype == ye.dtype
+            np.testing.assert_array_equal(got.x, xe)
+            np.testing.assert_array_equal(got.y, ye)
+
+
+def test_report_counting_run_is_hwsims_result() -> None:
+    """build_report takes hwsim's result from the counting run (no second simulation, no numba in
+    snn-compile): it equals what HwSim.run returns on either engine, array for array."""
+    from snnc.compiler.frontend import graph_from_module
+    from snnc.compiler.mapping import map_cores
+    from snnc.compiler.passes import quantize
+    from snnc.compiler.placement import place
+    from snnc.compiler.targets import get_target
+    from snnc.hwsim.counts import count
+    from snnc.hwsim.sim import HwSim
+
+    from test_hwsim_engines import assert_same_result
+
+    tgt = get_target("loihi")
+    graph = quantize(graph_from_module(make_model((40, 24, 10))), tgt)
+    mapping = map_cores(graph, tgt)
+    x = np.random.default_rng(0).random((5, 9, 40)) < 0.3
+    counted = count(graph, mapping, place(mapping, tgt), x).result
+    assert counted is not None
+    for engine in ("numba", "torch"):
+        ran = HwSim.from_graph(graph).run(x, engine=engine)
+        assert_same_result(counted, ran)
+        assert list(counted.spikes) == list(ran.spikes) and [a.name for a in counted.activity] == [a.name for a in ran.activity]
+        for name in ran.final_v:
+            assert counted.final_v[name].dtype == ran.final_v[name].dtype, name
+        for a, b in zip(counted.activity, ran.activity):
+            for field in ("synops", "spikes", "updates", "active_updates"):
+                assert getattr(a, field).dtype == getattr(b, field).dtype, (a.name, field)
