@@ -153,6 +153,14 @@ def _spikingjelly_step(x: Any, y: Any) -> Callable[[], None]:
     opt = torch.optim.Adam(net.parameters(), lr=5e-3)
     xt = x.transpose(0, 1).contiguous()          # multi-step mode takes (T, batch, ...)
 
+    return _sj_train_step(net, opt, xt, y)
+
+
+def _sj_train_step(net: Any, opt: Any, xt: Any, y: Any) -> Callable[[], None]:
+    """One SpikingJelly training step in multi-step mode: cross-entropy on spike counts, reset after."""
+    import torch
+    from spikingjelly.activation_based import functional
+
     def step() -> None:
         loss = torch.nn.functional.cross_entropy(net(xt).sum(0), y)
         opt.zero_grad()
@@ -180,14 +188,7 @@ def _spikingjelly_lenet_step(x: Any, y: Any) -> Callable[[], None]:
     opt = torch.optim.Adam(net.parameters(), lr=5e-3)
     xt = x.transpose(0, 1).reshape(x.shape[1], x.shape[0], 1, 28, 28).contiguous()
 
-    def step() -> None:
-        loss = torch.nn.functional.cross_entropy(net(xt).sum(0), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        functional.reset_net(net)
-
-    return step
+    return _sj_train_step(net, opt, xt, y)
 
 
 def worker(lib: str, timesteps: int, batch: int, steps: int, repeats: int, warmup: int,
