@@ -24,7 +24,7 @@ import numpy as np
 from snnc.compiler.isolation import isolated
 from snnc.compiler.ir import Conv, CubaLIF, Dense, Graph, Input, Output, QConv, QCubaLIF, QDense
 from snnc.errors import GraphError, InputFileError
-from snnc.models.quant import LOIHI_FIXED_POINT
+from snnc.models.fixed_point import LOIHI_FIXED_POINT
 
 FORMAT = "snnc.graph"
 FORMAT_VERSION = 1

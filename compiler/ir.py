@@ -42,7 +42,7 @@ from typing import Any, Iterator, Mapping, Union
 import numpy as np
 
 from snnc.errors import GraphError, TargetLimitError
-from snnc.models.quant import LOIHI_FIXED_POINT, FixedPointFormat
+from snnc.models.fixed_point import LOIHI_FIXED_POINT, FixedPointFormat
 
 #: The discrete semantics every CubaLIF node carries into every file format we write.
 CUBA_SEMANTICS: Mapping[str, object] = MappingProxyType({

@@ -73,7 +73,7 @@ from snnc.compiler.lowering import CONV_GEOMETRY_MAX, lava_groups, merge_groups,
 from snnc.compiler.ir import MAX_DELAY, Graph, Input, Output, Population, QConv, QCubaLIF, QDense
 from snnc.errors import GraphError, InputFileError, SnncError, UnsupportedLayerError
 from snnc.models.datasets import MAX_TIMESTEPS, sample_size_problem
-from snnc.models.quant import LOIHI_FIXED_POINT, FixedPointFormat
+from snnc.models.fixed_point import LOIHI_FIXED_POINT, FixedPointFormat
 
 #: What :func:`read_netx` reads (named in every refusal).
 SUPPORTED = ("input (without neuron), conv, flatten and dense layers, and dense_rec (a dense layer with its own "

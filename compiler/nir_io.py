@@ -59,7 +59,7 @@ from snnc.compiler.ir import (CUBA_SEMANTICS, MAX_DELAY, Conv, CubaLIF, Dense, G
 from snnc.compiler.isolation import isolated
 from snnc.compiler.lowering import fuse_pool_into_conv, fuse_pool_into_dense
 from snnc.errors import GraphError, InputFileError, SnncError, UnsupportedLayerError
-from snnc.models.quant import LOIHI_FIXED_POINT
+from snnc.models.fixed_point import LOIHI_FIXED_POINT
 
 FORMAT = "snnc.nir"
 FORMAT_VERSION = 1

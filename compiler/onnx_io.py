@@ -81,7 +81,7 @@ from onnx import TensorProto, helper, numpy_helper
 from snnc.compiler.graph_file import FORMATS
 from snnc.compiler.ir import CUBA_SEMANTICS, Graph, Input, Node, Output, QConv, QCubaLIF, QDense, dims
 from snnc.errors import GraphError, InputFileError
-from snnc.models.quant import FixedPointFormat
+from snnc.models.fixed_point import FixedPointFormat
 
 FORMAT = "snnc.onnx"
 FORMAT_VERSION = 1

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from snnc.errors import SnncError
-from snnc.models.quant import LOIHI_FIXED_POINT, FixedPointFormat
+from snnc.models.fixed_point import LOIHI_FIXED_POINT, FixedPointFormat
 
 
 @dataclass(frozen=True)

@@ -22,16 +22,18 @@ from dataclasses import dataclass, field
 from importlib import resources
 from math import ceil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from snnc.compiler.mapping import Mapping
-from snnc.compiler.placement import Placement
 from snnc.errors import InputFileError
-from snnc.hwsim.counts import DetailedCounts, EventCounts, InputEvents, LayerCounts
-from snnc.hwsim.sim import HwSimResult
-from snnc.models.readout import Readout
+
+if TYPE_CHECKING:    # annotations only: snn-run reads the cost-model names without the counting code
+    from snnc.compiler.mapping import Mapping
+    from snnc.compiler.placement import Placement
+    from snnc.hwsim.counts import DetailedCounts, InputEvents, LayerCounts
+    from snnc.hwsim.sim import HwSimResult
+    from snnc.models.readout import Readout
 
 DEFAULT_COST_MODEL = "loihi1-davies2018"
 CALIBRATED_COST_MODEL = "loihi1-sanafe2025"

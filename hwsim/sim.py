@@ -23,16 +23,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Collection, Iterator, TypeVar
 
 import numpy as np
-import torch
 
 from snnc.compiler.ir import Graph, Population, QConv, QCubaLIF, QDense
-from snnc.models.quant import FixedPointFormat
+from snnc.models.fixed_point import FixedPointFormat
 from snnc.errors import GraphError
+from snnc.lazy import LazyModule
 
 if TYPE_CHECKING:
     from snnc.hwsim.headroom import StateWatch
 
-ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
+torch = LazyModule("torch")    # the torch engine's; the numba engine's path never reads it (snnc/lazy.py)
+
+ArrayT = TypeVar("ArrayT", np.ndarray, "torch.Tensor")
 CHUNK_BYTES = 256 * 2**20   # per-layer working set of one batch chunk: (chunk x T x widest layer) int64
 
 
@@ -130,14 +132,14 @@ def conv_bound(conv: QConv, top: int) -> int:
     return int(np.abs(conv.weight).max(initial=0)) * int(np.prod(conv.weight.shape[1:])) * top
 
 
-def _conv(x: torch.Tensor, conv: QConv, dtype_out: torch.dtype = torch.int64, wrap: bool = True) -> torch.Tensor:
+def _conv(x: torch.Tensor, conv: QConv, dtype_out: torch.dtype | None = None, wrap: bool = True) -> torch.Tensor:
     """Exact ``wrap24(conv(W, s))`` of (..., n_in) spikes or graded values -> (..., n_out) integers.
 
     Lava's Conv is a true convolution over (W, H, C) with the kernel the runtime flips
     (SP/lava/proc/conv/utils.py:186-218); that is PyTorch's cross-correlation in (C, H, W), which
     ``torch.nn.functional.conv2d`` computes, exactly in the float type ``_exact_dtype`` picks for
     the bound kernel volume x max|w| x max|s|. Below 2**23 the wrap is skipped (the identity) and
-    ``dtype_out`` (int32 halves the memory traffic) is returned; above, int64 wrapped (unless
+    ``dtype_out`` (default int64; int32 halves the memory traffic) is returned; above, int64 wrapped (unless
     ``wrap`` is False: the exact sum, which snnc.hwsim.headroom compares with the wrapped one).
     """
     lead = x.shape[:-1]
@@ -149,7 +151,7 @@ def _conv(x: torch.Tensor, conv: QConv, dtype_out: torch.dtype = torch.int64, wr
                                        w.contiguous(memory_format=cl), stride=conv.stride, padding=conv.padding,
                                        dilation=conv.dilation, groups=conv.groups)
     if bound < 2**23:
-        return y.to(dtype_out).reshape(*lead, conv.out_size)
+        return y.to(torch.int64 if dtype_out is None else dtype_out).reshape(*lead, conv.out_size)
     y = y.to(torch.int64).reshape(*lead, conv.out_size)
     return wrap24(y) if wrap else y
 
@@ -366,15 +368,15 @@ class HwSim:
         ``keep``: the populations whose spikes and final v the result holds (default: all); the
         activity counts always cover every population. Whole test sets need only the output.
         """
-        dev = torch.device(device)
-        if engine == "auto":
-            engine = "numba" if dev.type == "cpu" else "torch"
+        if engine == "auto":    # str(device): no torch.device, so that the numba engine never imports torch
+            engine = "numba" if str(device).split(":")[0] == "cpu" else "torch"
         if engine == "numba":
             from snnc.hwsim.fast import FastEngine
 
             return FastEngine(self.graph, chunk=chunk).run(inputs, keep=keep)
         if engine != "torch":
             raise ValueError(f"unknown hwsim engine '{engine}': use numba, torch or auto")
+        dev = torch.device(device)
         x = self.input.check_values(inputs)
         step = chunk or chunk_size(self.graph, x.shape[1], 1024)
         if len(x) <= step:

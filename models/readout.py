@@ -13,10 +13,12 @@ Ties go to the lowest class index everywhere (numpy's and torch's ``argmax``).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:       # scores() takes tensors; the engines' decide() needs no torch (snn-run's start-up)
+    import torch
 
 READOUT_KINDS = ("rate", "voting", "membrane")
 

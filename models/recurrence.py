@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from snnc.models.quant import LOIHI_FIXED_POINT, FixedPointFormat
+from snnc.models.fixed_point import LOIHI_FIXED_POINT, FixedPointFormat
 from snnc.models.rules import Rule
 
 

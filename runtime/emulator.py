@@ -46,7 +46,7 @@ import snnc
 from snnc.compiler.ir import Graph, Population, QConv, QCubaLIF, QDense
 from snnc.errors import SnncError
 from snnc.hwsim.sim import conv_input, lava_weights
-from snnc.models.quant import LOIHI_FIXED_POINT
+from snnc.models.fixed_point import LOIHI_FIXED_POINT
 from snnc.models.readout import Readout
 
 #: The bridge's protocol version (its docstring) and the nengo-loihi release whose emulator it mirrors.
