@@ -33,16 +33,25 @@ from dataclasses import dataclass, field
 from typing import Collection
 
 import numpy as np
-import torch
 
 from snnc.compiler.ir import Graph, Population, QConv, QCubaLIF, QDense
 from snnc.hwsim import kernels
+from snnc.lazy import LazyModule, imported
 from snnc.hwsim.sim import (HwSimResult, LayerActivity, chunk_size, conv_bound, conv_input, fan_out, lava_weights,
                              merge_results, shift_signed, wrap24)
 
 EVENT_DENSITY = 0.02   # fraction of non-zero inputs below which a dense synapse runs event by event
 CONV_EVENT_DENSITY = 0.03  # the same for a convolution (LeNet: the dense conv still won at 9%)
 DEFAULT_CHUNK = 128    # most samples per chunk: (chunk x T) GEMM rows keep the int8 GEMM efficient
+#: dense-synapse work (multiply-adds over a whole run) from which importing torch for its int8 GEMM
+#: pays: here torch's ``_int_mm`` ran ~200 G multiply-adds/s and numpy's float32 GEMM ~60 G (784x256
+#: and 256x10 layers, 12,800 rows), so the int8 GEMM saves ~1.1e-11 s per multiply-add, and importing
+#: torch costs ~1.9 s: break-even near 1.7e11. Below this (and while torch is not imported anyway),
+#: the GEMMs run in numpy, exactly in float32 / float64 as the bounds allow, and ``snn-run`` of a small
+#: network never imports torch (docs/performance.md, "Start-up").
+TORCH_GEMM_MACS = 5e10
+
+torch = LazyModule("torch")     # imported on first use: large int8 GEMMs, convolutions (snnc/lazy.py)
 
 _NONE = np.zeros((0, 0, 0), dtype=np.int64)
 _NONE2 = np.zeros((0, 0), dtype=np.int32)
@@ -63,31 +72,38 @@ class _Dense:
         top = max(1, graded_top)
         self.exp = syn.weight_exp
         self.mul = 1
-        self.int8: torch.Tensor | None = None
-        self.float: torch.Tensor | None = None
+        self.int8: np.ndarray | None = None        # W.T / mul as int8 (n_in, n_out), where Lava's format allows
+        self._int8_t = None                         # ... as a torch tensor, made on the first torch GEMM
+        self._float_t = None
         if (np.all(w8 * step == w) and w8.min(initial=0) >= -128 and w8.max(initial=0) <= 127 and top <= 127
-                and 128 * top * w.shape[1] < 2**31 and hasattr(torch, "_int_mm")):
-            self.int8 = torch.from_numpy(np.ascontiguousarray(w8.T.astype(np.int8)))
+                and 128 * top * w.shape[1] < 2**31):
+            self.int8 = np.ascontiguousarray(w8.T.astype(np.int8))
             self.mul = step
-        else:
-            bound = int(np.abs(w).max(initial=0)) * w.shape[1] * top
-            dtype = torch.float32 if bound < 2**24 else torch.float64
-            self.float = torch.from_numpy(np.ascontiguousarray(w.T)).to(dtype)
+        bound = int(np.abs(w).max(initial=0)) * w.shape[1] * top
+        # the float GEMM's weights: exact while every partial sum < 2**24 (float32), else float64
+        self.float = np.ascontiguousarray(w.T.astype(np.float32 if bound < 2**24 else np.float64))
         self.out = int(w.shape[0])
         # events: int32 rows while every partial sum fits, else int64 (a delay group never takes events)
         wide = int(np.abs(w).max(initial=0)) * w.shape[1] * top >= 2**31
         self.rows = np.ascontiguousarray(w.T.astype(np.int64 if wide else np.int32)) if mask is None else _NONE2
 
-    def gemm(self, x: np.ndarray) -> tuple[np.ndarray, int]:
-        """(batch, T, n_in) -> undelayed sums (batch, T, n_out) and the multiplier they still need."""
+    def gemm(self, x: np.ndarray, use_torch: bool = True) -> tuple[np.ndarray, int]:
+        """(batch, T, n_in) -> undelayed sums (batch, T, n_out) and the multiplier they still need.
+        ``use_torch``: torch's exact int8 GEMM where the weights allow (else torch's float GEMM);
+        without it numpy's float GEMM (the same integers: every sum is exact, :data:`TORCH_GEMM_MACS`)."""
         lead, n_in = x.shape[:-1], x.shape[-1]
-        if self.int8 is not None:
-            xs = x.view(np.int8) if x.dtype == bool else x.astype(np.int8)
-            y = torch._int_mm(torch.from_numpy(xs.reshape(-1, n_in)), self.int8)
-            return y.numpy().reshape(*lead, -1), self.mul
-        assert self.float is not None
-        xf = torch.from_numpy(x.reshape(-1, n_in)).to(self.float.dtype)
-        return (xf @ self.float).to(torch.int64).numpy().reshape(*lead, -1), 1
+        rows = x.reshape(-1, n_in)
+        if not use_torch:
+            return (rows.astype(self.float.dtype) @ self.float).astype(np.int64).reshape(*lead, -1), 1
+        if self.int8 is not None and hasattr(torch, "_int_mm"):
+            if self._int8_t is None:
+                self._int8_t = torch.from_numpy(self.int8)
+            xs = rows.view(np.int8) if x.dtype == bool else rows.astype(np.int8)
+            return torch._int_mm(torch.from_numpy(xs), self._int8_t).numpy().reshape(*lead, -1), self.mul
+        if self._float_t is None:
+            self._float_t = torch.from_numpy(self.float)
+        xf = torch.from_numpy(rows).to(self._float_t.dtype)
+        return (xf @ self._float_t).to(torch.int64).numpy().reshape(*lead, -1), 1
 
 
 def pool_factor(conv: QConv) -> int:
@@ -200,6 +216,7 @@ class FastEngine:
         self.chunk = chunk     # None: chunk_size() for the run's T
         self.event_density = event_density
         self.conv_event_density = conv_event_density
+        self.use_torch = True      # set per run (:data:`TORCH_GEMM_MACS`)
         graded = (2 ** self.input.bits - 1) if self.input.bits else 1
         self.dense = {syn.name: _Dense(syn, pop.neuron, graded if src == self.input.name else 1)
                       for pop in self.populations for syn, src in pop.inputs if isinstance(syn, QDense)}
@@ -226,6 +243,8 @@ class FastEngine:
         else:
             x = self.input.check_values(inputs)
         step = max(1, int(self.chunk)) if self.chunk else chunk_size(self.graph, x.shape[1], DEFAULT_CHUNK)
+        macs = len(x) * x.shape[1] * sum(d.float.size for d in self.dense.values())
+        self.use_torch = bool(self.convs) or imported("torch") or macs >= TORCH_GEMM_MACS
         if len(x) <= step:
             return self._run_chunk(x, keep)
         return merge_results([self._run_chunk(x[i:i + step], keep) for i in range(0, len(x), step)])
@@ -289,9 +308,9 @@ class FastEngine:
                 ff.events = train.view(np.uint8) if train.dtype == bool else train
                 ff.rows, ff.ev_exp = d.rows, d.exp
                 if d.int8 is not None:
-                    ff.int8, ff.mul = d.int8.numpy(), d.mul
+                    ff.int8, ff.mul = d.int8, d.mul
             else:
-                y, mul = d.gemm(train)
+                y, mul = d.gemm(train, self.use_torch)
                 ff.pre.append((y, mul, d.exp))
         return ff
 
@@ -308,7 +327,7 @@ class FastEngine:
         for d, dense in groups:
             if d >= steps:
                 continue            # arrives after the last step: never delivered
-            y, mul = dense.gemm(train)   # all T rows: no copy of the train; the last d are not added
+            y, mul = dense.gemm(train, self.use_torch)   # all T rows: no copy of the train; the last d are not added
             kernels.add_delayed(total, y, d, dense.cols, mul, dense.exp)
         return total
 
@@ -370,7 +389,7 @@ class FastEngine:
         rec, mats, base = [], [], 0
         for q, syn, src in recs:
             d = self.dense[syn.name]
-            rows = d.int8.numpy() if small else d.rows     # type: ignore[union-attr]
+            rows = d.int8 if small else d.rows     # type: ignore[union-attr]
             rec.append((names.index(src), int(seg[q]), int(syn.out_size), base, int(syn.weight_exp),
                         d.mul if small else 1))
             mats.append(rows.reshape(-1))

@@ -176,3 +176,36 @@ def test_dense_conv_path_pool_factored_and_channels_last(seed: int, f: int, k: i
     for density in (0.0, 1.1):     # every conv dense (this path), and by events
         assert_same_result(FastEngine(graph, conv_event_density=density).run(x), torch_run)
     assert_same_result(FastEngine(graph, chunk=2).run(x), torch_run)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fixed_point_graphs(), st.integers(0, 2**32 - 1))
+def test_numpy_gemm_path_equals_torch_gemm_path(graph: Graph, seed: int) -> None:
+    """Without torch imported and for small runs, dense synapses are numpy float GEMMs (snn-run's
+    start-up, fast.TORCH_GEMM_MACS): the same integers as torch's int8 / float GEMMs."""
+    from snnc.hwsim import fast
+
+    x = spikes_of(graph, np.random.default_rng(seed), 4, 7)
+    with_torch = FastEngine(graph, event_density=0.0, conv_event_density=0.0)
+    expected = with_torch.run(x)
+    assert with_torch.use_torch
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fast, "imported", lambda name: False)
+        engine = FastEngine(graph, event_density=0.0, conv_event_density=0.0)
+        result = engine.run(x)
+        assert engine.use_torch == bool(engine.convs)      # convolutions always need torch
+    assert_same_result(result, expected)
+
+
+def test_snn_run_of_a_small_dense_network_never_imports_torch(digits_artifact: Path) -> None:
+    """snn-run's start-up (issue 22): reading the artifact, coding the samples, numba's engine and the
+    decisions import no torch (~1.7 s) for a small dense network."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from snnc.cli import run_main; "
+            f"rc = run_main([{str(digits_artifact)!r}, '--samples', '50', '--json']); "
+            "print('RESULT', rc, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "RESULT 0 False", done.stdout + done.stderr
