@@ -112,32 +112,76 @@ ENCODERS = {"rate": rate_encode, "signed": signed_rate_encode,
             "analog": lambda x, t, g=None: analog_encode(x, t)}
 
 
-def batch_spikes(data: Dataset, index: Any, timesteps: int, generator: torch.Generator | None = None,
-                 encoding: str | None = None) -> torch.Tensor:
-    """Samples ``index`` of ``data`` as float32 (batch, T, features) model input, the only input path.
-
-    ``encoding`` (default: the dataset's) codes static features as 'rate' 0/1 spikes, 'signed'
-    {-1, 0, 1} spikes or the 'analog' values; random codes draw from ``generator``. Event frames are
-    returned as they are (and consume no random numbers), so their T must equal ``timesteps``.
-    """
-    import torch
-
-    if isinstance(index, torch.Tensor):
-        index = index.numpy()
+def _code_of(data: Dataset, timesteps: int, encoding: str | None) -> str:
+    """The code ``data`` is fed with (``encoding``, default the dataset's): a static code of
+    :data:`ENCODERS`, or 'events' (whose frames must have ``timesteps`` bins); else a clear error."""
     code = encoding or data.encoding
     if data.encoding == "rate" and code in ENCODERS:
-        return ENCODERS[code](torch.from_numpy(data.x[index]), timesteps, generator)
+        return code
     if data.encoding == "events" and code == "events":
         if data.timesteps != timesteps:
             raise SnncError(f"dataset '{data.name}' was framed into {data.timesteps} time bins but "
                             f"{timesteps} timesteps were asked for; load it with timesteps={timesteps}.")
-        return torch.from_numpy(np.ascontiguousarray(data.x[index])).to(torch.float32)
+        return code
     if data.encoding == "events":
         raise SnncError(f"dataset '{data.name}' is event data: it brings its own spikes and cannot be given "
                         f"the '{code}' input encoding; use a rate-coded model (e.g. --rule stbp-rect) or a "
                         f"static dataset (digits, mnist).")
     raise SnncError(f"unknown input encoding '{code}' for dataset '{data.name}' (supported: "
                     f"{', '.join(ENCODERS)}, events).")
+
+
+def batch_spikes(data: Dataset, index: Any, timesteps: int, generator: torch.Generator | None = None,
+                 encoding: str | None = None) -> torch.Tensor:
+    """Samples ``index`` of ``data`` as float32 (batch, T, features) model input, the training path.
+
+    ``encoding`` (default: the dataset's) codes static features as 'rate' 0/1 spikes, 'signed'
+    {-1, 0, 1} spikes or the 'analog' values; random codes draw from ``generator``. Event frames are
+    returned as they are (and consume no random numbers), so their T must equal ``timesteps``.
+    What the engines are fed is coded by :func:`engine_spikes` (numpy, the same distributions).
+    """
+    import torch
+
+    if isinstance(index, torch.Tensor):
+        index = index.numpy()
+    code = _code_of(data, timesteps, encoding)
+    if code == "events":
+        return torch.from_numpy(np.ascontiguousarray(data.x[index])).to(torch.float32)
+    return ENCODERS[code](torch.from_numpy(data.x[index]), timesteps, generator)
+
+
+#: the random generator of :func:`engine_spikes` (recorded in an artifact's input spec, snnc/inputs.py)
+ENGINE_CODE_GENERATOR = "numpy PCG64"
+_CODE_CHUNK = 256     # samples drawn at a time: memory stays at the (bool) result, not T x features floats
+
+
+def engine_spikes(data: Dataset, index: Any, timesteps: int, seed: int, encoding: str | None = None) -> np.ndarray:
+    """Samples ``index`` of ``data`` as the chip receives them (:func:`to_engine_input`'s formats:
+    bool spikes, 'signed' as two binary channels ``[x > 0, x < 0]``, 'analog' as 8-bit graded values),
+    the static codes drawn from numpy's PCG64 seeded with ``seed``: the same distributions as
+    :func:`batch_spikes`, without torch (``snn-run`` of a small network never imports it; issue 22).
+    Samples are drawn in order, so the first k samples are the same whatever ``index`` stops at."""
+    code = _code_of(data, timesteps, encoding)
+    x = np.asarray(data.x[index])
+    if code == "events":
+        return x > 0.5
+    if code == "analog":       # analog_encode's float32 value, to_engine_input's rounding
+        v = np.round(np.clip(x, 0, 1).astype(np.float32).astype(np.float64) * 255).astype(np.int64)
+        return np.ascontiguousarray(np.broadcast_to(v[:, None, :], (len(v), timesteps, v.shape[1])))
+    rng = np.random.Generator(np.random.PCG64(seed))
+    n, f = x.shape
+    out = np.empty((n, timesteps, 2 * f if code == "signed" else f), dtype=bool)
+    for i in range(0, n, _CODE_CHUNK):
+        xs = x[i:i + _CODE_CHUNK].astype(np.float32)
+        u = rng.random((len(xs), timesteps, f), dtype=np.float32)
+        if code == "rate":
+            np.less(u, np.clip(xs, 0, 1)[:, None, :], out=out[i:i + _CODE_CHUNK])
+        else:                   # signed_rate_encode: sign(c) with probability |c|, c = 2x - 1
+            c = np.clip(2 * xs - 1, -1, 1)[:, None, :]
+            spike = u < np.abs(c)
+            out[i:i + _CODE_CHUNK, :, :f] = spike & (c > 0)
+            out[i:i + _CODE_CHUNK, :, f:] = spike & (c < 0)
+    return out
 
 
 def to_engine_input(x: torch.Tensor | np.ndarray, encoding: str) -> np.ndarray:
@@ -164,11 +208,10 @@ def from_engine_input(x: np.ndarray, encoding: str) -> torch.Tensor:
 
 
 def encode_samples(x: np.ndarray, timesteps: int, seed: int) -> np.ndarray:
-    """Deterministic rate code of ``x`` (n, features) -> bool (n, T, features), same for every engine."""
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    return rate_encode(torch.from_numpy(np.asarray(x, dtype=np.float32)), timesteps, g).numpy().astype(bool)
+    """Deterministic rate code of ``x`` (n, features) -> bool (n, T, features), as every engine is fed
+    (:func:`engine_spikes`)."""
+    data = Dataset("samples", np.asarray(x, dtype=np.float32), np.zeros(len(x), dtype=np.int64), 0)
+    return engine_spikes(data, slice(None), timesteps, seed, "rate")
 
 
 # ---------------------------------------------------------------- where data lives

@@ -2,8 +2,10 @@
 the samples it rebuilds from it, for the report, verification, snn-run and snn-report; and the user's
 own arrays coded the same way (snnc.run).
 
-Static samples are coded with one fixed seed (:data:`ENCODING_SEED`) by ``batch_spikes``, so every engine
-and every command sees the same spikes for the same sample; event frames are fed as they are.
+Static samples are coded with one fixed seed (:data:`ENCODING_SEED`) by ``engine_spikes`` (numpy's
+PCG64, recorded as the spec's ``generator``), so every engine and every command sees the same spikes for
+the same sample; event frames are fed as they are. Artifacts compiled before the generator was recorded
+were coded with torch's generator (``batch_spikes``) and still are, so that their figures reproduce.
 """
 from __future__ import annotations
 
@@ -14,11 +16,13 @@ import numpy as np
 
 from snnc.compiler.ir import Input
 from snnc.errors import SnncError
-from snnc.models.datasets import (DATA_FILE_DATASET, DEFAULT_TIMESTEPS, batch_spikes, is_event_dataset,
-                                  load_data_file, load_dataset, to_engine_input)
+from snnc.models.datasets import (DATA_FILE_DATASET, DEFAULT_TIMESTEPS, ENGINE_CODE_GENERATOR, Dataset, batch_spikes,
+                                  engine_spikes, is_event_dataset, load_data_file, load_dataset, to_engine_input)
 
 #: the seed of the rate code of every static sample the compiler, snn-run and snnc.run feed the chip
 ENCODING_SEED = 2024
+#: the static rate code as an input spec records it
+RATE_CODE = {"kind": "rate", "distribution": "bernoulli", "seed": ENCODING_SEED, "generator": ENGINE_CODE_GENERATOR}
 
 
 def input_spec(metadata: dict[str, Any], timesteps: int | None, encoding: str | None = None,
@@ -38,9 +42,10 @@ def input_spec(metadata: dict[str, Any], timesteps: int | None, encoding: str | 
         code = {"kind": "analog", "bits": 8, "values": "round(255 x), x in [0, 1], every step"}
     elif encoding == "signed":
         code = {"kind": "signed", "channels": "[x > 0, x < 0]: 2 lines per feature",
-                "distribution": "sign(2x - 1) with probability |2x - 1|", "seed": ENCODING_SEED}
+                "distribution": "sign(2x - 1) with probability |2x - 1|", "seed": ENCODING_SEED,
+                "generator": ENGINE_CODE_GENERATOR}
     else:
-        code = {"kind": "rate", "distribution": "bernoulli", "seed": ENCODING_SEED}
+        code = dict(RATE_CODE)
     spec: dict[str, Any] = {"timesteps": t, "encoding": code, "dataset": metadata.get("dataset"),
                             "split_seed": int(metadata.get("seed") or 0)}
     if metadata.get("data_dir"):
@@ -75,8 +80,23 @@ def data_file_spec(spec: dict[str, Any], graph_input: Input, network: str,
             spec["timesteps"] = data.timesteps
         spec["encoding"] = {"kind": "events", "frames": "the data file's frames", "binarised": True}
     elif code == "events":
-        spec["encoding"] = {"kind": "rate", "distribution": "bernoulli", "seed": ENCODING_SEED}
+        spec["encoding"] = dict(RATE_CODE)
     return spec
+
+
+def coded(spec: dict[str, Any], data: Dataset, n: int, code: str, seed: int = ENCODING_SEED) -> np.ndarray:
+    """The first ``n`` samples of ``data`` as the chip receives them, coded with ``code`` by the generator
+    ``spec`` records (numpy's; an artifact compiled before it was recorded: torch's, as it was coded then)."""
+    generator = spec.get("encoding", {}).get("generator")
+    if generator == ENGINE_CODE_GENERATOR or code in ("events", "analog"):     # the last two draw nothing
+        return engine_spikes(data, slice(0, n), spec["timesteps"], seed, code)
+    if generator is not None:
+        raise SnncError(f"the input code's generator '{str(generator)[:60]}' is not one this snnc has "
+                        f"({ENGINE_CODE_GENERATOR}); recompile the model with this snnc.")
+    import torch
+
+    x = batch_spikes(data, slice(0, n), spec["timesteps"], torch.Generator().manual_seed(seed), code)
+    return to_engine_input(x.numpy(), code)
 
 
 def input_code(spec: dict[str, Any]) -> str:
@@ -88,8 +108,6 @@ def sample_inputs(spec: dict[str, Any], graph_input: Input, n: int,
     """The first ``n`` test samples of the model's dataset (or data file, checked against ``network``'s
     input) as the chip receives them (binary spikes or graded values, ``Input.check_values`` accepts
     them); random ones if the model has no dataset."""
-    import torch
-
     code = input_code(spec)
     if spec.get("data_file"):
         data = load_data_file(spec["data_file"], spec.get("data_split", "eval"), seed=int(spec.get("split_seed") or 0),
@@ -99,8 +117,7 @@ def sample_inputs(spec: dict[str, Any], graph_input: Input, n: int,
                               sha256=spec.get("data_sha256"))
         code = "events" if data.encoding == "events" else ("rate" if code == "events" else code)
         n = min(n, len(data.y))
-        x = batch_spikes(data, slice(0, n), spec["timesteps"], torch.Generator().manual_seed(ENCODING_SEED), code)
-        return to_engine_input(x.numpy(), code), data.y[:n]
+        return coded(spec, data, n, code), data.y[:n]
     if spec.get("dataset"):
         data = load_dataset(spec["dataset"], "test", int(spec.get("split_seed") or 0),
                             timesteps=spec["timesteps"], data_dir=spec.get("data_dir"), limit=n)
@@ -109,9 +126,7 @@ def sample_inputs(spec: dict[str, Any], graph_input: Input, n: int,
             raise SnncError(f"dataset '{spec['dataset']}' has {data.input_size} features ({lines} input lines "
                             f"with the '{code}' code) but the network takes {graph_input.size}.")
         n = min(n, len(data.y))
-        g = torch.Generator().manual_seed(ENCODING_SEED)
-        x = batch_spikes(data, slice(0, n), spec["timesteps"], g, code)
-        return to_engine_input(x.numpy(), code), data.y[:n]
+        return coded(spec, data, n, code), data.y[:n]
     rng = np.random.default_rng(ENCODING_SEED)
     shape = (n, spec["timesteps"], graph_input.size)
     if graph_input.bits:
@@ -136,6 +151,5 @@ def chip_inputs(artifact: Any, data: Any, *, seed: int | None = None) -> tuple[n
     ds = as_dataset(data, shape, what="data", timesteps=t, labels_needed=False)
     if ds.encoding == "events":
         code = "events"
-    g = torch.Generator().manual_seed(ENCODING_SEED if seed is None else seed)
-    x = batch_spikes(ds, slice(0, len(ds.y)), t, g, code if code != "events" else None)
-    return to_engine_input(x.numpy(), code), (ds.y if labels_given else None)
+    x = coded(spec, ds, len(ds.y), code, ENCODING_SEED if seed is None else seed)
+    return x, (ds.y if labels_given else None)

@@ -16,8 +16,9 @@ import torch
 from snnc.cli import compile_main, run_main, train_main
 from snnc.errors import InputFileError, SnncError
 from snnc.models.checkpoint import load
-from snnc.models.datasets import (EVENT_DTYPE, SYNTH_SENSOR, batch_spikes, default_data_dir, encode_samples,
-                                  frame_transform, load_dataset, resolve_data_dir, synthetic_events)
+from snnc.models.datasets import (EVENT_DTYPE, SYNTH_SENSOR, Dataset, batch_spikes, default_data_dir, encode_samples,
+                                  engine_spikes, frame_transform, load_dataset, resolve_data_dir, synthetic_events,
+                                  to_engine_input)
 
 MNIST_NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
@@ -130,11 +131,51 @@ def test_train_on_mnist_records_data_dir(tmp_path: Path, capsys: pytest.CaptureF
 
 # ---------------------------------------------------------------- the one encoding
 
-def test_batch_spikes_rate_path_is_the_old_encoding() -> None:
+def test_encode_samples_is_the_engines_rate_code() -> None:
     data = load_dataset("digits", "test")
-    g = torch.Generator().manual_seed(7)
-    assert np.array_equal(batch_spikes(data, slice(0, 5), 9, g).numpy().astype(bool),
-                          encode_samples(data.x[:5], 9, 7))
+    x = encode_samples(data.x[:5], 9, 7)
+    assert x.dtype == bool and x.shape == (5, 9, 64)
+    np.testing.assert_array_equal(x, engine_spikes(data, slice(0, 5), 9, 7))
+    assert not np.array_equal(x, encode_samples(data.x[:5], 9, 8))      # the seed matters
+
+
+@pytest.mark.parametrize("code", ["rate", "signed"])
+def test_engine_spikes_have_the_training_codes_distribution(code: str) -> None:
+    """The engines' numpy code and training's torch code (batch_spikes) draw differently but from
+    the same distribution: per feature, the rate of each channel over 4,000 steps is within 5 standard
+    errors of the probability the code defines (a wrong threshold, sign or channel order fails)."""
+    p = np.linspace(0, 1, 41, dtype=np.float32)
+    data = Dataset("ramp", np.tile(p, (2, 1)), np.zeros(2, dtype=np.int64), 2)
+    x = engine_spikes(data, slice(None), 2000, seed=3, encoding=code).reshape(4000, -1).mean(axis=0)
+    torch_x = to_engine_input(batch_spikes(data, slice(None), 2000, torch.Generator().manual_seed(3), code).numpy(),
+                              code).reshape(4000, -1).mean(axis=0)
+    c = 2 * p.astype(np.float64) - 1
+    want = p.astype(np.float64) if code == "rate" else np.concatenate([np.clip(c, 0, 1), np.clip(-c, 0, 1)])
+    tol = 5 * np.sqrt(want * (1 - want) / 4000) + 1e-12
+    assert np.all(np.abs(x - want) <= tol) and np.all(np.abs(torch_x - want) <= tol)
+    assert x[0] == 0 and (code == "signed" or x[-1] == 1)          # p = 0 never fires, p = 1 always
+
+
+def test_engine_spikes_analog_and_events_are_the_training_path_exactly() -> None:
+    data = load_dataset("digits", "test")
+    np.testing.assert_array_equal(
+        engine_spikes(data, slice(0, 6), 4, 0, "analog"),
+        to_engine_input(batch_spikes(data, slice(0, 6), 4, None, "analog").numpy(), "analog"))
+    events = load_dataset("synthetic-events", "test", timesteps=6, limit=8)
+    np.testing.assert_array_equal(engine_spikes(events, np.array([3, 1]), 6, 0),
+                                  to_engine_input(batch_spikes(events, torch.tensor([3, 1]), 6).numpy(), "events"))
+    with pytest.raises(SnncError, match="6 time bins but 7"):
+        engine_spikes(events, slice(0, 2), 7, 0)
+    with pytest.raises(SnncError, match="cannot be given the 'rate' input encoding"):
+        engine_spikes(events, slice(0, 2), 6, 0, "rate")
+
+
+def test_engine_spikes_first_samples_do_not_depend_on_how_many() -> None:
+    """Drawn sample by sample in order (in chunks of 256): the first 260 samples of 300 are the 260 alone."""
+    data = load_dataset("digits", "test")
+    for code in ("rate", "signed"):
+        np.testing.assert_array_equal(engine_spikes(data, slice(0, 300), 5, 1, code)[:260],
+                                      engine_spikes(data, slice(0, 260), 5, 1, code))
 
 
 def test_batch_spikes_events_path_needs_matching_timesteps() -> None:
@@ -432,3 +473,21 @@ def test_synthetic_speech_needs_memory_of_the_first_syllable() -> None:
         same = np.corrcoef(halves[c, 0], halves[swapped, 1])[0, 1]
         other = np.corrcoef(halves[c, 0], halves[c, 1])[0, 1]
         assert same > 0.9 > 0.5 > other, (c, same, other)
+
+
+def test_artifacts_name_their_code_generator_and_older_ones_keep_torchs() -> None:
+    """An input spec records numpy's generator and is coded with it; a spec from before the generator
+    was recorded is coded with torch's, as it was then (its figures reproduce); an unknown one is refused."""
+    from snnc.inputs import ENCODING_SEED, coded, input_spec
+
+    data = load_dataset("digits", "test")
+    for encoding in (None, "signed"):
+        spec = input_spec({"dataset": "digits"}, 7, encoding)
+        code = spec["encoding"]["kind"]
+        assert spec["encoding"]["generator"] == "numpy PCG64"
+        np.testing.assert_array_equal(coded(spec, data, 4, code), engine_spikes(data, slice(0, 4), 7, ENCODING_SEED, code))
+        old = {**spec, "encoding": {k: v for k, v in spec["encoding"].items() if k != "generator"}}
+        torch_code = batch_spikes(data, slice(0, 4), 7, torch.Generator().manual_seed(ENCODING_SEED), code)
+        np.testing.assert_array_equal(coded(old, data, 4, code), to_engine_input(torch_code.numpy(), code))
+        with pytest.raises(SnncError, match="generator 'mt19937' is not one this snnc has"):
+            coded({**spec, "encoding": {**spec["encoding"], "generator": "mt19937"}}, data, 4, code)
