@@ -432,23 +432,27 @@ def cuba_recurrent_dense(a: torch.Tensor, bias: torch.Tensor | float, w_rec: tor
 
 class _ExactIntegerMatmul(torch.autograd.Function):
     """``delay(x) @ w.T`` for integer-valued ``x`` and ``w`` (see :func:`_delayed_integer_matmul`);
-    float64 backward as autograd computes it, so gradients are unchanged."""
+    float64 backward as autograd computes it, except the weight gradient of the int8 path, which is
+    computed in the weight's own precision (:func:`_weight_grad_int8`)."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         a, x8 = _delayed_integer_matmul(x, w, keep_int8=True)
-        # the int8 copy of the delayed inputs (when the GEMM used one) is all the weight gradient needs
-        ctx.save_for_backward(x if x8 is None else None, x8, w)
-        ctx.x_dtype = x.dtype
+        # the int8 copy of the delayed inputs (when the GEMM used one) is all the weight gradient needs;
+        # float32 inputs of float32 weights (the first layer's spikes in snn-train) are kept as they are
+        # instead: the float32 weight gradient reads them with no conversion (:func:`_weight_grad_float32`)
+        direct = x8 is not None and x.dtype == w.dtype == torch.float32 and x.is_contiguous()
+        ctx.save_for_backward(x if x8 is None or direct else None, None if direct else x8, w)
+        ctx.x_dtype, ctx.x_shape = x.dtype, x.shape
         return a
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:  # type: ignore[override]
         x, x8, w = ctx.saved_tensors
         grad_x = grad_w = None
-        if x8 is not None:                                        # (batch, T, in), step t = x[t - 1]
+        if x8 is not None or x.dtype == w.dtype == torch.float32:   # the int8 GEMM ran; step t = x[t - 1]
             g2 = grad.to(torch.float64).contiguous().reshape(-1, grad.shape[-1])
-            batch, steps, n_in = x8.shape
+            batch, steps, n_in = ctx.x_shape
             if ctx.needs_input_grad[0]:                           # grad x[t] = grad[t + 1] @ w, x[T-1]: 0
                 gx = g2.new_empty(batch, steps, n_in)
                 flat = gx.view(-1, n_in)
@@ -456,7 +460,8 @@ class _ExactIntegerMatmul(torch.autograd.Function):
                 gx[:, -1].zero_()
                 grad_x = gx.to(ctx.x_dtype)
             if ctx.needs_input_grad[1]:
-                grad_w = _weight_grad_int8(g2, x8.view(-1, n_in)).to(w.dtype)
+                grad_w = (_weight_grad_int8(g2, x8.view(-1, n_in), w.dtype) if x8 is not None
+                          else _weight_grad_float32(grad, x)).to(w.dtype)
             return grad_x, grad_w
         g = grad[:, 1:]                                           # step t reads x[t - 1]
         if ctx.needs_input_grad[0]:
@@ -467,22 +472,37 @@ class _ExactIntegerMatmul(torch.autograd.Function):
         return grad_x, grad_w
 
 
-#: float64 elements of the inputs converted at a time for the weight gradient (4 MiB: stays in cache)
+#: elements of the inputs converted at a time for the weight gradient (4 MiB of float64: stays in cache)
 _WGRAD_CHUNK_ELEMENTS = 2**19
 
 
-def _weight_grad_int8(g: torch.Tensor, x8: torch.Tensor) -> torch.Tensor:
-    """``g^T x`` (float64) for float64 ``g`` (rows, out) and int8 ``x8`` (rows, in), a block of rows at a
-    time: the float64 copy of the inputs is never made whole (float64 sums; only their order differs
-    from one GEMM's)."""
+def _weight_grad_int8(g: torch.Tensor, x8: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """``g^T x`` for float64 ``g`` (rows, out) and int8 ``x8`` (rows, in), a block of rows at a time (the
+    float copy of the inputs is never made whole), in the weight's precision ``dtype``: float32 weights
+    (what snn-train trains) get a float32 GEMM, as snnTorch's and SpikingJelly's weight gradients are,
+    at half the float64 GEMM's cost (the largest part of a hardware-exact step, docs/performance.md);
+    the gradient was rounded to float32 anyway, the float32 sums add rounding of ~sqrt(rows) float32
+    ulps. float64 weights keep float64 sums (only their order differs from one GEMM's)."""
+    dt = torch.float32 if dtype == torch.float32 else torch.float64
+    g = g.to(dt)
     rows, n_in = x8.shape
     per = max(1, _WGRAD_CHUNK_ELEMENTS // max(1, n_in))
     gw: torch.Tensor | None = None
     for r0 in range(0, rows, per):
-        gc, xc = g[r0:r0 + per], x8[r0:r0 + per].to(torch.float64)
+        gc, xc = g[r0:r0 + per], x8[r0:r0 + per].to(dt)
         gw = gc.t() @ xc if gw is None else gw.addmm_(gc.t(), xc)
     assert gw is not None
     return gw
+
+
+def _weight_grad_float32(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``sum_t grad[t + 1]^T x[t]`` in float32 for float32 ``x`` (batch, T, in) as the forward read it
+    (undelayed, contiguous: no copy) and ``grad`` (batch, T, out): the gradient is shifted one step
+    instead of the inputs (its step 0 reads nothing; the inputs' last step feeds nothing)."""
+    batch, steps, n_out = grad.shape
+    gs = torch.zeros(batch, steps, n_out, dtype=torch.float32)
+    gs[:, :-1] = grad[:, 1:]
+    return gs.view(-1, n_out).t() @ x.view(-1, x.shape[-1])
 
 
 def _as_int8(t: torch.Tensor) -> torch.Tensor | None:
@@ -782,3 +802,4 @@ def _use_kernels(*tensors: torch.Tensor) -> "dict[str, Any] | None":
 
 def _np(t: torch.Tensor) -> Any:
     return t.detach().numpy()
+

@@ -278,3 +278,23 @@ def test_exact_float32_conv_equals_the_float64_conv(case: str, monkeypatch: pyte
     (got, gx, gw), (want, wx, ww) = results
     assert torch.equal(got, want) and got.dtype == torch.float64
     assert torch.allclose(gx, wx, rtol=1e-12) and torch.allclose(gw, ww, rtol=1e-12)
+
+
+@pytest.mark.parametrize("x_dtype", [torch.float32, torch.float64])
+def test_float32_weights_get_a_float32_weight_gradient_within_its_rounding(x_dtype: torch.dtype) -> None:
+    """Float32 weights (what snn-train trains) get their int8-path weight gradient from a float32 GEMM
+    (float32 inputs read as they are, others from the int8 copy): equal to the float64 reference within
+    float32 rounding of the sums, and the forward unchanged; float64 weights keep float64 sums
+    (test_integer_synapses_kernels_equal_the_torch_code)."""
+    g = torch.Generator().manual_seed(3)
+    x = (torch.rand(8, 30, 200, generator=g) < 0.3).to(x_dtype)
+    w = (torch.randint(-128, 128, (16, 200), generator=g) * 2).float()
+    upstream = torch.randn(8, 30, 16, generator=g, dtype=torch.float64)
+    wa = w.clone().requires_grad_()
+    out = integer_synapses(x, wa)
+    (out * upstream).sum().backward()
+    ref = upstream[:, 1:].reshape(-1, 16).t() @ x[:, :-1].double().reshape(-1, 200)
+    assert torch.equal(out, delay_one_step(x.double()) @ w.double().t())
+    assert wa.grad.dtype == torch.float32
+    err = (wa.grad.double() - ref).abs().max() / ref.abs().max()
+    assert 0 < err < 1e-5 or torch.equal(wa.grad.double(), ref.float().double())
