@@ -30,6 +30,7 @@ from torch import nn
 
 from snnc.models.neurons import CubaNeurons, delay_one_step
 from snnc.models.quant import bias_to_int, weight_to_int
+from snnc.models.recurrence import integer_bound
 from snnc.models.rules import Rule
 
 
@@ -86,24 +87,27 @@ def _exact_in_float32(x: torch.Tensor, w_int: torch.Tensor, geom: ConvSynapses) 
     if x.numel() == 0 or w_int.numel() == 0:
         return False
     fan_in = w_int.shape[1] * w_int.shape[2] * w_int.shape[3]
-    xd = x.detach()
-    lo, hi = torch.aminmax(xd)
-    bound = max(-float(lo), float(hi)) * float(w_int.detach().abs().max()) * fan_in
-    return bound < 2.0**23 and bool((xd == xd.trunc()).all())
+    x_max, integers = integer_bound(x.detach())
+    return x_max * float(w_int.detach().abs().max()) * fan_in < 2.0**23 and integers
 
 
 class _ExactConv(torch.autograd.Function):
     """Hardware-exact conv synapses ``delay(conv(W_int, x))`` (float64 out) for integer inputs whose sums
     provably stay below 2**23 (:func:`_exact_in_float32`): the forward as one float32 convolution (exact,
-    so bit-identical to the float64 one, and no 24-bit wrap to apply), the backward in float64 as autograd
-    computes it for the float64 convolution (``torch.nn.grad``)."""
+    so bit-identical to the float64 one, and no 24-bit wrap to apply), the backward as autograd computes
+    it for the convolution (``torch.nn.grad``) in the trained parameters' precision ``grad_dtype``: float32
+    for snn-train's float32 weights, as snnTorch's and SpikingJelly's convolutions are trained (the float64
+    backward was ~45% of a LeNet step, docs/performance.md); float64 for float64 weights."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor, geom: ConvSynapses) -> torch.Tensor:  # type: ignore[override]
-        ctx.save_for_backward(x, w)
-        ctx.geom = geom
+    def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor, geom: ConvSynapses,  # type: ignore[override]
+                grad_dtype: torch.dtype = torch.float64) -> torch.Tensor:
         b, t = x.shape[:2]
-        y = geom(x[:, :-1].to(torch.float32), w.to(torch.float32))
+        x32 = x[:, :-1].to(torch.float32)
+        # the backward's float32 weight gradient reads the same float32 inputs: kept, not converted again
+        ctx.save_for_backward(x32 if grad_dtype == torch.float32 else x, w)
+        ctx.geom, ctx.grad_dtype, ctx.x_dtype = geom, grad_dtype, x.dtype
+        y = geom(x32, w.to(torch.float32))
         out = torch.empty(b, t, y.shape[-1], dtype=torch.float64, device=x.device)
         out[:, 0].zero_()
         out[:, 1:].copy_(y)
@@ -111,20 +115,23 @@ class _ExactConv(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
-        x, w = ctx.saved_tensors
+        x, w = ctx.saved_tensors            # x: the float32 inputs x[:, :-1], or all of x (float64 sums)
         geom = ctx.geom
-        b, t = x.shape[:2]
-        g = grad[:, 1:].to(torch.float64).reshape(b * (t - 1), *geom.out_shape)
+        b = x.shape[0]
+        t = grad.shape[1]
+        dt = torch.float32 if ctx.grad_dtype == torch.float32 else torch.float64
+        g = grad[:, 1:].to(dt).reshape(b * (t - 1), *geom.out_shape)
         kw = dict(stride=geom.stride, padding=geom.padding, dilation=geom.dilation, groups=geom.groups)
         grad_x = grad_w = None
-        w64 = w.detach().to(torch.float64)
         if ctx.needs_input_grad[0]:
-            gx = torch.nn.grad.conv2d_input((b * (t - 1), *geom.in_shape), w64, g, **kw)
-            grad_x = torch.nn.functional.pad(gx.reshape(b, t - 1, -1), (0, 0, 0, 1)).to(x.dtype)
+            gx = torch.nn.grad.conv2d_input((b * (t - 1), *geom.in_shape), w.detach().to(dt), g, **kw)
+            grad_x = gx.new_empty(b, t, gx[0].numel(), dtype=ctx.x_dtype)
+            grad_x[:, -1].zero_()                  # the last step's input feeds nothing
+            grad_x[:, :-1].copy_(gx.reshape(b, t - 1, -1))
         if ctx.needs_input_grad[1]:
-            xs = x.detach()[:, :-1].to(torch.float64).reshape(b * (t - 1), *geom.in_shape)
-            grad_w = torch.nn.grad.conv2d_weight(xs, w.shape, g, **kw).to(w.dtype)
-        return grad_x, grad_w, None
+            xs = x.detach() if dt == torch.float32 else x.detach()[:, :-1].to(dt)
+            grad_w = torch.nn.grad.conv2d_weight(xs.reshape(b * (t - 1), *geom.in_shape), w.shape, g, **kw).to(w.dtype)
+        return grad_x, grad_w, None, None
 
 
 class CubaConv(CubaNeurons):
@@ -228,7 +235,7 @@ class CubaConv(CubaNeurons):
         if hardware_exact:
             w_int = weight_to_int(weight.double(), self.weight_scale)
             if x.device.type == "cpu" and _exact_in_float32(x, w_int, geom):
-                return _ExactConv.apply(x, w_int, geom)          # wrap24 provably the identity
+                return _ExactConv.apply(x, w_int, geom, weight.dtype)    # wrap24 provably the identity
             return wrap24_ste(delay_one_step(geom(x.double(), w_int)))
         return delay_one_step(geom(x.to(weight.dtype), weight))
 

@@ -10,6 +10,8 @@ The equations are written once, in ``snnc.compiler.ir``'s module docstring. Two 
 """
 from __future__ import annotations
 
+from functools import partial
+
 import math
 from typing import Any
 
@@ -359,7 +361,8 @@ class CubaDense(CubaNeurons):
     def _synaptic_input(self, x: torch.Tensor, w: torch.Tensor, hardware_exact: bool) -> torch.Tensor:
         """W @ x[t-1] for every t: the chip's integers in hardware-exact mode (graded: floor(./2**bits));
         with delays ``sum_d W_d @ x[t-1-d]``, the floor taken per delay group as the chip does."""
-        synapses = integer_synapses if hardware_exact else float_synapses
+        # the weight gradient in the parameters' precision (float32 unless the model was made float64)
+        synapses = partial(integer_synapses, grad_dtype=self.weight.dtype) if hardware_exact else float_synapses
         post = self._graded_shift if hardware_exact and self.input_bits else None
         if self.delay is not None:
             return delayed_synapses(x, w, self.delay, synapses, post)

@@ -206,8 +206,9 @@ def _forward_kernel(k: dict[str, Any], a: torch.Tensor, b_vec: torch.Tensor, bia
     need_int32, need_wrap24, need_clip = _hardware_guards(a_max, b_max, c, steps, fmt)
     mask = torch.empty(batch, steps, n, dtype=torch.bool) if need_clip else torch.empty(1, 1, 1, dtype=torch.bool)
     out = a.new_empty(batch, steps, n)
-    k["forward"](_np(a), _np(b_vec), c.a_scale, c.ku, c.kv, c.offset, float(fmt.state_max), need_int32,
-                 need_wrap24, need_clip, c.spiking, _np(vpre), _np(spikes), _np(mask), _np(out))
+    _by_samples(k["forward"], batch, (0, 11, 12, 13, 14),
+                _np(a), _np(b_vec), c.a_scale, c.ku, c.kv, c.offset, float(fmt.state_max), need_int32,
+                need_wrap24, need_clip, c.spiking, _np(vpre), _np(spikes), _np(mask), _np(out))
     return out, vpre, spikes, (mask if need_clip else None)
 
 
@@ -234,8 +235,9 @@ def _backward_kernel(k: dict[str, Any], grad_out: torch.Tensor, vpre: torch.Tens
     m = mask if mask is not None else torch.empty(1, 1, 1, dtype=torch.bool)
     mant, _ = math.frexp(c.unit)
     inv_unit = 1.0 / c.unit if mant == 0.5 and math.isfinite(1.0 / c.unit) and 1.0 / c.unit > 2.0**-1000 else 0.0
-    k["backward"](_np(vpre), _np(spikes), _np(m), mask is not None, _np(g_out), _np(h), rect, c.offset, c.unit,
-                  inv_unit, c.ku, c.kv_grad, bool(rule.reset_gradient), c.spiking, c.a_scale, _np(g_a), _np(g_b))
+    _by_samples(k["backward"], batch, (0, 1, 2, 4, 5, 15, 16),
+                _np(vpre), _np(spikes), _np(m), mask is not None, _np(g_out), _np(h), rect, c.offset, c.unit,
+                inv_unit, c.ku, c.kv_grad, bool(rule.reset_gradient), c.spiking, c.a_scale, _np(g_a), _np(g_b))
     return g_a, g_b
 
 
@@ -432,25 +434,25 @@ def cuba_recurrent_dense(a: torch.Tensor, bias: torch.Tensor | float, w_rec: tor
 
 class _ExactIntegerMatmul(torch.autograd.Function):
     """``delay(x) @ w.T`` for integer-valued ``x`` and ``w`` (see :func:`_delayed_integer_matmul`);
-    float64 backward as autograd computes it, except the weight gradient of the int8 path, which is
-    computed in the weight's own precision (:func:`_weight_grad_int8`)."""
+    float64 backward as autograd computes it, except the weight gradient of the int8 path, whose sums are
+    in the trained parameters' precision ``grad_dtype`` (:func:`_weight_grad_int8`)."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor, grad_dtype: torch.dtype) -> torch.Tensor:  # type: ignore[override]
         a, x8 = _delayed_integer_matmul(x, w, keep_int8=True)
         # the int8 copy of the delayed inputs (when the GEMM used one) is all the weight gradient needs;
         # float32 inputs of float32 weights (the first layer's spikes in snn-train) are kept as they are
         # instead: the float32 weight gradient reads them with no conversion (:func:`_weight_grad_float32`)
-        direct = x8 is not None and x.dtype == w.dtype == torch.float32 and x.is_contiguous()
+        direct = x8 is not None and x.dtype == grad_dtype == torch.float32 and x.is_contiguous()
         ctx.save_for_backward(x if x8 is None or direct else None, None if direct else x8, w)
-        ctx.x_dtype, ctx.x_shape = x.dtype, x.shape
+        ctx.x_dtype, ctx.x_shape, ctx.grad_dtype = x.dtype, x.shape, grad_dtype
         return a
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:  # type: ignore[override]
         x, x8, w = ctx.saved_tensors
         grad_x = grad_w = None
-        if x8 is not None or x.dtype == w.dtype == torch.float32:   # the int8 GEMM ran; step t = x[t - 1]
+        if x8 is not None or x.dtype == ctx.grad_dtype == torch.float32:   # the int8 GEMM ran; step t = x[t - 1]
             g2 = grad.to(torch.float64).contiguous().reshape(-1, grad.shape[-1])
             batch, steps, n_in = ctx.x_shape
             if ctx.needs_input_grad[0]:                           # grad x[t] = grad[t + 1] @ w, x[T-1]: 0
@@ -460,16 +462,16 @@ class _ExactIntegerMatmul(torch.autograd.Function):
                 gx[:, -1].zero_()
                 grad_x = gx.to(ctx.x_dtype)
             if ctx.needs_input_grad[1]:
-                grad_w = (_weight_grad_int8(g2, x8.view(-1, n_in), w.dtype) if x8 is not None
+                grad_w = (_weight_grad_int8(g2, x8.view(-1, n_in), ctx.grad_dtype) if x8 is not None
                           else _weight_grad_float32(grad, x)).to(w.dtype)
-            return grad_x, grad_w
+            return grad_x, grad_w, None
         g = grad[:, 1:]                                           # step t reads x[t - 1]
         if ctx.needs_input_grad[0]:
             grad_x = torch.nn.functional.pad(g @ w.to(g.dtype), (0, 0, 0, 1)).to(ctx.x_dtype)
         if ctx.needs_input_grad[1]:
             xs = x[:, :-1].to(g.dtype)
             grad_w = (g.reshape(-1, g.shape[-1]).t() @ xs.reshape(-1, xs.shape[-1])).to(w.dtype)
-        return grad_x, grad_w
+        return grad_x, grad_w, None
 
 
 #: elements of the inputs converted at a time for the weight gradient (4 MiB of float64: stays in cache)
@@ -566,11 +568,13 @@ def exact_float32(x: torch.Tensor, w: torch.Tensor) -> bool:
     return bound < 2.0**24 and bool((x == x.trunc()).all()) and bool((w == w.trunc()).all())
 
 
-def integer_synapses(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+def integer_synapses(x: torch.Tensor, w: torch.Tensor, grad_dtype: torch.dtype | None = None) -> torch.Tensor:
     """Hardware-exact dense synapses: float64 ``delay(x) @ w.T`` for integer-valued spikes (or graded
-    values) and integer weights, exact in any summation order, as fast as the values allow."""
+    values) and integer weights, exact in any summation order, as fast as the values allow.
+    ``grad_dtype``: the precision of the weight gradient's sums (the trained parameters', default
+    ``w``'s; :func:`_weight_grad_int8`)."""
     if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad):
-        return _ExactIntegerMatmul.apply(x, w)
+        return _ExactIntegerMatmul.apply(x, w, grad_dtype or w.dtype)
     return _delayed_integer_matmul(x, w)
 
 
@@ -769,6 +773,29 @@ def _to_int8_delayed_py(x, out, bad):  # pragma: no cover - compiled by numba
         bad[bi] = nbad
 
 
+def _integer_bound_py(x):  # pragma: no cover - compiled by numba
+    """(max |x|, whether every value is an integer) of a flat array in one pass (NaN: not an integer)."""
+    m = 0.0
+    bad = 0
+    for i in range(x.size):
+        v = x[i]
+        m = max(m, abs(v))
+        bad += v != np.trunc(v)
+    return m, bad == 0
+
+
+def integer_bound(x: torch.Tensor) -> tuple[float, bool]:
+    """(max |x|, whether every value of ``x`` is an integer): one kernel pass where it can, else torch's."""
+    k = _use_kernels(x) if x.dtype in (torch.float32, torch.float64) and x.is_contiguous() else None
+    if k is not None and x.numel():
+        m, ok = k["integer_bound"](_np(x).reshape(-1))
+        return float(m), bool(ok)
+    if x.numel() == 0:
+        return 0.0, True
+    lo, hi = torch.aminmax(x)
+    return max(-float(lo), float(hi)), bool((x == x.trunc()).all())
+
+
 def _widen_py(r, scale, a):  # pragma: no cover - compiled by numba
     """a = float64(r) * scale (exact: |r| < 2**31, scale a power of two), r and a (rows, n)."""
     rows, n = a.shape
@@ -790,7 +817,8 @@ def _kernels() -> "dict[str, Any] | None":
         # training step ran 3.3x slower (430 vs 131 ms, MLP T=25, 2 cores: the pools wait on each other)
         jit = numba.njit(nogil=True, cache=True, error_model="numpy")
         _KERNELS = {"forward": jit(_hw_forward_py), "backward": jit(_hw_backward_py),
-                    "to_int8_delayed": jit(_to_int8_delayed_py), "widen": jit(_widen_py)}
+                    "to_int8_delayed": jit(_to_int8_delayed_py), "widen": jit(_widen_py),
+                    "integer_bound": jit(_integer_bound_py)}
     return _KERNELS or None
 
 
@@ -802,4 +830,38 @@ def _use_kernels(*tensors: torch.Tensor) -> "dict[str, Any] | None":
 
 def _np(t: torch.Tensor) -> Any:
     return t.detach().numpy()
+
+
+_THREADS: Any = None      # the kernels' threads (concurrent.futures), made on first use
+#: neuron updates (samples x steps x neurons) from which a kernel call is split over torch's threads:
+#: LeNet's layers (50M per call, ~200 ms) gained; the MLP's (3M, ~10 ms) lost to the threads' start-up
+#: and to torch's OpenMP workers still spinning from the op before (measured slower, docs/performance.md)
+KERNEL_SPLIT_UPDATES = 2**24
+
+
+def _by_samples(kernel: Any, batch: int, split: tuple[int, ...], *args: Any) -> None:
+    """``kernel(*args)``, where the call is large (:data:`KERNEL_SPLIT_UPDATES`) with the arrays at
+    positions ``split`` whose leading dimension is ``batch`` (placeholders of shape (1, 1, 1) stay whole)
+    cut into one contiguous part of the samples per torch thread, the parts run at once in Python threads
+    (the kernels release the GIL). Every sample is computed by the same serial code, so the results are
+    those of one call."""
+    global _THREADS
+    parts = min(torch.get_num_threads(), batch)
+    if parts <= 1 or args[split[0]].size < KERNEL_SPLIT_UPDATES:
+        kernel(*args)
+        return
+    if _THREADS is None or _THREADS._max_workers < parts - 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _THREADS = ThreadPoolExecutor(max_workers=parts - 1, thread_name_prefix="snnc-kernel")
+    bounds = [batch * p // parts for p in range(parts + 1)]
+
+    def run(p: int) -> None:
+        lo, hi = bounds[p], bounds[p + 1]
+        kernel(*(a[lo:hi] if i in split and a.shape[0] == batch else a for i, a in enumerate(args)))
+
+    pending = [_THREADS.submit(run, p) for p in range(1, parts)]
+    run(0)
+    for f in pending:
+        f.result()
 
