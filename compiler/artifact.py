@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import snnc
 from snnc.compiler.ir import CUBA_SEMANTICS, Graph
@@ -67,8 +67,9 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 @contextmanager
-def staged_directory(out: Path) -> Iterator[Path]:
-    """Yield a temporary directory beside ``out``; on success it replaces ``out``, on error it vanishes.
+def staged_directory(out: Path, on_error: Callable[[], None] | None = None) -> Iterator[Path]:
+    """Yield a temporary directory beside ``out``; on success it replaces ``out``, on error it vanishes
+    (after ``on_error()``: e.g. stopping a helper process that writes into it).
 
     An existing ``out`` is replaced only if it is an snnc artifact (has a manifest) or empty.
     """
@@ -90,6 +91,8 @@ def staged_directory(out: Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
     finally:
         if tmp.exists():
+            if on_error is not None:
+                on_error()
             shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -883,3 +883,26 @@ class Graph:
     @property
     def is_fixed_point(self) -> bool:
         return all(not isinstance(n, (Dense, Conv, CubaLIF)) for n in self.nodes.values())
+
+
+# --- written files read back (snn-compile checks every format it writes) ---------------------------
+
+def check_round_trip(written: Graph, read: Graph, what: str) -> None:
+    """The file we wrote must read back to the same integers (guards the writer and reader)."""
+    for p1, p2 in zip(written.populations(), read.populations()):
+        n1, n2 = p1.neuron, p2.neuron
+        same = (len(p1.inputs) == len(p2.inputs) and np.array_equal(n1.bias_mant, n2.bias_mant)  # type: ignore[union-attr]
+                and (n1.du, n1.dv, n1.vth) == (n2.du, n2.dv, n2.vth)  # type: ignore[union-attr]
+                and all(same_synapse(a, b) for (a, _), (b, _) in zip(p1.inputs, p2.inputs)))
+        if not same:
+            raise GraphError(f"internal error: layer '{n1.name}' did not survive the {what} round trip")
+
+
+def same_synapse(a: Any, b: Any) -> bool:
+    """Same kind, integers and geometry (Dense: weight_exp and delays; Conv: stride, padding, dilation, groups)."""
+    if type(a) is not type(b) or not np.array_equal(a.weight, b.weight):
+        return False
+    if isinstance(a, QConv):
+        return a.geometry() == b.geometry()
+    same_delay = (a.delay is None) == (b.delay is None) and (a.delay is None or np.array_equal(a.delay, b.delay))
+    return bool(a.weight_exp == b.weight_exp) and same_delay

@@ -569,6 +569,15 @@ def graph_from_onnx(model: onnx.ModelProto, source: str = "ONNX model") -> Graph
     return graph
 
 
+def write_checked(graph: Graph, path: Path) -> None:
+    """``write_onnx`` then read the file back and check it holds the same integers (what snn-compile
+    does for every format it writes; snn-compile's helper process runs it, snnc.background)."""
+    from snnc.compiler.ir import check_round_trip
+
+    write_onnx(graph, path)
+    check_round_trip(graph, read_onnx(path), path.name)
+
+
 def read_onnx(path: Path) -> Graph:
     """Read a ``graph.onnx`` written by :func:`write_onnx` back into an equal, checked graph."""
     path = Path(path)

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-import torch
 
 from snnc.compiler.ir import Conv, CubaLIF, Dense, Graph, Input, QConv, QCubaLIF, QDense
 from snnc.compiler.targets import Target
 from snnc.errors import TargetLimitError
-from snnc.models.quant import bias_to_int, decay_to_int, threshold_to_int, weight_to_int
+
+# quantize() uses training's quantizers (snnc.models.quant, torch) and imports them when it runs: the
+# findings and checks here are read by snn-run / snn-report / the compile helper without torch
 
 
 def calibrate_scale(weights: list[np.ndarray], threshold: float, bias: np.ndarray | None, target: Target) -> float:
@@ -36,6 +37,8 @@ def calibrate_scale(weights: list[np.ndarray], threshold: float, bias: np.ndarra
 
 
 def _decay(name: str, what: str, value: float, target: Target) -> int:
+    from snnc.models.quant import decay_to_int
+
     d = decay_to_int(value, target.fixed_point)
     if not 0 <= d <= target.fixed_point.decay_unity:
         raise TargetLimitError(
@@ -51,6 +54,10 @@ def quantize(graph: Graph, target: Target) -> Graph:
     synapses; a synapse from graded input gets ``weight_exp = -bits``; weights from a signed input
     (channels ``[x+, x-]`` with weights ``[W, -W]``) stay in the symmetric range.
     """
+    import torch
+
+    from snnc.models.quant import bias_to_int, threshold_to_int, weight_to_int
+
     fp = target.fixed_point
     scales: dict[str, float] = {}
     clipped: dict[str, int] = {}

@@ -27,13 +27,15 @@ from dataclasses import dataclass, replace
 from typing import Iterator
 
 import numpy as np
-import torch
 
 from snnc.compiler.ir import Graph, Population, QConv
 from snnc.compiler.mapping import LayerMapping, Mapping
 from snnc.compiler.placement import Placement, place
 from snnc.hwsim.sim import (BlockOutput, HwSim, HwSimResult, LayerActivity, _exact_float_math, shift_signed,
                             simulate_block, transpose_ones)
+from snnc.lazy import LazyModule
+
+torch = LazyModule("torch")   # the counting run's; its results (DetailedCounts) unpickle without it (snnc.background)
 
 TRAFFIC = ("within_tile", "ew_hops", "ns_hops", "cross_chip", "to_host")
 REACH_CHUNK = 64     # destination cores per conv_transpose when finding which cores a neuron reaches

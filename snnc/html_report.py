@@ -6,6 +6,7 @@ activity over time, core map), so it shows the same numbers as ``snn-report`` pr
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -244,6 +245,24 @@ def si(x: float | None, unit: str) -> str:
         if abs(x) < factor * 1000:
             return f"{x / factor:.3g} {prefix}{unit}"
     return f"{x:.3g} {unit}"
+
+
+def preload() -> None:
+    """Import what the page needs (matplotlib, jinja2) ahead of :func:`write_page` (snnc.background)."""
+    import importlib
+
+    importlib.import_module("jinja2")
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(1, 1))      # fonts and the SVG backend loaded once, here
+    ax.set_xlabel("t")
+    _svg(fig)
+
+
+def write_page(path: Path, report: dict[str, Any], counts: DetailedCounts, inputs: np.ndarray, *,
+               title: str, cores_per_tile: int, mesh: tuple[int, int]) -> None:
+    """report.html at ``path`` (:func:`render_html`)."""
+    path.write_text(render_html(report, counts, inputs, title=title, cores_per_tile=cores_per_tile, mesh=mesh),
+                    encoding="utf-8")
 
 
 def render_html(report: dict[str, Any], counts: DetailedCounts, inputs: np.ndarray, *,

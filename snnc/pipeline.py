@@ -13,14 +13,18 @@ import numpy as np
 
 from snnc.compiler.artifact import (GRAPH_FILE, HTML_REPORT_FILE, MANIFEST_FILE, NETWORK_FILE, NIR_FILE, ONNX_FILE,
                                     REPORT_FILE)
-from snnc.errors import GraphError, SnncError, StrictModeError, VerificationError
+from snnc.errors import SnncError, StrictModeError, VerificationError
 from snnc.hwsim.energy import ANN_COST_MODEL, DEFAULT_COST_MODEL
 from snnc.verify import VerificationResult, compare
+from snnc.compiler.ir import check_round_trip
 
 # Everything else is imported where it is used (docs/performance.md, "Start-up"): snn-run reads an
 # artifact and runs hwsim, and pays for none of the compiler's file formats (onnx alone is ~1 s), the
 # report's counting and pricing, Lava, or the page's matplotlib and jinja2.
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from snnc.background import Helper
     from snnc.compiler.artifact import Artifact
     from snnc.compiler.ir import Graph
     from snnc.compiler.mapping import Mapping
@@ -293,14 +297,19 @@ def target_section(tgt: Target, mapping: Mapping) -> dict[str, Any]:
 
 
 def write_html(report: dict[str, Any], counts: DetailedCounts, inputs: np.ndarray, mapping: Mapping,
-               path: Path, title: str) -> None:
-    """report.html beside report.json (see snnc.html_report)."""
-    from snnc.html_report import render_html
-
+               path: Path, title: str, helper: Helper | None = None) -> Future | None:
+    """report.html beside report.json (see snnc.html_report); with ``helper``, written by the helper
+    process (the future of the job)."""
     tgt = mapping.target
     assert tgt is not None
-    path.write_text(render_html(report, counts, inputs, title=title, cores_per_tile=tgt.cores_per_tile,
-                                mesh=tgt.mesh_tiles), encoding="utf-8")
+    args = (path, report, counts, inputs)
+    kw = dict(title=title, cores_per_tile=tgt.cores_per_tile, mesh=tgt.mesh_tiles)
+    if helper is not None:
+        return helper.call("snnc.html_report:write_page", *args, **kw)
+    from snnc.html_report import write_page
+
+    write_page(*args, **kw)
+    return None
 
 
 def rebuild_report(path: str | Path, *, cost_model: str | None = None, samples: int | None = None,
@@ -346,7 +355,8 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
                   cost_model: str | None = None, strict: bool = False,
                   lava_timeout: float | None = None, data_file: str | Path | None = None,
                   input_shape: tuple[int, ...] | None = None,
-                  progress: Callable[[str, int, int], None] | None = None, emulator: bool = True) -> CompileResult:
+                  progress: Callable[[str, int, int], None] | None = None, emulator: bool = True,
+                  background: bool | None = None) -> CompileResult:
     """Compile ``model_path`` (any file :func:`load_source` reads) to an artifact directory; with
     ``verify`` > 0, check that every engine agrees spike for spike. The report is priced under
     ``cost_model`` (a shipped name or a JSON/YAML file, checked before anything is compiled; None: the
@@ -359,7 +369,11 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
     ``input_shape``: the input of a netx file without an input layer (``--input-shape``).
     ``progress(task, done, total)``: the stages done (task 'compile stages') and the Lava samples
     verified (task 'lava samples'), for snnc.progress. ``emulator``: False leaves nengo-loihi's
-    emulator out of the verification (``--no-emulator``; the report's verification.not_run says so)."""
+    emulator out of the verification (``--no-emulator``; the report's verification.not_run says so).
+    ``background``: graph.onnx and report.html written by a helper process that imports onnx and
+    matplotlib while this one loads torch and compiles (snnc.background; same bytes); None (default):
+    where that pays, i.e. while this process has not imported them (a command's first compile)."""
+    from snnc.background import Helper
     from snnc.compiler.artifact import manifest, sha256, staged_directory, write_json
     from snnc.compiler.mapping import map_cores, target_findings
     from snnc.compiler.netx_hdf5 import netx_limitation
@@ -369,110 +383,128 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
     from snnc.health import refuse_health_findings, training_section
     from snnc.hwsim.energy import load_cost_model
     from snnc.inputs import data_file_spec, input_code, input_spec, sample_inputs
+    from snnc.lazy import imported
 
-    say = on_stage or (lambda _msg: None)
-    stages = [0, 6 + (verify > 0)]
+    if background is None:       # where it pays: this process has not imported onnx and matplotlib yet
+        background = not (imported("onnx") and imported("matplotlib"))
+    with Helper(enabled=background) as helper:
+        say = on_stage or (lambda _msg: None)
+        stages = [0, 6 + (verify > 0)]
 
-    def stage_done() -> None:
-        stages[0] += 1
-        if progress is not None:
-            progress("compile stages", min(stages[0], stages[1]), stages[1])
-    tgt = get_target(target)
-    cost_model = tgt.default_cost_model if cost_model is None else cost_model
-    load_cost_model(cost_model)
-    model_path = Path(model_path)
-    src = load_source(model_path, allow_pickle_code_execution=allow_pickle_code_execution,
-                      nir_convention=nir_convention, nir_dt=nir_dt, input_shape=input_shape)
-    for note in src.notes:
-        say(note)
-    stage_done()    # read
-    model = src.model
-    qgraph = src.graph if src.graph.is_fixed_point else quantize(src.graph, tgt)
-    findings = check(qgraph, tgt)
-    mapping = map_cores(qgraph, tgt)
-    findings += target_findings(qgraph, mapping, tgt)   # graded input on binary-spike silicon, delay slots, ...
-    stage_done()    # quantized, checked, mapped
-    encoding = model.input_encoding if model is not None else None
-    spec = {**input_spec(src.metadata, timesteps, encoding, data_file), "shape": list(qgraph.input.shape)}
-    if spec.get("data_file"):
-        spec = data_file_spec(spec, qgraph.input, str(model_path),
-                              adopt_timesteps=timesteps is None and not src.metadata.get("timesteps"))
-    out_dir = Path(out) if out is not None else model_path.with_name(f"{model_path.stem}.{tgt.name}")
-    say(f"compiled {len(mapping.layers)} populations onto {mapping.cores} cores")
-    if spec.get("data_file"):
-        say(f"report inputs: {spec['data_file']} ({'its test part' if spec.get('data_split') == 'test' else 'x_test/y_test if it has them, else x/y'}, "
-            f"{spec['data_layout']})")
-    elif not spec.get("dataset"):
-        say(f"report inputs: random spikes ({model_path} records no dataset); pass --data FILE for real ones")
-    inputs, labels = sample_inputs(spec, qgraph.input, max(report_samples, verify), network=str(model_path))
-    stage_done()    # samples loaded
-    numerics, agreement, found = assess_numerics(src.graph, qgraph, tgt, inputs)
-    findings += found
-    # before anything is written or verified: --strict refuses health findings (snnc.health) too
-    report, counts = build_report(qgraph, mapping, inputs, labels, None, findings, cost_model)
-    if src.kind == "checkpoint" and (training := training_section(model_path, src.metadata, say)):
-        report["training"] = training      # snn-train's MODEL.log.json: the epoch curves
-    if strict:
-        refuse_numerical_findings(findings, model_path, src.kind, src.graph.meta.get("hardware_exact"))
-        refuse_health_findings(report["findings"], model_path)
-    stage_done()    # numerics and the report's counts
-    with staged_directory(out_dir) as tmp:
-        files = _write_graph_files(qgraph, tmp, spec["timesteps"])
-        stage_done()    # graph files written and read back
-        netx = (f"written: {NETWORK_FILE}" if NETWORK_FILE in files
-                else f"not written: {netx_limitation(qgraph)}")
-        verification = None
-        code = input_code(spec)
-        if verify > 0:
-            engines = "torch, hwsim and Lava" if model is not None else "hwsim and Lava"
-            say(f"verifying {verify} samples on {engines}"
-                + (" (and nengo-loihi's Loihi emulator where it can run)" if emulator else ""))
-            silicon = numerics.get("silicon") or {}
-            expected = (None if silicon.get("verdict") != "diverges" else
-                        f"the run enters regimes where Lava's model and the silicon-tested semantics differ, in "
-                        f"layer(s) {', '.join(silicon['layers_diverging'])} (report.json numerics.silicon)")
-            verification = verify_engines(model, qgraph, sample_inputs(spec, qgraph.input, verify, str(model_path))[0], code,
-                                          lava_timeout=lava_timeout, progress=progress, say=say,
-                                          emulator_expected=expected, emulator=emulator, target=tgt)
-            stage_done()    # verified
-            if not verification.passed:
-                raise VerificationError(verification.describe_failure())
-        if verification is not None:
-            report["verification"] = verification.to_json()
+        def stage_done() -> None:
+            stages[0] += 1
+            if progress is not None:
+                progress("compile stages", min(stages[0], stages[1]), stages[1])
+        tgt = get_target(target)
+        cost_model = tgt.default_cost_model if cost_model is None else cost_model
+        load_cost_model(cost_model)
+        model_path = Path(model_path)
+        src = load_source(model_path, allow_pickle_code_execution=allow_pickle_code_execution,
+                          nir_convention=nir_convention, nir_dt=nir_dt, input_shape=input_shape)
+        for note in src.notes:
+            say(note)
+        stage_done()    # read
+        model = src.model
+        qgraph = src.graph if src.graph.is_fixed_point else quantize(src.graph, tgt)
+        findings = check(qgraph, tgt)
+        mapping = map_cores(qgraph, tgt)
+        findings += target_findings(qgraph, mapping, tgt)   # graded input on binary-spike silicon, delay slots, ...
+        stage_done()    # quantized, checked, mapped
+        encoding = model.input_encoding if model is not None else None
+        spec = {**input_spec(src.metadata, timesteps, encoding, data_file), "shape": list(qgraph.input.shape)}
+        if spec.get("data_file"):
+            spec = data_file_spec(spec, qgraph.input, str(model_path),
+                                  adopt_timesteps=timesteps is None and not src.metadata.get("timesteps"))
+        out_dir = Path(out) if out is not None else model_path.with_name(f"{model_path.stem}.{tgt.name}")
+        say(f"compiled {len(mapping.layers)} populations onto {mapping.cores} cores")
+        if spec.get("data_file"):
+            say(f"report inputs: {spec['data_file']} ({'its test part' if spec.get('data_split') == 'test' else 'x_test/y_test if it has them, else x/y'}, "
+                f"{spec['data_layout']})")
+        elif not spec.get("dataset"):
+            say(f"report inputs: random spikes ({model_path} records no dataset); pass --data FILE for real ones")
+        inputs, labels = sample_inputs(spec, qgraph.input, max(report_samples, verify), network=str(model_path))
+        stage_done()    # samples loaded
+        numerics, agreement, found = assess_numerics(src.graph, qgraph, tgt, inputs)
+        findings += found
+        # before anything is written or verified: --strict refuses health findings (snnc.health) too
+        report, counts = build_report(qgraph, mapping, inputs, labels, None, findings, cost_model)
+        if src.kind == "checkpoint" and (training := training_section(model_path, src.metadata, say)):
+            report["training"] = training      # snn-train's MODEL.log.json: the epoch curves
+        if strict:
+            refuse_numerical_findings(findings, model_path, src.kind, src.graph.meta.get("hardware_exact"))
+            refuse_health_findings(report["findings"], model_path)
+        stage_done()    # numerics and the report's counts
         report["numerics"] = numerics
         if agreement is not None:
             report["quantization"]["float_agreement"] = agreement
-        write_json(tmp / REPORT_FILE, report)
-        write_html(report, counts, inputs, mapping, tmp / HTML_REPORT_FILE, title=model_path.name)
-        source = {"path": str(model_path), "kind": src.kind, "sha256": sha256(model_path),
-                  "metadata": src.metadata, "notes": src.notes}
-        write_json(tmp / MANIFEST_FILE, manifest(qgraph, target=tgt.name, input_spec=spec, files=files,
-                                                 source=source, netx=netx))
-    stage_done()    # report, page and manifest in place
-    return CompileResult(out_dir.resolve(), report)
+        with staged_directory(out_dir, on_error=helper.abort) as tmp:
+            page_job = None
+            if verify == 0:     # the report is complete: the page is drawn while the graph files are written
+                page_job = write_html(report, counts, inputs, mapping, tmp / HTML_REPORT_FILE,
+                                      title=model_path.name, helper=helper)
+            files, onnx_job = _write_graph_files(qgraph, tmp, spec["timesteps"], helper)
+            stage_done()    # graph files written and read back
+            netx = (f"written: {NETWORK_FILE}" if NETWORK_FILE in files
+                    else f"not written: {netx_limitation(qgraph)}")
+            code = input_code(spec)
+            if verify > 0:
+                engines = "torch, hwsim and Lava" if model is not None else "hwsim and Lava"
+                say(f"verifying {verify} samples on {engines}"
+                    + (" (and nengo-loihi's Loihi emulator where it can run)" if emulator else ""))
+                silicon = numerics.get("silicon") or {}
+                expected = (None if silicon.get("verdict") != "diverges" else
+                            f"the run enters regimes where Lava's model and the silicon-tested semantics differ, in "
+                            f"layer(s) {', '.join(silicon['layers_diverging'])} (report.json numerics.silicon)")
+                verification = verify_engines(model, qgraph, sample_inputs(spec, qgraph.input, verify, str(model_path))[0], code,
+                                              lava_timeout=lava_timeout, progress=progress, say=say,
+                                              emulator_expected=expected, emulator=emulator, target=tgt)
+                stage_done()    # verified
+                if not verification.passed:
+                    raise VerificationError(verification.describe_failure())
+                report["verification"] = verification.to_json()
+                page_job = write_html(report, counts, inputs, mapping, tmp / HTML_REPORT_FILE,
+                                      title=model_path.name, helper=helper)
+            write_json(tmp / REPORT_FILE, report)
+            source = {"path": str(model_path), "kind": src.kind, "sha256": sha256(model_path),
+                      "metadata": src.metadata, "notes": src.notes}
+            files = _digest_when_done(files, tmp, ONNX_FILE, onnx_job)
+            if page_job is not None:
+                page_job.result()
+            write_json(tmp / MANIFEST_FILE, manifest(qgraph, target=tgt.name, input_spec=spec, files=files,
+                                                     source=source, netx=netx))
+        stage_done()    # report, page and manifest in place
+        return CompileResult(out_dir.resolve(), report)
 
 
-def _write_graph_files(qgraph: Graph, where: Path, timesteps: int) -> dict[str, str]:
+def _write_graph_files(qgraph: Graph, where: Path, timesteps: int, helper: Helper) -> tuple[dict[str, str], Future]:
     """graph.h5, graph.nir, graph.onnx and (when netx can hold the graph) network.net, each read back
-    and checked equal to what was written; returns their sha256 digests."""
+    and checked equal to what was written -> (their sha256 digests, the ONNX job): graph.onnx is
+    written by ``helper`` (snnc.background: on the second core, with onnx imported there), the others
+    here meanwhile; its digest goes in once the job is done (:func:`_digest_when_done`)."""
     from snnc.compiler.artifact import sha256
     from snnc.compiler.graph_file import read_graph, write_graph
     from snnc.compiler.netx_hdf5 import netx_limitation, read_netx, write_netx
     from snnc.compiler.nir_io import read_nir, write_nir
-    from snnc.compiler.onnx_io import read_onnx, write_onnx
 
+    onnx_job = helper.call("snnc.compiler.onnx_io:write_checked", qgraph, where / ONNX_FILE)
     write_graph(qgraph, where / GRAPH_FILE)
-    _check_round_trip(qgraph, read_graph(where / GRAPH_FILE), GRAPH_FILE)
+    check_round_trip(qgraph, read_graph(where / GRAPH_FILE), GRAPH_FILE)
     write_nir(qgraph, where / NIR_FILE)
-    _check_round_trip(qgraph, read_nir(where / NIR_FILE).graph, NIR_FILE)
-    write_onnx(qgraph, where / ONNX_FILE)
-    _check_round_trip(qgraph, read_onnx(where / ONNX_FILE), ONNX_FILE)
-    files = {name: sha256(where / name) for name in (GRAPH_FILE, NIR_FILE, ONNX_FILE)}
+    check_round_trip(qgraph, read_nir(where / NIR_FILE).graph, NIR_FILE)
+    files = {name: sha256(where / name) for name in (GRAPH_FILE, NIR_FILE)}
     if netx_limitation(qgraph) is None:
         write_netx(qgraph, where / NETWORK_FILE, timesteps)
-        _check_round_trip(qgraph, read_netx(where / NETWORK_FILE), NETWORK_FILE)
+        check_round_trip(qgraph, read_netx(where / NETWORK_FILE), NETWORK_FILE)
         files[NETWORK_FILE] = sha256(where / NETWORK_FILE)
-    return files
+    return files, onnx_job
+
+
+def _digest_when_done(files: dict[str, str], where: Path, name: str, job: Future) -> dict[str, str]:
+    """``files`` with ``name``'s digest, after its helper job (its error raised here)."""
+    from snnc.compiler.artifact import sha256
+
+    job.result()
+    return {**files, name: sha256(where / name)}
 
 
 def assess_numerics(float_graph: Graph, qgraph: Graph, target: Target, inputs: np.ndarray
@@ -539,29 +571,6 @@ def float_agreement(float_graph: Graph, qgraph: Graph, inputs: np.ndarray) -> di
     ref = run_float(float_graph, inputs.astype(np.float64))
     hw = HwSim.from_graph(qgraph).run(inputs)
     return {name: float((ref.spikes[name] == hw.spikes[name]).mean()) for name in hw.spikes}
-
-
-def _check_round_trip(written: Graph, read: Graph, what: str) -> None:
-    """The file we wrote must read back to the same integers (guards the writer and reader)."""
-    for p1, p2 in zip(written.populations(), read.populations()):
-        n1, n2 = p1.neuron, p2.neuron
-        same = (len(p1.inputs) == len(p2.inputs) and np.array_equal(n1.bias_mant, n2.bias_mant)  # type: ignore[union-attr]
-                and (n1.du, n1.dv, n1.vth) == (n2.du, n2.dv, n2.vth)  # type: ignore[union-attr]
-                and all(_same_synapse(a, b) for (a, _), (b, _) in zip(p1.inputs, p2.inputs)))
-        if not same:
-            raise GraphError(f"internal error: layer '{n1.name}' did not survive the {what} round trip")
-
-
-def _same_synapse(a: Any, b: Any) -> bool:
-    """Same kind, integers and geometry (Dense: weight_exp and delays; Conv: stride, padding, dilation, groups)."""
-    from snnc.compiler.ir import QConv
-
-    if type(a) is not type(b) or not np.array_equal(a.weight, b.weight):
-        return False
-    if isinstance(a, QConv):
-        return a.geometry() == b.geometry()
-    same_delay = (a.delay is None) == (b.delay is None) and (a.delay is None or np.array_equal(a.delay, b.delay))
-    return bool(a.weight_exp == b.weight_exp) and same_delay
 
 
 def run_artifact(path: str | Path, *, backend: str, dataset: str | None, samples: int,

@@ -17,7 +17,8 @@ from snnc.hwsim.sim import HwSim
 from snnc.models.checkpoint import save
 from snnc.models.network import ARCHS
 from snnc.models.rules import make_rule
-from snnc.pipeline import _same_synapse, compile_model
+from snnc.compiler.ir import same_synapse as _same_synapse
+from snnc.pipeline import compile_model
 from conftest import make_model
 from netx_helpers import run_netx
 

@@ -25,7 +25,7 @@ from snnc.compiler.netx_hdf5 import (REC_FIRST_ATTR, SUPPORTED, netx_dense_rec_w
                                      read_netx, read_netx_file, write_netx)
 from snnc.errors import InputFileError, UnsupportedLayerError
 from snnc.hwsim.sim import HwSim
-from snnc.pipeline import _check_round_trip
+from snnc.compiler.ir import check_round_trip as _check_round_trip
 from snnc.runtime.lava_compat import ensure_lava_importable
 
 from netx_helpers import run_netx

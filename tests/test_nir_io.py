@@ -19,7 +19,8 @@ from snnc.compiler.nir_io import read_nir, write_nir
 from snnc.errors import InputFileError, UnsupportedLayerError
 from snnc.hwsim.reference import run_float
 from snnc.hwsim.sim import HwSim
-from snnc.pipeline import _same_synapse, compile_model
+from snnc.compiler.ir import same_synapse as _same_synapse
+from snnc.pipeline import compile_model
 
 warnings.filterwarnings("ignore", category=UserWarning)
 GRID = 2 / 254          # weights on the chip's grid once the scale is 254 (max |w| = 1)

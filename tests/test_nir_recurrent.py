@@ -21,7 +21,7 @@ from snnc.compiler.targets import get_target
 from snnc.errors import UnsupportedLayerError
 from snnc.hwsim.reference import run_float, shifted_agreement
 from snnc.hwsim.sim import HwSim
-from snnc.pipeline import _check_round_trip
+from snnc.compiler.ir import check_round_trip as _check_round_trip
 
 from recurrent_graphs import RECURRENT_GRAPHS
 from test_nir_io import GRID, THRESHOLD, assert_same_graph, grid_weight, padded

@@ -20,7 +20,7 @@ import pytest
 from snnc.compiler.ir import Graph, Input, Output, QConv, QCubaLIF, QDense
 from snnc.compiler.onnx_io import escape_name, graph_from_onnx, graph_to_onnx, read_onnx, write_onnx
 from snnc.hwsim.sim import HwSim
-from snnc.pipeline import _check_round_trip
+from snnc.compiler.ir import check_round_trip as _check_round_trip
 
 from test_onnx_io import _bypass, assert_same_graph_exactly, run_step_function
 
