@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import os
 import pickle
+import queue
 import signal
 import subprocess
 import sys
+import threading
 from typing import Any, BinaryIO
 
 #: the modules the helper imports at its start, while its parent works
@@ -82,6 +84,8 @@ class Helper:
         self._send: BinaryIO | None = None
         self._recv: BinaryIO | None = None
         self._pending: list[Job] = []
+        self._outbox: queue.SimpleQueue | None = None     # pickled jobs for the sender thread
+        self._sender: threading.Thread | None = None
 
     # --- the parent's side -----------------------------------------------------------------------
     def __enter__(self) -> "Helper":
@@ -104,6 +108,21 @@ class Helper:
             os.close(jobs_r)
             os.close(results_w)
         self._send, self._recv = os.fdopen(jobs_w, "wb"), os.fdopen(results_r, "rb")
+        # a job (the page's counts: megabytes) fills the pipe long before the helper, still importing,
+        # reads it: a thread writes, so that this process goes on working meanwhile
+        self._outbox = queue.SimpleQueue()
+        self._sender = threading.Thread(target=self._send_all, args=(self._send, self._outbox),
+                                        name="snnc-helper-sender", daemon=True)
+        self._sender.start()
+
+    @staticmethod
+    def _send_all(pipe: BinaryIO, outbox: queue.SimpleQueue) -> None:
+        while (data := outbox.get()) is not None:
+            try:
+                pipe.write(data)
+                pipe.flush()
+            except (OSError, ValueError):   # the helper is gone: its answers never come (_receive_one)
+                return
 
     def call(self, function: str, *args: Any, **kwargs: Any) -> Job:
         """Run ``"package.module:function"(*args, **kwargs)``: the module is imported only where the job
@@ -113,17 +132,11 @@ class Helper:
             data = pickle.dumps((function, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:               # noqa: BLE001  (arguments that do not pickle: run it here)
             data = None
-        if self._send is None or data is None:
-            job._run_here()
-            return job
-        try:
-            self._send.write(data)
-            self._send.flush()
-        except (OSError, ValueError):     # the helper is gone: this job and any after it run here
-            self._give_up()
+        if self._outbox is None or data is None:
             job._run_here()
             return job
         self._pending.append(job)
+        self._outbox.put(data)
         return job
 
     def _receive_one(self) -> None:
@@ -146,6 +159,13 @@ class Helper:
             job._run_here()
 
     def _stop(self, kill: bool) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and kill:
+            proc.kill()                       # a write the sender is blocked in fails now
+        if self._outbox is not None and self._sender is not None:
+            self._outbox.put(None)
+            self._sender.join()
+        self._outbox = self._sender = None
         for f in (self._send, self._recv):
             if f is not None:
                 try:
@@ -153,10 +173,7 @@ class Helper:
                 except OSError:
                     pass
         self._send = self._recv = None
-        proc, self._proc = self._proc, None
         if proc is not None:
-            if kill:
-                proc.kill()
             proc.wait()
 
     def abort(self) -> None:
@@ -208,3 +225,6 @@ def _serve(parent: int, jobs_fd: int, results_fd: int) -> None:
 
 if __name__ == "__main__":
     _serve(*(int(a) for a in sys.argv[1:4]))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)      # no interpreter teardown (onnx, matplotlib): the parent waits for this exit

@@ -5,6 +5,7 @@ activity over time, core map), so it shows the same numbers as ``snn-report`` pr
 """
 from __future__ import annotations
 
+import functools
 import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -247,11 +248,21 @@ def si(x: float | None, unit: str) -> str:
     return f"{x:.3g} {unit}"
 
 
-def preload() -> None:
-    """Import what the page needs (matplotlib, jinja2) ahead of :func:`write_page` (snnc.background)."""
-    import importlib
+@functools.lru_cache(maxsize=1)
+def _template() -> Any:
+    """The page's jinja2 template, compiled once per process."""
+    import jinja2
 
-    importlib.import_module("jinja2")
+    env = jinja2.Environment(loader=jinja2.PackageLoader("snnc", "templates"),
+                             autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined)
+    env.filters["si"] = si
+    return env.get_template("report.html.j2")
+
+
+def preload() -> None:
+    """Load what the page needs (matplotlib, fonts, the compiled template) ahead of :func:`write_page`
+    (snnc.background's helper does this while its parent compiles)."""
+    _template()
     plt = _plt()
     fig, ax = plt.subplots(figsize=(1, 1))      # fonts and the SVG backend loaded once, here
     ax.set_xlabel("t")
@@ -268,20 +279,15 @@ def write_page(path: Path, report: dict[str, Any], counts: DetailedCounts, input
 def render_html(report: dict[str, Any], counts: DetailedCounts, inputs: np.ndarray, *,
                 title: str, cores_per_tile: int, mesh: tuple[int, int]) -> str:
     """The whole page as one string (no timestamp: the same artifact gives the same bytes)."""
-    import jinja2
-
     from snnc.health import health_summary
 
-    env = jinja2.Environment(loader=jinja2.PackageLoader("snnc", "templates"),
-                             autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined)
-    env.filters["si"] = si
     charts = {"raster": raster_svg(counts, inputs), "activity": activity_svg(report),
               "energy": energy_svg(report), "latency": latency_svg(report),
               "core_map": core_map_svg(report, cores_per_tile, mesh), "training": training_svg(report),
               "confusion": confusion_svg(report)}
     mapping_cores = {m["name"]: m["cores"] for m in report["mapping"]["layers"]}
     energy_by_layer = {e["name"]: e for e in report["energy"]["layers"]}
-    return env.get_template("report.html.j2").render(
+    return _template().render(
         r=report, title=title, charts=charts, cores_of=mapping_cores, energy_of=energy_by_layer,
         unwell=health_summary(report), findings=sorted(report.get("findings") or [], key=lambda f: not f.get("health")),
         core_rows=report["energy"]["cores"][:CORE_TABLE_ROWS], core_rows_total=len(report["energy"]["cores"]))

@@ -356,7 +356,7 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
                   lava_timeout: float | None = None, data_file: str | Path | None = None,
                   input_shape: tuple[int, ...] | None = None,
                   progress: Callable[[str, int, int], None] | None = None, emulator: bool = True,
-                  background: bool | None = None) -> CompileResult:
+                  background: bool | Helper | None = None) -> CompileResult:
     """Compile ``model_path`` (any file :func:`load_source` reads) to an artifact directory; with
     ``verify`` > 0, check that every engine agrees spike for spike. The report is priced under
     ``cost_model`` (a shipped name or a JSON/YAML file, checked before anything is compiled; None: the
@@ -372,7 +372,8 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
     emulator out of the verification (``--no-emulator``; the report's verification.not_run says so).
     ``background``: graph.onnx and report.html written by a helper process that imports onnx and
     matplotlib while this one loads torch and compiles (snnc.background; same bytes); None (default):
-    where that pays, i.e. while this process has not imported them (a command's first compile)."""
+    where that pays, i.e. while this process has not imported them (a command's first compile); or a
+    started :class:`~snnc.background.Helper` (snn-compile starts one before its imports)."""
     from snnc.background import Helper
     from snnc.compiler.artifact import manifest, sha256, staged_directory, write_json
     from snnc.compiler.mapping import map_cores, target_findings
@@ -387,7 +388,8 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
 
     if background is None:       # where it pays: this process has not imported onnx and matplotlib yet
         background = not (imported("onnx") and imported("matplotlib"))
-    with Helper(enabled=background) as helper:
+    with (contextlib.nullcontext(background) if isinstance(background, Helper)
+          else Helper(enabled=background)) as helper:
         say = on_stage or (lambda _msg: None)
         stages = [0, 6 + (verify > 0)]
 
