@@ -235,6 +235,12 @@ class FastEngine:
             np.int32 if conv_bound(c, graded if src == self.input.name else 1) < 2**31 else np.int64))
             for pop in self.populations for c, src in pop.inputs if isinstance(c, QConv)}
 
+    def uses_torch(self, samples: int, steps: int) -> bool:
+        """Whether a run of ``samples`` x ``steps`` takes torch's GEMMs / convolutions
+        (:data:`TORCH_GEMM_MACS`); ``snn-run`` imports torch before its clock starts where it does."""
+        macs = samples * steps * sum(d.float.size for d in self.dense.values())
+        return bool(self.convs) or imported("torch") or macs >= TORCH_GEMM_MACS
+
     def run(self, inputs: np.ndarray, keep: Collection[str] | None = None) -> HwSimResult:
         """``keep`` as in :meth:`HwSim.run`."""
         if isinstance(inputs, np.ndarray) and inputs.dtype == bool and not self.input.bits:
@@ -243,8 +249,7 @@ class FastEngine:
         else:
             x = self.input.check_values(inputs)
         step = max(1, int(self.chunk)) if self.chunk else chunk_size(self.graph, x.shape[1], DEFAULT_CHUNK)
-        macs = len(x) * x.shape[1] * sum(d.float.size for d in self.dense.values())
-        self.use_torch = bool(self.convs) or imported("torch") or macs >= TORCH_GEMM_MACS
+        self.use_torch = self.uses_torch(len(x), x.shape[1])
         if len(x) <= step:
             return self._run_chunk(x, keep)
         return merge_results([self._run_chunk(x[i:i + step], keep) for i in range(0, len(x), step)])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib
 import time
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -622,6 +623,10 @@ def run_artifact(path: str | Path, *, backend: str, dataset: str | None, samples
             if device == "cpu":     # start (and warm) the workers before the clock starts
                 run = partial(stack.enter_context(HwSimPool(art.graph, workers=workers, engine=engine)).run, keep=keep,
                               progress=progress)
+                from snnc.hwsim.fast import FastEngine
+
+                if FastEngine(art.graph).uses_torch(len(inputs), inputs.shape[1]):
+                    importlib.import_module("torch")    # start-up: the run's GEMMs are torch's (hwsim/fast.py)
             else:
                 warm_up(art.graph, engine, device)
                 run = partial(HwSim.from_graph(art.graph).run, engine=engine, device=device, keep=keep)
