@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Collection, Iterator, TypeVar
 import numpy as np
 
 from snnc.compiler.ir import Graph, Population, QConv, QCubaLIF, QDense
-from snnc.models.fixed_point import FixedPointFormat
 from snnc.errors import GraphError
 from snnc.lazy import LazyModule
+from snnc.models.fixed_point import FixedPointFormat
 
 if TYPE_CHECKING:
     from snnc.hwsim.headroom import StateWatch

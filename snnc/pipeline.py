@@ -14,10 +14,10 @@ import numpy as np
 
 from snnc.compiler.artifact import (GRAPH_FILE, HTML_REPORT_FILE, MANIFEST_FILE, NETWORK_FILE, NIR_FILE, ONNX_FILE,
                                     REPORT_FILE)
+from snnc.compiler.ir import check_round_trip
 from snnc.errors import SnncError, StrictModeError, VerificationError
 from snnc.hwsim.energy import ANN_COST_MODEL, DEFAULT_COST_MODEL
 from snnc.verify import VerificationResult, compare
-from snnc.compiler.ir import check_round_trip
 
 # Everything else is imported where it is used (docs/performance.md, "Start-up"): snn-run reads an
 # artifact and runs hwsim, and pays for none of the compiler's file formats (onnx alone is ~1 s), the
