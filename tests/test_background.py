@@ -2,9 +2,9 @@
 process or half-written artifact left behind, whatever happens."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import psutil
 import pytest
 
 from snnc.background import Helper
@@ -14,13 +14,26 @@ from snnc.models.checkpoint import save
 from snnc.pipeline import compile_model
 
 from conftest import make_model
+from processes import alive, descendants
 
 
-def _children() -> list[psutil.Process]:
-    """This process's live children, but multiprocessing's resource tracker (one per program, started by
-    any "spawn" pool, it ends with the program)."""
-    return [p for p in psutil.Process().children(recursive=True) if p.is_running() and p.status() != "zombie"
-            and not any("resource_tracker" in part for part in p.cmdline())]
+class _Proc:
+    def __init__(self, pid: int):
+        self.pid = pid
+
+
+def _children() -> list[_Proc]:
+    """This process's live descendants (/proc), but multiprocessing's resource tracker (one per program,
+    started by an earlier test's "spawn" pool, it ends with the program)."""
+    def tracker(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                return b"resource_tracker" in f.read()
+        except OSError:
+            return False
+
+    return [_Proc(int(p.split()[1])) for p in alive(descendants(os.getpid()))
+            if not tracker(int(p.split()[1]))]
 
 
 def test_compile_with_the_helper_writes_the_same_bytes(tmp_path: Path) -> None:
