@@ -224,7 +224,10 @@ def _serve(parent: int, jobs_fd: int, results_fd: int) -> None:
 
 
 if __name__ == "__main__":
-    _serve(*(int(a) for a in sys.argv[1:4]))
+    try:
+        _serve(*(int(a) for a in sys.argv[1:4]))
+    except BaseException:      # noqa: BLE001  (an import or a pipe failed: no traceback for the user;
+        os._exit(1)            # the parent runs the unanswered jobs itself and reports their errors)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)      # no interpreter teardown (onnx, matplotlib): the parent waits for this exit

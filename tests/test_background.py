@@ -73,6 +73,15 @@ def test_a_dead_helpers_jobs_run_here() -> None:
         assert helper._proc is None
 
 
+def test_a_helper_that_cannot_start_costs_nothing_but_time(monkeypatch: pytest.MonkeyPatch,
+                                                          capfd: pytest.CaptureFixture[str]) -> None:
+    """A helper that exits at once (here: not Python at all) answers nothing: its jobs run here."""
+    monkeypatch.setattr("sys.executable", "/bin/false")
+    with Helper(enabled=True) as helper:
+        assert helper.call("math:hypot", 3.0, 4.0).result() == 5.0
+    assert "Traceback" not in capfd.readouterr().err
+
+
 def test_a_script_that_compiles_at_top_level_compiles_once(tmp_path: Path) -> None:
     """The helper is a fresh `python -m snnc.background`, not a multiprocessing "spawn" child, which
     re-runs the caller's __main__ script: a script without a __main__ guard (or one read from stdin)
