@@ -23,9 +23,7 @@ from snnc.verify import VerificationResult, compare
 # artifact and runs hwsim, and pays for none of the compiler's file formats (onnx alone is ~1 s), the
 # report's counting and pricing, Lava, or the page's matplotlib and jinja2.
 if TYPE_CHECKING:
-    from concurrent.futures import Future
-
-    from snnc.background import Helper
+    from snnc.background import Helper, Job
     from snnc.compiler.artifact import Artifact
     from snnc.compiler.ir import Graph
     from snnc.compiler.mapping import Mapping
@@ -298,9 +296,9 @@ def target_section(tgt: Target, mapping: Mapping) -> dict[str, Any]:
 
 
 def write_html(report: dict[str, Any], counts: DetailedCounts, inputs: np.ndarray, mapping: Mapping,
-               path: Path, title: str, helper: Helper | None = None) -> Future | None:
+               path: Path, title: str, helper: Helper | None = None) -> Job | None:
     """report.html beside report.json (see snnc.html_report); with ``helper``, written by the helper
-    process (the future of the job)."""
+    process (its :class:`~snnc.background.Job`)."""
     tgt = mapping.target
     assert tgt is not None
     args = (path, report, counts, inputs)
@@ -479,7 +477,7 @@ def compile_model(model_path: str | Path, *, target: str = "loihi", out: str | P
         return CompileResult(out_dir.resolve(), report)
 
 
-def _write_graph_files(qgraph: Graph, where: Path, timesteps: int, helper: Helper) -> tuple[dict[str, str], Future]:
+def _write_graph_files(qgraph: Graph, where: Path, timesteps: int, helper: Helper) -> tuple[dict[str, str], Job]:
     """graph.h5, graph.nir, graph.onnx and (when netx can hold the graph) network.net, each read back
     and checked equal to what was written -> (their sha256 digests, the ONNX job): graph.onnx is
     written by ``helper`` (snnc.background: on the second core, with onnx imported there), the others
@@ -502,7 +500,7 @@ def _write_graph_files(qgraph: Graph, where: Path, timesteps: int, helper: Helpe
     return files, onnx_job
 
 
-def _digest_when_done(files: dict[str, str], where: Path, name: str, job: Future) -> dict[str, str]:
+def _digest_when_done(files: dict[str, str], where: Path, name: str, job: Job) -> dict[str, str]:
     """``files`` with ``name``'s digest, after its helper job (its error raised here)."""
     from snnc.compiler.artifact import sha256
 
