@@ -203,6 +203,14 @@ class _FeedForward:
 _Done = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]
 
 
+def uses_torch(graph: Graph, samples: int, steps: int) -> bool:
+    """Whether the numba engine's run of ``samples`` x ``steps`` takes torch's GEMMs / convolutions
+    (:data:`TORCH_GEMM_MACS`); ``snn-run`` imports torch before its clock starts where it does."""
+    syns = [syn for pop in graph.populations() for syn, _ in pop.inputs]
+    macs = samples * steps * sum(int(syn.weight.size) for syn in syns if isinstance(syn, QDense))
+    return any(isinstance(syn, QConv) for syn in syns) or imported("torch") or macs >= TORCH_GEMM_MACS
+
+
 class FastEngine:
     """Prepared once per graph; :meth:`run` takes any batch."""
 
@@ -236,10 +244,8 @@ class FastEngine:
             for pop in self.populations for c, src in pop.inputs if isinstance(c, QConv)}
 
     def uses_torch(self, samples: int, steps: int) -> bool:
-        """Whether a run of ``samples`` x ``steps`` takes torch's GEMMs / convolutions
-        (:data:`TORCH_GEMM_MACS`); ``snn-run`` imports torch before its clock starts where it does."""
-        macs = samples * steps * sum(d.float.size for d in self.dense.values())
-        return bool(self.convs) or imported("torch") or macs >= TORCH_GEMM_MACS
+        """Whether a run of ``samples`` x ``steps`` takes torch's GEMMs / convolutions (:func:`uses_torch`)."""
+        return uses_torch(self.graph, samples, steps)
 
     def run(self, inputs: np.ndarray, keep: Collection[str] | None = None) -> HwSimResult:
         """``keep`` as in :meth:`HwSim.run`."""

@@ -621,9 +621,9 @@ def run_artifact(path: str | Path, *, backend: str, dataset: str | None, samples
             if device == "cpu":     # start (and warm) the workers before the clock starts
                 run = partial(stack.enter_context(HwSimPool(art.graph, workers=workers, engine=engine)).run, keep=keep,
                               progress=progress)
-                from snnc.hwsim.fast import FastEngine
+                from snnc.hwsim.fast import uses_torch
 
-                if FastEngine(art.graph).uses_torch(len(inputs), inputs.shape[1]):
+                if uses_torch(art.graph, len(inputs), inputs.shape[1]):
                     importlib.import_module("torch")    # start-up: the run's GEMMs are torch's (hwsim/fast.py)
             else:
                 warm_up(art.graph, engine, device)
